@@ -1,0 +1,137 @@
+//! The storage seam: the only way the engine touches files.
+//!
+//! The engine lives in one flat directory. Every byte it reads or writes,
+//! every file it creates, renames or removes, and every sync goes through
+//! [`Storage`] and [`StorageFile`]. Nothing in the engine calls `std::fs`
+//! directly, so the harness can substitute an implementation that records
+//! every call in order, fails a chosen sync, and rebuilds what a disk could
+//! hold after a power cut at any point of that record.
+//!
+//! Durability contract (what the engine may assume, and all it may assume):
+//! - `write_at`, `set_len`, `create`, `rename` and `remove` are *volatile*
+//!   until a sync covers them: `sync_data`/`sync_all` of a file covers that
+//!   file's data and size; `sync_dir` covers the directory entries created,
+//!   renamed or removed before it.
+//! - A failed sync (`Err`) guarantees nothing, not even later: on Linux the
+//!   page cache drops the failed pages and marks them clean, so a later
+//!   successful sync does not make them durable.
+//! - Reads see every completed write (the page cache), durable or not.
+//!
+//! Implementations: [`RealStorage`] (a directory of the real file system) and
+//! [`MemStorage`] (in memory, every operation immediately visible; it has no
+//! crash model of its own — the harness layers one on top by recording).
+
+mod mem;
+mod real;
+
+pub use mem::MemStorage;
+pub use real::RealStorage;
+
+use std::io;
+
+/// A directory of files, as the engine sees it.
+///
+/// Names are plain file names (no `/`). All methods are safe to call from
+/// several threads at once.
+pub trait Storage: Send + Sync {
+    /// Creates the file `name`, empty. Fails with `AlreadyExists` if a file of
+    /// that name exists. The new directory entry is volatile until
+    /// [`Storage::sync_dir`].
+    fn create(&self, name: &str) -> io::Result<Box<dyn StorageFile>>;
+
+    /// Opens the existing file `name` for reading and writing. Fails with
+    /// `NotFound` if there is none.
+    fn open(&self, name: &str) -> io::Result<Box<dyn StorageFile>>;
+
+    /// Renames `from` to `to`, atomically replacing `to` if it exists.
+    /// Volatile until [`Storage::sync_dir`].
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+
+    /// Removes the file `name`. Fails with `NotFound` if there is none.
+    /// Volatile until [`Storage::sync_dir`]. Open handles stay usable.
+    fn remove(&self, name: &str) -> io::Result<()>;
+
+    /// The names of the files in the directory, sorted.
+    fn list(&self) -> io::Result<Vec<String>>;
+
+    /// Makes every earlier `create`, `rename` and `remove` durable.
+    fn sync_dir(&self) -> io::Result<()>;
+
+    /// Takes the exclusive lock on the directory for as long as the returned
+    /// guard lives. Fails with `WouldBlock` if another opener holds it.
+    fn lock(&self) -> io::Result<StorageLock>;
+}
+
+/// An open file.
+pub trait StorageFile: Send + Sync {
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many were read.
+    /// A short count happens only at the end of the file.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Writes all of `data` at `offset`, extending the file if needed (a gap
+    /// reads as zeros). Volatile until a sync of this file.
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
+
+    /// Truncates or extends the file to `len` bytes (an extension reads as
+    /// zeros). Volatile until a sync of this file.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+
+    /// The current length of the file in bytes (durable or not).
+    fn len(&self) -> io::Result<u64>;
+
+    /// Makes this file's data and size durable (`fdatasync`).
+    fn sync_data(&self) -> io::Result<()>;
+
+    /// Makes this file's data, size and metadata durable (`fsync`).
+    fn sync_all(&self) -> io::Result<()>;
+}
+
+/// A held directory lock; dropping it releases the lock.
+pub struct StorageLock {
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl StorageLock {
+    /// Wraps whatever keeps the lock held (a locked file, a flag's guard).
+    pub fn new(guard: Box<dyn Send + Sync>) -> StorageLock {
+        StorageLock { _guard: guard }
+    }
+}
+
+impl std::fmt::Debug for StorageLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StorageLock")
+    }
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
+pub fn read_exact_at(file: &dyn StorageFile, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = file.read_at(offset + done as u64, &mut buf[done..])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("short read at offset {}", offset + done as u64),
+            ));
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// Checks that `name` is a plain file name, as every [`Storage`] requires.
+pub fn check_name(name: &str) -> io::Result<()> {
+    let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0']);
+    if plain {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a plain file name: {name:?}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

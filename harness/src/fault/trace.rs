@@ -1,0 +1,80 @@
+//! The trace: every storage operation and workload acknowledgement, in order.
+//!
+//! Interface fixed by the skeleton; the shared-memory writer and reader land
+//! with the fault-model work.
+
+/// Identifies a file (an inode) for the life of a trace: files of the base
+/// image are numbered first (in name order), then each `Create` takes the next
+/// number. A rename moves a name, not the file id.
+pub type FileId = u32;
+
+/// The workload's id for a transaction, unique across all cycles of a trial.
+pub type WorkloadTxnId = u64;
+
+/// A value written by a transaction: `None` deletes the key.
+pub type Write = (Vec<u8>, Option<Vec<u8>>);
+
+/// One entry of the trace. The index of an event in the trace is its
+/// "operation index"; a crash point `k` keeps events `0..k`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    // --- storage operations, recorded by the recording storage after the
+    // operation completed (a failed sync is recorded with `failed: true`).
+    Create {
+        name: String,
+        file: FileId,
+    },
+    Write {
+        file: FileId,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    SetLen {
+        file: FileId,
+        len: u64,
+    },
+    SyncData {
+        file: FileId,
+        failed: bool,
+    },
+    SyncAll {
+        file: FileId,
+        failed: bool,
+    },
+    Rename {
+        from: String,
+        to: String,
+        file: FileId,
+    },
+    Remove {
+        name: String,
+        file: FileId,
+    },
+    SyncDir {
+        failed: bool,
+    },
+    // --- workload events, recorded by the driver.
+    /// The driver is about to call commit for this transaction, whose writes
+    /// (in order; the last write of a key wins) are these.
+    CommitIssued {
+        txn: WorkloadTxnId,
+        writes: Vec<Write>,
+    },
+    /// The target acknowledged the commit at this virtual time.
+    Acked {
+        txn: WorkloadTxnId,
+        now_us: u64,
+    },
+    /// The target said no to the commit (error); it may or may not survive.
+    CommitFailed {
+        txn: WorkloadTxnId,
+    },
+    /// A checkpoint returned Ok: every commit acknowledged before its
+    /// `CheckpointIssued` is durable from here on.
+    CheckpointIssued,
+    CheckpointAcked,
+    /// The workload (re)opened the target: recovery starts here.
+    OpenIssued,
+    /// Recovery finished and the target is open.
+    Opened,
+}

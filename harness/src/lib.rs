@@ -1,0 +1,19 @@
+//! powercut: a crash-consistency torture harness (library behind the
+//! `powercut` command).
+//!
+//! - [`target`]: the seam through which an engine under test is driven;
+//! - [`fault`]: recording storage, the trace, crash images per fault profile;
+//! - [`workload`]: scenarios and the seeded workload driver;
+//! - [`oracle`]: what a recovered state must be, and the violations;
+//! - [`supervisor`]: forks, kills, recovers and verifies; case ids;
+//! - [`report`]: summary.json, trials.csv, junit.xml, bundles;
+//! - [`bench`]: `powercut bench engine|harness`.
+
+pub mod bench;
+pub mod exit;
+pub mod fault;
+pub mod oracle;
+pub mod report;
+pub mod supervisor;
+pub mod target;
+pub mod workload;

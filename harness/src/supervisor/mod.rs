@@ -1,0 +1,1 @@
+//! (lands with the torture-loop work)
