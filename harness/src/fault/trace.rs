@@ -60,6 +60,12 @@ pub enum Event {
         txn: WorkloadTxnId,
         writes: Vec<Write>,
     },
+    /// The commit call returned; the target's commit record is at `lsn`
+    /// (a target without LSNs reports none).
+    CommitLogged {
+        txn: WorkloadTxnId,
+        lsn: Option<u64>,
+    },
     /// The target acknowledged the commit at this virtual time.
     Acked {
         txn: WorkloadTxnId,
@@ -77,4 +83,36 @@ pub enum Event {
     OpenIssued,
     /// Recovery finished and the target is open.
     Opened,
+}
+
+/// Where events go: the shared-memory trace in a workload child, a `Vec` in
+/// tests. Appending is the only operation; it must be cheap.
+pub trait EventSink: Send + Sync {
+    /// Appends `event`; returns its operation index.
+    fn record(&self, event: Event) -> u64;
+}
+
+/// An in-memory sink, for tests and for recording outside a workload child.
+#[derive(Debug, Default)]
+pub struct VecSink {
+    events: std::sync::Mutex<Vec<Event>>,
+}
+
+impl VecSink {
+    pub fn new() -> VecSink {
+        VecSink::default()
+    }
+
+    /// A copy of the events recorded so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().expect("VecSink lock").clone()
+    }
+}
+
+impl EventSink for VecSink {
+    fn record(&self, event: Event) -> u64 {
+        let mut events = self.events.lock().expect("VecSink lock");
+        events.push(event);
+        events.len() as u64 - 1
+    }
 }

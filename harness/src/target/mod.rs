@@ -61,8 +61,9 @@ pub trait Target {
     fn delete(&mut self, txn: TxnHandle, key: &[u8]) -> TargetResult<()>;
     fn abort(&mut self, txn: TxnHandle) -> TargetResult<()>;
     /// Issues the commit: after this returns the commit is "issued"; it is
-    /// acknowledged when [`Target::take_acks`] reports it.
-    fn commit(&mut self, txn: TxnHandle) -> TargetResult<()>;
+    /// acknowledged when [`Target::take_acks`] reports it. Returns the
+    /// position of the commit record (an LSN), if the target has one.
+    fn commit(&mut self, txn: TxnHandle) -> TargetResult<Option<u64>>;
     /// Group commit leader, step 1 (capture what the flush covers). A
     /// no-op for targets without group commit.
     fn flush_begin(&mut self) -> TargetResult<()>;

@@ -74,10 +74,10 @@ impl Target for EngineTarget {
         self.engine.abort(txn).map_err(target_error)
     }
 
-    fn commit(&mut self, txn: TxnHandle) -> TargetResult<()> {
+    fn commit(&mut self, txn: TxnHandle) -> TargetResult<Option<u64>> {
         let ticket = self.engine.commit_enqueue(txn).map_err(target_error)?;
         self.pending.push(ticket);
-        Ok(())
+        Ok(Some(ticket.lsn))
     }
 
     fn flush_begin(&mut self) -> TargetResult<()> {
