@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 type Image = BTreeMap<String, Vec<u8>>;
+type State = BTreeMap<Vec<u8>, Vec<u8>>;
 
 fn last_segment(image: &Image) -> String {
     image
         .keys()
-        .filter(|name| name.starts_with("wal-"))
-        .next_back()
+        .rfind(|name| name.starts_with("wal-"))
         .unwrap()
         .clone()
 }
@@ -56,14 +56,17 @@ fn torn_tail_is_truncated_and_later_commits_survive() {
     assert!(report.truncated_bytes >= 100 + commit.len as u64);
     assert_eq!(report.losers.len(), 1, "the torn commit's txn is a loser");
     let state_now = state(&engine);
-    assert_eq!(state_now.get(&b"kept".to_vec()), Some(&b"1".to_vec()));
-    assert_eq!(state_now.get(&b"torn".to_vec()), None);
+    assert_eq!(state_now.get(b"kept".as_slice()), Some(&b"1".to_vec()));
+    assert_eq!(state_now.get(b"torn".as_slice()), None);
     put_commit(&engine, b"after", b"3");
     let image = storage.snapshot();
     drop(engine);
 
     let (_, engine) = open_image(&image, &config);
-    assert_eq!(state(&engine).get(&b"after".to_vec()), Some(&b"3".to_vec()));
+    assert_eq!(
+        state(&engine).get(b"after".as_slice()),
+        Some(&b"3".to_vec())
+    );
 }
 
 /// STEAL: an uncommitted transaction's dirty pages reached the page file at
@@ -103,7 +106,7 @@ fn stolen_pages_of_a_loser_are_undone() {
 /// Builds a log with a committed txn, a txn rolled back at runtime (CLRs and
 /// an abort record), a loser, and another commit; returns the image and the
 /// expected state after each commit record.
-fn rollback_workload(config: &Config) -> (Image, Vec<(u64, BTreeMap<Vec<u8>, Vec<u8>>)>) {
+fn rollback_workload(config: &Config) -> (Image, Vec<(u64, State)>) {
     let storage = MemStorage::new();
     let engine = open(&storage, config);
     let mut model = BTreeMap::new();
@@ -160,7 +163,7 @@ fn every_log_prefix_recovers_and_rollback_resumes() {
         let clrs_before = records(&cut).iter().filter(|r| r.kind == Kind::Clr).count();
         if clrs_before > 0 && clrs_before < clrs {
             resumed += 1;
-            assert!(report.losers.len() >= 1);
+            assert!(!report.losers.is_empty());
         }
         // Crash right after recovery and recover again: the same state.
         let again = storage.snapshot();
@@ -194,7 +197,7 @@ fn recovering_an_image_twice_is_idempotent() {
 
 /// Builds an image in which page `victim` was written after the checkpoint
 /// (it has a full-page image in the redo range) and then torn on disk.
-fn torn_page_image(config: &Config) -> (Image, BTreeMap<Vec<u8>, Vec<u8>>, u32) {
+fn torn_page_image(config: &Config) -> (Image, State, u32) {
     let storage = MemStorage::new();
     let engine = open(&storage, config);
     let mut model = BTreeMap::new();
