@@ -607,3 +607,51 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     (line, column)
 }
+
+/// A scenario as the user named it: parsed, with its text and the label
+/// case ids carry (`NAME` for a built-in, `NAME@HASH` for a file).
+#[derive(Clone, Debug)]
+pub struct ScenarioSource {
+    pub scenario: Scenario,
+    pub toml: String,
+    pub label: String,
+}
+
+/// Resolves `--scenario` (a file path or a built-in name; none: the
+/// default); the error is one line.
+pub fn resolve(argument: Option<&str>) -> Result<ScenarioSource, String> {
+    let argument = argument.unwrap_or(DEFAULT_SCENARIO);
+    if let Some((_, text)) = BUILTINS.iter().find(|(name, _)| *name == argument) {
+        let scenario =
+            Scenario::from_toml(text, &format!("builtin:{argument}")).map_err(|e| e.to_string())?;
+        return Ok(ScenarioSource {
+            label: argument.to_string(),
+            toml: text.to_string(),
+            scenario,
+        });
+    }
+    let scenario = Scenario::resolve(argument).map_err(|e| e.to_string())?;
+    let toml =
+        std::fs::read_to_string(argument).map_err(|e| format!("{argument}: cannot read: {e}"))?;
+    let hash = crc32c::crc32c(toml.as_bytes());
+    let stem = Path::new(argument)
+        .file_stem()
+        .map_or_else(
+            || "scenario".to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        )
+        .replace([':', '@', ' '], "-");
+    Ok(ScenarioSource {
+        label: format!("{stem}@{hash:08x}"),
+        toml,
+        scenario,
+    })
+}
+
+/// The text of a built-in scenario.
+pub fn builtin_toml(name: &str) -> Option<&'static str> {
+    BUILTINS
+        .iter()
+        .find(|(builtin, _)| *builtin == name)
+        .map(|(_, text)| *text)
+}
