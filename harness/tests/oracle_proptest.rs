@@ -12,6 +12,10 @@ use proptest::prelude::*;
 
 const BASE_ID: WorkloadTxnId = 1000;
 
+/// A random transaction: its writes (key slot, payload or delete), and
+/// whether it was acknowledged.
+type RandomTxn = (Vec<(u8, Option<Vec<u8>>)>, bool);
+
 /// A random write: key slot 0..6, delete or a payload of 0..40 bytes.
 fn write_strategy() -> impl Strategy<Value = (u8, Option<Vec<u8>>)> {
     (
@@ -21,7 +25,7 @@ fn write_strategy() -> impl Strategy<Value = (u8, Option<Vec<u8>>)> {
 }
 
 /// Random transactions (each: its writes, whether acked).
-fn txns_strategy() -> impl Strategy<Value = Vec<(Vec<(u8, Option<Vec<u8>>)>, bool)>> {
+fn txns_strategy() -> impl Strategy<Value = Vec<RandomTxn>> {
     prop::collection::vec(
         (prop::collection::vec(write_strategy(), 1..5), any::<bool>()),
         1..14,
@@ -30,7 +34,7 @@ fn txns_strategy() -> impl Strategy<Value = Vec<(Vec<(u8, Option<Vec<u8>>)>, boo
 
 /// Events of the random history; with `unique_key`, every txn also writes a
 /// key of its own, so every txn is visible in the final state.
-fn events(txns: &[(Vec<(u8, Option<Vec<u8>>)>, bool)], unique_key: bool) -> Vec<Event> {
+fn events(txns: &[RandomTxn], unique_key: bool) -> Vec<Event> {
     let mut events = Vec::new();
     for (offset, (writes, acked)) in txns.iter().enumerate() {
         let txn = BASE_ID + offset as u64;

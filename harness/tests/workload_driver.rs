@@ -85,7 +85,10 @@ impl Target for FakeTarget {
     fn put(&mut self, txn: TxnHandle, key: &[u8], value: &[u8]) -> TargetResult<()> {
         self.calls.push("put");
         self.puts += 1;
-        if self.reject_every.is_some_and(|n| self.puts % n == 0) {
+        if self
+            .reject_every
+            .is_some_and(|n| self.puts.is_multiple_of(n))
+        {
             return Err(rejected());
         }
         self.open

@@ -388,7 +388,7 @@ impl Driver<'_> {
             WorkloadKind::CheckpointStorm => self.spec.params.storm_checkpoint_every,
             _ => self.spec.params.checkpoint_every,
         };
-        if every > 0 && self.finished % every == 0 && self.running() {
+        if every > 0 && self.finished.is_multiple_of(every) && self.running() {
             self.checkpoint();
         }
     }
