@@ -390,7 +390,6 @@ fn a_broken_bank_total_is_an_invariant_violation() {
     assert!(good.is_ok(), "{:?}", good.violations);
     // A state the history can produce, but with the total broken: txn 101
     // wrote only one side of a transfer (a workload bug the invariant catches).
-    let mut trace = trace;
     trace.events.push(Event::CommitIssued {
         txn: 101,
         writes: vec![(account_key(0), Some(balance(101, 0, 6)))],

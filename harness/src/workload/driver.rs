@@ -153,6 +153,12 @@ impl OpenTxn {
     fn ops_left(&self) -> bool {
         self.done.len() < self.plan.len()
     }
+
+    /// False only for the long transaction once it waits, in flight, for
+    /// the crash.
+    fn active(&self) -> bool {
+        !self.long || self.abort || self.ops_left()
+    }
 }
 
 struct Driver<'a> {
@@ -210,8 +216,7 @@ impl Driver<'_> {
     }
 
     fn more_work(&self) -> bool {
-        self.started < self.spec.params.txns_per_cycle
-            || self.open.iter().any(|txn| !txn.long || txn.ops_left())
+        self.started < self.spec.params.txns_per_cycle || self.open.iter().any(OpenTxn::active)
     }
 
     /// The bank's first transaction: every account, committed at once.
@@ -244,7 +249,7 @@ impl Driver<'_> {
             self.begin_regular();
         } else {
             let candidates: Vec<usize> = (0..self.open.len())
-                .filter(|&i| !self.open[i].long || self.open[i].ops_left())
+                .filter(|&i| self.open[i].active())
                 .collect();
             if !candidates.is_empty() {
                 let pick = candidates[self.rng.random_range(0..candidates.len())];
@@ -383,7 +388,7 @@ impl Driver<'_> {
             WorkloadKind::CheckpointStorm => self.spec.params.storm_checkpoint_every,
             _ => self.spec.params.checkpoint_every,
         };
-        if every > 0 && self.finished % every == 0 && self.running() {
+        if every > 0 && self.finished.is_multiple_of(every) && self.running() {
             self.checkpoint();
         }
     }
