@@ -204,7 +204,7 @@ fn check_losses(
     let issued = history.txns().len();
     for (position, txn) in history.txns().iter().enumerate().skip(prefix_len) {
         let Some(ack) = txn.ack else { continue };
-        if skip.contains(&position) {
+        if skip.contains(&position) || is_empty_at(history, position) {
             continue;
         }
         match promise.loss_rule(history, txn) {
@@ -246,6 +246,15 @@ fn check_losses(
             }
         }
     }
+}
+
+/// True if the transaction at `position` changes nothing where it stands in
+/// the commit order (say, it only deletes an absent key). An engine may
+/// acknowledge such a commit without logging anything, so losing it loses
+/// nothing and it binds no earlier commit.
+fn is_empty_at(history: &History, position: usize) -> bool {
+    history.prefix_hash(position) == history.prefix_hash(position + 1)
+        && history.state_after(position) == history.state_after(position + 1)
 }
 
 /// What the tags say about a state that matches no prefix.
