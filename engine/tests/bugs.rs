@@ -183,7 +183,17 @@ fn no_tail_truncate_keeps_the_torn_tail() {
             .extend_from_slice(&[0x55; 40]);
         let (storage, engine) = open_image(&image, &config);
         let after = storage.snapshot();
-        assert_eq!(after.contains_key(&later[0]), bug.is_some(), "{bug:?}");
+        // (With the bug the stale segment is appended to, and may even be
+        // removed by recovery's checkpoint once the log moved past it.)
+        if bug.is_none() {
+            assert!(!after.contains_key(&later[0]), "stale segment removed");
+        }
+        let kept_whole = after
+            .get(&first_segment)
+            .is_some_and(|bytes| bytes.len() >= image[&first_segment].len());
+        if bug.is_none() {
+            assert!(!kept_whole, "torn tail cut");
+        }
         put_commit(&engine, b"after", b"1");
     }
 }
