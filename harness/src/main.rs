@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Torture the engine: run trials of a scenario, crash them, recover, check.
     Run(RunArgs),
+    /// Planted-bug detection table: hunt each of the 13 bugs, then run the correct engine.
+    Mutants(MutantsArgs),
     /// Measure the engine (commits/s per fsync policy, against SQLite) or the harness (crash states/s).
     Bench(BenchArgs),
     /// Internal: a worker process of `powercut run` (reads trials on stdin).
@@ -73,6 +75,25 @@ struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+struct MutantsArgs {
+    /// Wall-clock budget per bug, and for the correct engine, e.g. 10s.
+    #[arg(long)]
+    budget: Option<String>,
+    /// Parallel worker processes [default: all cores].
+    #[arg(long)]
+    jobs: Option<u32>,
+    /// Write the table as CSV to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// The run seed of every hunt.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Hunt only these bugs (repeatable; default: all 13).
+    #[arg(long = "bug")]
+    bugs: Vec<String>,
+}
+
+#[derive(Args, Debug)]
 struct BenchArgs {
     /// What to measure: `engine` or `harness`.
     target: String,
@@ -111,6 +132,13 @@ fn main() {
     };
     let code = match cli.command {
         Command::Run(args) => run(args),
+        Command::Mutants(args) => harness::mutants::run(harness::mutants::MutantsRequest {
+            budget: args.budget,
+            jobs: args.jobs,
+            csv: args.csv,
+            seed: args.seed,
+            bugs: args.bugs,
+        }),
         Command::Bench(args) => bench(args),
         Command::Worker => harness::supervisor::worker::main(),
     };
@@ -133,6 +161,8 @@ fn run(args: RunArgs) -> i32 {
         out: args.out,
         chaos: args.chaos,
         exhaustive: args.exhaustive,
+        stop_on_first_violation: false,
+        quiet: false,
     };
     run(request)
 }

@@ -15,7 +15,7 @@ use crate::fault::recording::{FaultPlan, RecordingStorage, StopHook};
 use crate::fault::shm::SharedTrace;
 use crate::fault::trace::{Event, EventSink};
 use crate::oracle::ViolationKind;
-use crate::target::TargetFactory;
+use crate::target::{TargetErrorKind, TargetFactory};
 use crate::workload::{CycleSpec, open_target, run_cycle};
 use engine::VirtualClock;
 use engine::storage::MemStorage;
@@ -155,6 +155,13 @@ fn child_main(
         sink.as_ref(),
     ) {
         Ok(target) => target,
+        Err(error) if error.kind == TargetErrorKind::Fatal && injected_sync_failed(trace) => {
+            // The sync the fault plan failed stopped recovery, as SPEC §2
+            // requires: not a finding. The crash states of this trace (up to
+            // the stop) are verified as usual.
+            let _ = out.send(DONE);
+            return 0;
+        }
         Err(error) => {
             let _ = out.send(
                 format!("recovery of the workload's starting image failed: {error}").as_bytes(),
@@ -173,4 +180,16 @@ fn child_main(
     );
     let _ = out.send(DONE);
     0
+}
+
+/// True if the trace holds a sync that failed (only the fault plan fails one).
+fn injected_sync_failed(trace: &SharedTrace) -> bool {
+    trace.events().iter().any(|event| {
+        matches!(
+            event,
+            Event::SyncData { failed: true, .. }
+                | Event::SyncAll { failed: true, .. }
+                | Event::SyncDir { failed: true }
+        )
+    })
 }
