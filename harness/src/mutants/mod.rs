@@ -87,9 +87,9 @@ pub const HUNTS: [Hunt; 13] = [
     },
     Hunt {
         bug: Some(Bug::ReplayPastTorn),
-        scenario: "smoke",
-        policies: &["group", "interval:10", "none"],
-        faults: &["power-loss", "torn-garbage"],
+        scenario: "kv-churn",
+        policies: &["interval:10", "none"],
+        faults: &["power-loss"],
         why: "records after a torn one are replayed: holes and half-applied transactions",
     },
     Hunt {
