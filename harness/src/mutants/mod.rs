@@ -241,6 +241,13 @@ pub fn run(request: MutantsRequest) -> i32 {
             return exit::USAGE;
         }
     };
+    // Fail before the hunts, not after them, when the CSV cannot be written.
+    if let Some(path) = &request.csv
+        && let Err(error) = write_csv(path, &[])
+    {
+        eprintln!("powercut: cannot write {}: {error}", path.display());
+        return exit::HARNESS_FAILED;
+    }
     let mut rows = Vec::with_capacity(hunts.len());
     println!("{}", header_line());
     for hunt_plan in &hunts {
