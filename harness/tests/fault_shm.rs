@@ -25,7 +25,7 @@ fn event(i: u64) -> Event {
         },
         _ => Event::SyncData {
             file: (i % 5) as u32,
-            failed: i % 2 == 0,
+            failed: i.is_multiple_of(2),
         },
     }
 }

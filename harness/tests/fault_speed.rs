@@ -48,7 +48,7 @@ fn wal_trace() -> (BTreeMap<String, Vec<u8>>, Vec<Event>) {
             wal.sync_data().unwrap();
             sink.record(Event::Acked { txn: i, now_us: i });
         }
-        if i % 9 == 0 {
+        if i.is_multiple_of(9) {
             pages
                 .write_at((i % 64) * PAGE_BYTES as u64, &[i as u8; PAGE_BYTES])
                 .unwrap();

@@ -501,7 +501,7 @@ fn churn_trace(ops: usize) -> (Files, Vec<Event>) {
     for i in 0..ops as u64 {
         let offset = (i * 331) % 5000;
         match i % 7 {
-            0 | 1 | 2 => wal.write_at(700 + i * 40, &[i as u8; 40]).unwrap(),
+            0..=2 => wal.write_at(700 + i * 40, &[i as u8; 40]).unwrap(),
             3 => data.write_at(offset, &[i as u8; 1000]).unwrap(),
             4 => wal.sync_data().unwrap(),
             5 if i % 3 == 0 => {
