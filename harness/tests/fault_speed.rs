@@ -124,3 +124,36 @@ fn images_per_second_on_a_5000_event_trace() {
     let seconds = started.elapsed().as_secs_f64();
     println!("    from scratch: {:.0} images/s", fresh as f64 / seconds);
 }
+
+#[test]
+#[ignore = "benchmark; run with --ignored --nocapture"]
+fn recording_storage_operations_per_second_into_the_shared_trace() {
+    use harness::fault::shm::SharedTrace;
+    let operations = 200_000u64;
+    let trace = Arc::new(SharedTrace::new(256 << 20).unwrap());
+    let storage =
+        RecordingStorage::new(MemStorage::new(), trace.clone(), FaultPlan::default(), None);
+    let wal = storage.create("wal").unwrap();
+    let record = [7u8; 200];
+    let started = Instant::now();
+    for i in 0..operations {
+        if i % 8 == 7 {
+            wal.sync_data().unwrap();
+        } else {
+            wal.write_at(i * 200, &record).unwrap();
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "recording: {operations} operations in {seconds:.3}s = {:.0} ops/s ({} trace bytes)",
+        operations as f64 / seconds,
+        trace.len_bytes()
+    );
+    let started = Instant::now();
+    let events = trace.events();
+    assert_eq!(events.len() as u64, operations + 1);
+    println!(
+        "reading the trace back: {:.3}s",
+        started.elapsed().as_secs_f64()
+    );
+}
