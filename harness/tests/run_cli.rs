@@ -14,15 +14,29 @@ fn powercut(args: &[&str]) -> std::process::Output {
 }
 
 fn read_json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("report exists")).expect("valid JSON")
+    serde_json::from_str(&std::fs::read_to_string(path).expect("report exists"))
+        .expect("valid JSON")
 }
 
 #[test]
 fn smoke_run_on_the_correct_engine_passes_and_writes_every_report() {
     let out = tempfile::tempdir().unwrap();
-    let result = powercut(&["run", "--duration", "4s", "--seed", "7", "--out", out.path().to_str().unwrap()]);
+    let result = powercut(&[
+        "run",
+        "--duration",
+        "4s",
+        "--seed",
+        "7",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&result.stdout);
-    assert_eq!(result.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&result.stderr));
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     let summary = read_json(&out.path().join("summary.json"));
     for field in [
         "trials",
@@ -34,17 +48,26 @@ fn smoke_run_on_the_correct_engine_passes_and_writes_every_report() {
         "crash_states_per_s",
         "seed",
     ] {
-        assert!(summary.get(field).is_some(), "summary.json lacks {field}: {summary}");
+        assert!(
+            summary.get(field).is_some(),
+            "summary.json lacks {field}: {summary}"
+        );
     }
     assert_eq!(summary["violations"], 0);
     assert_eq!(summary["seed"], 7);
     assert!(summary["trials"].as_u64().unwrap() > 0);
     assert!(summary["crash_states"].as_u64().unwrap() > summary["trials"].as_u64().unwrap());
     let trials = std::fs::read_to_string(out.path().join("trials.csv")).unwrap();
-    assert!(trials.starts_with("trial,scenario,workload,policy,fault,"), "{trials}");
+    assert!(
+        trials.starts_with("trial,scenario,workload,policy,fault,"),
+        "{trials}"
+    );
     assert!(trials.lines().count() > 1);
     let junit = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
-    assert!(junit.contains("<testsuite") && !junit.contains("<failure"), "{junit}");
+    assert!(
+        junit.contains("<testsuite") && !junit.contains("<failure"),
+        "{junit}"
+    );
 }
 
 #[test]
@@ -67,7 +90,11 @@ fn bad_input_gets_one_line_and_exit_2() {
         let result = powercut(&args);
         let stderr = String::from_utf8_lossy(&result.stderr);
         assert_eq!(result.status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?} printed more than one line: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{args:?} printed more than one line: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }

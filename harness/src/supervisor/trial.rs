@@ -15,6 +15,7 @@ use super::protocol::{TrialOutcome, WorkerSetup};
 use super::verify::{self, CycleInput, StateResult};
 use super::workload_child::{self, WorkloadRun};
 use crate::fault::FaultProfile;
+use crate::fault::image::build_image;
 use crate::fault::points::choose_crash_points;
 use crate::report::{Failure, TrialRow};
 use crate::target::{EngineFactory, State};
@@ -245,18 +246,28 @@ impl TrialPlan {
             outcome.row.violations += 1;
             return Ok(None);
         }
-        Ok(next.map(|continuation| Chain {
-            image: continuation.image.into_iter().collect(),
-            state: continuation.state.into_iter().collect(),
-            crashes: {
-                let mut crashes = chain.crashes.clone();
-                let chosen = &states[continue_at];
-                crashes.push(Crash {
-                    point: chosen.point as u64,
-                    faults: chosen.faults.clone(),
-                });
-                crashes
-            },
+        let Some(continuation) = next else {
+            return Ok(None);
+        };
+        let chosen = &states[continue_at];
+        let image = build_image(
+            &chain.image,
+            &run.events,
+            chosen.point,
+            combo.fault,
+            u64::from(self.scenario.crash.sector_size),
+            &chosen.faults.to_choices(),
+        )
+        .map_err(|e| format!("cannot rebuild the continuation image: {e}"))?;
+        let mut crashes = chain.crashes.clone();
+        crashes.push(Crash {
+            point: chosen.point as u64,
+            faults: chosen.faults.clone(),
+        });
+        Ok(Some(Chain {
+            image: image.files,
+            state: continuation.state(),
+            crashes,
         }))
     }
 

@@ -57,12 +57,49 @@ pub struct StateResult {
     pub bundle: Option<String>,
 }
 
-/// The crash image a cycle continues from, and its recovered state (as
-/// pairs: JSON maps need string keys).
+/// The recovered state of the state a cycle continues from (the worker
+/// rebuilds its crash image itself), as base64 of length-prefixed pairs.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Continuation {
-    pub image: Vec<(String, Vec<u8>)>,
-    pub state: Vec<(Vec<u8>, Vec<u8>)>,
+    pub state: String,
+}
+
+impl Continuation {
+    pub fn new(state: &State) -> Continuation {
+        use base64::Engine as _;
+        let mut bytes = Vec::new();
+        for (key, value) in state {
+            for part in [key, value] {
+                bytes.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                bytes.extend_from_slice(part);
+            }
+        }
+        Continuation {
+            state: base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(&self.state)
+            .expect("the verifier encodes continuations");
+        let mut parts = Vec::new();
+        let mut rest = bytes.as_slice();
+        while !rest.is_empty() {
+            let (len, tail) = rest.split_at(4);
+            let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+            parts.push(tail[..len].to_vec());
+            rest = &tail[len..];
+        }
+        assert!(parts.len() % 2 == 0, "continuation holds key/value pairs");
+        let mut state = State::new();
+        let mut pairs = parts.into_iter();
+        while let (Some(key), Some(value)) = (pairs.next(), pairs.next()) {
+            state.insert(key, value);
+        }
+        state
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -246,10 +283,7 @@ fn verify_in_child(
         };
         if continuation == Some(index) && result.violations.is_empty() {
             if let Some(recovered) = &checked.state {
-                result.continuation = Some(Continuation {
-                    image: image.files.clone().into_iter().collect(),
-                    state: recovered.clone().into_iter().collect(),
-                });
+                result.continuation = Some(Continuation::new(recovered));
             }
         }
         if !result.violations.is_empty() && bundles_left > 0 {
