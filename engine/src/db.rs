@@ -19,7 +19,7 @@ use crate::config::{Bug, Config, FsyncPolicy};
 use crate::control::{self, CONTROL_TMP_FILE, Control};
 use crate::error::{Error, Result};
 use crate::fatal::{Fatal, io_error};
-use crate::page::{self, entry_len};
+use crate::page::{self, Page, entry_len};
 use crate::recovery;
 use crate::state::{Change, ChangeKind, Core, Inner, UndoStep, log_and_apply, undo_one};
 use crate::storage::{Storage, StorageLock};
@@ -530,7 +530,14 @@ impl Engine {
         for id in 0..self.inner.config.page_count {
             match core.pool.cached(id) {
                 Some(frame) => all.extend(frame.page.entries().iter().cloned()),
-                None => all.extend(self.inner.pages.read(id)?.entries().iter().cloned()),
+                None => all.extend(
+                    self.inner
+                        .pages
+                        .read_within_log(id, self.inner.log.next_lsn())?
+                        .entries()
+                        .iter()
+                        .cloned(),
+                ),
             }
         }
         all.sort();
@@ -589,10 +596,15 @@ fn create(
     let pages = storage
         .create(PAGES_FILE)
         .map_err(io_error("create", PAGES_FILE))?;
-    let pages_len = u64::from(config.page_size) * u64::from(config.page_count);
+    // Every page is formatted (checksum, id) at creation, so a page that
+    // reads as all zeros later was wiped or never written: corruption.
+    let mut formatted = Vec::with_capacity(config.page_size as usize * config.page_count as usize);
+    for id in 0..config.page_count {
+        formatted.extend_from_slice(&Page::empty(id).encode(config.page_size as usize));
+    }
     pages
-        .set_len(pages_len)
-        .map_err(io_error("set_len", PAGES_FILE))?;
+        .write_at(0, &formatted)
+        .map_err(io_error("write", PAGES_FILE))?;
     fatal.sync(bugs, PAGES_FILE, pages.sync_data())?;
     let name = segment_name(0);
     let segment = storage.create(&name).map_err(io_error("create", &name))?;
@@ -721,6 +733,7 @@ fn recover(
     };
     let no_undo = config.bugs.has(Bug::NoUndo);
     let inner = make_inner(storage, config, clock, fatal, log, pages);
+    inner.pages.set_recovered_end(end);
     let mut report = RecoveryReport {
         created: false,
         checkpoint_lsn,

@@ -319,7 +319,7 @@ fn redo_image(
         }
         return Ok((older, false));
     }
-    let (page, dirty, repaired) = match inner.pages.read(page_id) {
+    let (page, dirty, repaired) = match inner.pages.read_within_log(page_id, inner.log.next_lsn()) {
         Ok(page) if page.lsn >= lsn => (page, false, false),
         Ok(_) => (restored, true, false),
         Err(error) if error.is_corruption() => (restored, true, true),

@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Torture the engine: run trials of a scenario, crash them, recover, check.
     Run(RunArgs),
+    /// Rebuild one crash state from its case id (or bundle directory), recover and judge it again.
+    Replay(ReplayArgs),
     /// Measure the engine (commits/s per fsync policy, against SQLite) or the harness (crash states/s).
     Bench(BenchArgs),
     /// Internal: a worker process of `powercut run` (reads trials on stdin).
@@ -73,6 +75,21 @@ struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+struct ReplayArgs {
+    /// A case id (as `powercut run` prints it) or a failure bundle directory.
+    case: String,
+    /// Tell the failure in words: transactions, lost commit records, dropped and torn writes, where recovery stopped.
+    #[arg(long)]
+    explain: bool,
+    /// Leave the crash image as ordinary files in this directory.
+    #[arg(long, value_name = "DIR")]
+    keep_image: Option<PathBuf>,
+    /// Replay N times and report how often the violation reproduces.
+    #[arg(long, value_name = "N")]
+    flaky: Option<u32>,
+}
+
+#[derive(Args, Debug)]
 struct BenchArgs {
     /// What to measure: `engine` or `harness`.
     target: String,
@@ -111,6 +128,12 @@ fn main() {
     };
     let code = match cli.command {
         Command::Run(args) => run(args),
+        Command::Replay(args) => harness::supervisor::replay::main(
+            &args.case,
+            args.explain,
+            args.keep_image.as_deref(),
+            args.flaky,
+        ),
         Command::Bench(args) => bench(args),
         Command::Worker => harness::supervisor::worker::main(),
     };

@@ -132,6 +132,18 @@ impl TrialPlan {
         }
     }
 
+    /// Crash cycles a trial of `fault` runs. A media fault destroys durable
+    /// history, which may legitimately take earlier cycles' commits with it;
+    /// the oracle judges one cycle's history at a time and could not tell
+    /// that loss from a wrong value, so media trials crash once.
+    pub fn cycles_for(&self, fault: FaultProfile) -> usize {
+        if fault == FaultProfile::Media {
+            1
+        } else {
+            self.cycles as usize
+        }
+    }
+
     /// The engine every cycle of the trial runs.
     pub fn factory(&self, trial: u64) -> EngineFactory {
         let combo = self.combo(trial);
@@ -166,7 +178,7 @@ impl TrialPlan {
             ..TrialOutcome::default()
         };
         let mut chain = Chain::default();
-        for cycle in 0..self.cycles as usize {
+        for cycle in 0..self.cycles_for(combo.fault) {
             outcome.row.cycles += 1;
             let Some(next) = self.run_cycle(trial, cycle, &chain, &mut outcome, bundles_left)?
             else {
@@ -222,6 +234,7 @@ impl TrialPlan {
             chain,
             events: &run.events,
             factory: &factory,
+            explain: false,
         };
         let results = verify::verify_states(&input, &states, Some(continue_at), bundles_left)?;
         let mut next = None;
