@@ -1,1 +1,394 @@
-//! (lands with the torture-loop work)
+//! `powercut bench engine [--recovery]`: the reference engine's fsync
+//! policies against SQLite, on real files with real fsyncs.
+//!
+//! - [`run_engine_bench`] is the entry point for the command line: it
+//!   measures every engine policy × thread count, then SQLite
+//!   (`synchronous=FULL|NORMAL`) × thread count, printing a table row as each
+//!   finishes, and writes the CSV (columns [`CSV_COLUMNS`]);
+//! - with `recovery`, it also measures recovery speed and memory
+//!   ([`recovery`]).
+//!
+//! Every configuration runs the same transaction (one 100-byte value put at
+//! a random key of the thread's own key range, then commit) through the one
+//! measurement loop in [`runner`], timed with one [`latency`] histogram.
+//!
+//! Not measured: durability (that is the torture loop's job), reads, large
+//! transactions, and anything under a fault. Numbers from a machine shared
+//! with other work are noisy; compare rows of one run, not runs.
+
+pub mod engine;
+pub mod latency;
+pub mod recovery;
+pub mod runner;
+pub mod sqlite;
+pub mod vfs;
+
+use ::engine::FsyncPolicy;
+use runner::RunTotals;
+use serde::Serialize;
+use sqlite::SqliteSync;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use recovery::{RecoveryMeasurement, RecoveryOptions};
+
+/// Bytes of the value every transaction writes.
+pub const VALUE_BYTES: usize = 100;
+/// The CSV header, in order.
+pub const CSV_COLUMNS: [&str; 7] = [
+    "system",
+    "policy",
+    "threads",
+    "commits_per_s",
+    "fsyncs_per_commit",
+    "p50_us",
+    "p99_us",
+];
+/// Most committing threads in one configuration.
+pub const THREADS_MAX: usize = 256;
+/// Longest measurement of one configuration.
+pub const DURATION_MAX: Duration = Duration::from_secs(3600);
+
+/// What `powercut bench engine` measures.
+#[derive(Clone, Debug)]
+pub struct EngineBenchOptions {
+    /// Engine policies to measure (may be empty).
+    pub policies: Vec<FsyncPolicy>,
+    /// Committing thread counts, each measured with every policy.
+    pub threads: Vec<usize>,
+    /// Measurement time of each configuration.
+    pub duration: Duration,
+    /// Also measure SQLite (`synchronous=FULL` and `NORMAL`).
+    pub sqlite: bool,
+    /// Write the rows here as CSV.
+    pub csv: Option<PathBuf>,
+    /// Also measure recovery speed and memory, with these options.
+    pub recovery: Option<RecoveryOptions>,
+    /// Where the temporary database directory is made (default: the current
+    /// directory; it must be on a real disk, not tmpfs).
+    pub dir: Option<PathBuf>,
+    /// Seeds the random keys.
+    pub seed: u64,
+}
+
+impl Default for EngineBenchOptions {
+    fn default() -> EngineBenchOptions {
+        EngineBenchOptions {
+            policies: vec![
+                FsyncPolicy::Always,
+                FsyncPolicy::Group { delay_us: 0 },
+                FsyncPolicy::Interval { ms: 10 },
+                FsyncPolicy::None,
+            ],
+            threads: vec![1, 8],
+            duration: Duration::from_secs(3),
+            sqlite: true,
+            csv: None,
+            recovery: None,
+            dir: None,
+            seed: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+}
+
+/// Which system a row measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum System {
+    Engine,
+    Sqlite,
+}
+
+/// One configuration's result. Serialises to exactly [`CSV_COLUMNS`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BenchRow {
+    pub system: System,
+    /// An engine policy name, or SQLite's `full` / `normal`.
+    pub policy: String,
+    pub threads: usize,
+    pub commits_per_s: f64,
+    /// WAL fsyncs per commit (empty if there were no commits).
+    pub fsyncs_per_commit: Option<f64>,
+    /// Transaction latency, begin to acknowledged commit.
+    pub p50_us: f64,
+    pub p99_us: f64,
+    #[serde(skip)]
+    pub commits: u64,
+    /// Transactions rolled back (conflict, full page, busy) — not commits.
+    #[serde(skip)]
+    pub aborts: u64,
+    /// SQLite only: syncs of every file (WAL and database) per commit.
+    #[serde(skip)]
+    pub syncs_all_files_per_commit: Option<f64>,
+}
+
+impl BenchRow {
+    pub fn from_totals(system: System, policy: &str, threads: usize, totals: &RunTotals) -> Self {
+        let quantile = |q: f64| totals.latency.quantile_us(q).unwrap_or(0.0);
+        BenchRow {
+            system,
+            policy: policy.to_string(),
+            threads,
+            commits_per_s: round_to(totals.commits_per_s(), 1),
+            fsyncs_per_commit: None,
+            p50_us: round_to(quantile(0.50), 1),
+            p99_us: round_to(quantile(0.99), 1),
+            commits: totals.commits,
+            aborts: totals.aborts,
+            syncs_all_files_per_commit: None,
+        }
+    }
+
+    /// `count / commits`, rounded; `None` without commits.
+    pub fn per_commit(&self, count: u64) -> Option<f64> {
+        (self.commits > 0).then(|| round_to(count as f64 / self.commits as f64, 4))
+    }
+}
+
+/// What [`run_engine_bench`] measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchReport {
+    pub rows: Vec<BenchRow>,
+    pub recovery: Option<RecoveryMeasurement>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("invalid benchmark options: {0}")]
+    InvalidOptions(String),
+    #[error("benchmark directory {dir}: {source}")]
+    Dir { dir: PathBuf, source: io::Error },
+    #[error(
+        "benchmark directory {dir} is on {fs_type} (memory): fsync would cost nothing; use --dir on a disk"
+    )]
+    MemoryFileSystem { dir: PathBuf, fs_type: String },
+    #[error("engine failed during {during}: {source}")]
+    Engine {
+        during: &'static str,
+        source: ::engine::Error,
+    },
+    #[error("SQLite failed during {during}: {source}")]
+    Sqlite {
+        during: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("SQLite set-up: {0}")]
+    SqliteSetup(String),
+    #[error("registering the sync-counting SQLite VFS failed with code {code}")]
+    SqliteVfs { code: i32 },
+    #[error("writing the CSV {path}: {source}")]
+    Csv { path: PathBuf, source: csv::Error },
+    #[error("writing the report: {0}")]
+    Output(#[from] io::Error),
+    #[error("reading {what}: {source}")]
+    Proc {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("a benchmark thread panicked")]
+    ThreadPanicked,
+}
+
+/// One configuration's shape, handed to the system-specific runners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunSpec {
+    pub threads: usize,
+    pub duration: Duration,
+    pub seed: u64,
+    /// Keys shared out in disjoint ranges among the threads.
+    pub key_space: u64,
+}
+
+/// Random keys (8 bytes, big-endian) from one thread's own range of the key
+/// space, so threads never conflict on a key. SplitMix64: seeded, no
+/// allocation.
+#[derive(Clone, Debug)]
+pub struct KeyPicker {
+    state: u64,
+    first: u64,
+    span: u64,
+}
+
+impl KeyPicker {
+    pub fn for_thread(spec: RunSpec, index: usize) -> KeyPicker {
+        assert!(index < spec.threads);
+        let span = spec.key_space / spec.threads as u64;
+        assert!(
+            span > 0,
+            "key space {} for {} threads",
+            spec.key_space,
+            spec.threads
+        );
+        KeyPicker {
+            state: spec.seed ^ (index as u64).wrapping_mul(0xd1b5_4a32_d192_ed03),
+            first: span * index as u64,
+            span,
+        }
+    }
+
+    pub fn next_key(&mut self) -> [u8; 8] {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let key = self.first + z % self.span;
+        debug_assert!(key >= self.first && key < self.first + self.span);
+        key.to_be_bytes()
+    }
+}
+
+/// Runs the benchmark, printing a table to `out` as rows complete.
+pub fn run_engine_bench(
+    options: &EngineBenchOptions,
+    out: &mut dyn Write,
+) -> Result<BenchReport, BenchError> {
+    validate(options)?;
+    let temporary = bench_tempdir(options.dir.as_deref())?;
+    let root = temporary.path();
+    writeln!(
+        out,
+        "benchmark directory: {} (removed afterwards)",
+        root.display()
+    )?;
+    writeln!(
+        out,
+        "seed: {:#x}, {:?} per configuration",
+        options.seed, options.duration
+    )?;
+    write_table_header(out)?;
+    let mut rows = Vec::new();
+    for &threads in &options.threads {
+        let spec = RunSpec {
+            threads,
+            duration: options.duration,
+            seed: options.seed,
+            key_space: engine::KEY_SPACE,
+        };
+        for &policy in &options.policies {
+            rows.push(engine::bench_engine(root, policy, spec)?);
+            write_table_row(out, rows.last().expect("just pushed"))?;
+        }
+        for sync in SqliteSync::ALL.iter().filter(|_| options.sqlite) {
+            rows.push(sqlite::bench_sqlite(root, *sync, spec)?);
+            write_table_row(out, rows.last().expect("just pushed"))?;
+        }
+    }
+    if let Some(path) = &options.csv {
+        write_csv(path, &rows)?;
+        writeln!(out, "CSV: {}", path.display())?;
+    }
+    let recovery = match &options.recovery {
+        Some(recovery_options) => Some(recovery::run(root, recovery_options, out)?),
+        None => None,
+    };
+    Ok(BenchReport { rows, recovery })
+}
+
+fn validate(options: &EngineBenchOptions) -> Result<(), BenchError> {
+    let invalid = |what: String| Err(BenchError::InvalidOptions(what));
+    if let Some(&bad) = options.threads.iter().find(|&&t| t == 0 || t > THREADS_MAX) {
+        return invalid(format!("{bad} threads (1..={THREADS_MAX})"));
+    }
+    if options.duration.is_zero() || options.duration > DURATION_MAX {
+        return invalid(format!(
+            "duration {:?} (up to {DURATION_MAX:?})",
+            options.duration
+        ));
+    }
+    let measures_rows =
+        !options.threads.is_empty() && (options.sqlite || !options.policies.is_empty());
+    if !measures_rows && options.recovery.is_none() {
+        return invalid("nothing to measure".to_string());
+    }
+    Ok(())
+}
+
+/// A temporary directory under `dir` (default: the current directory),
+/// refused on a memory file system.
+pub fn bench_tempdir(dir: Option<&Path>) -> Result<tempfile::TempDir, BenchError> {
+    let parent = match dir {
+        Some(dir) => dir.to_path_buf(),
+        None => std::env::current_dir().map_err(|source| BenchError::Dir {
+            dir: PathBuf::from("."),
+            source,
+        })?,
+    };
+    let fs_error = |source: io::Error| BenchError::Dir {
+        dir: parent.clone(),
+        source,
+    };
+    let stat = nix::sys::statfs::statfs(&parent).map_err(|e| fs_error(e.into()))?;
+    if stat.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC {
+        return Err(BenchError::MemoryFileSystem {
+            dir: parent,
+            fs_type: "tmpfs".to_string(),
+        });
+    }
+    tempfile::Builder::new()
+        .prefix(".powercut-bench-")
+        .tempdir_in(&parent)
+        .map_err(fs_error)
+}
+
+fn write_table_header(out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<7} {:<12} {:>7} {:>12} {:>11} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "system",
+        "policy",
+        "threads",
+        "commits/s",
+        "fsync/commit",
+        "p50 µs",
+        "p99 µs",
+        "commits",
+        "aborts",
+        "all syncs"
+    )
+}
+
+fn write_table_row(out: &mut dyn Write, row: &BenchRow) -> io::Result<()> {
+    let optional = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.4}"));
+    let system = match row.system {
+        System::Engine => "engine",
+        System::Sqlite => "sqlite",
+    };
+    writeln!(
+        out,
+        "{:<7} {:<12} {:>7} {:>12.1} {:>12} {:>10.1} {:>10.1} {:>10} {:>8} {:>10}",
+        system,
+        row.policy,
+        row.threads,
+        row.commits_per_s,
+        optional(row.fsyncs_per_commit),
+        row.p50_us,
+        row.p99_us,
+        row.commits,
+        row.aborts,
+        optional(row.syncs_all_files_per_commit),
+    )?;
+    out.flush()
+}
+
+/// Writes `rows` with the header [`CSV_COLUMNS`].
+pub fn write_csv(path: &Path, rows: &[BenchRow]) -> Result<(), BenchError> {
+    let csv_error = |source: csv::Error| BenchError::Csv {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut writer = csv::Writer::from_path(path).map_err(csv_error)?;
+    if rows.is_empty() {
+        writer.write_record(CSV_COLUMNS).map_err(csv_error)?;
+    }
+    for row in rows {
+        writer.serialize(row).map_err(csv_error)?;
+    }
+    writer.flush().map_err(|source| csv_error(source.into()))
+}
+
+fn round_to(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
