@@ -1,17 +1,60 @@
-//! The engine's public face. (API contract; the implementation lands with the
-//! engine issue — every body below is to be replaced.)
+//! The engine's public face: [`Engine`] and the types its API speaks.
+//!
+//! Locking (always taken in this order, never the reverse):
+//! `always_lock` (only under `always`) → the core lock ([`Core`]: pool,
+//! transactions) → the WAL writer lock → the WAL sync lock. Syncs never hold
+//! the core or writer lock except for page eviction and checkpoints, so a
+//! group-commit leader's fsync runs while other threads append.
+//!
+//! Determinism: the single-threaded API (`commit_enqueue`, `group_flush_*`,
+//! `tick`, `checkpoint`) issues the same storage calls for the same inputs:
+//! every map is ordered, time comes only from the injected [`Clock`], and no
+//! background thread exists unless the caller starts one
+//! ([`Engine::spawn_flusher`]).
 
+use crate::buffer::{BufferPool, PAGES_FILE, PageFile};
+use crate::checkpoint;
 use crate::clock::Clock;
-use crate::config::Config;
-use crate::error::Result;
-use crate::storage::Storage;
+use crate::config::{Bug, Config, FsyncPolicy};
+use crate::control::{self, CONTROL_TMP_FILE, Control};
+use crate::error::{Error, Result};
+use crate::fatal::{Fatal, io_error};
+use crate::page::{self, entry_len};
+use crate::recovery;
+use crate::state::{Change, ChangeKind, Core, Inner, UndoStep, log_and_apply, undo_one};
+use crate::storage::{Storage, StorageLock};
+use crate::txn::{TxnTable, UndoEntry};
+use crate::wal::Log;
+use crate::wal::record::{
+    Body, CHECKPOINT_TXN_LEN, HEADER_LEN, NO_LSN, Op, SEGMENT_END_LEN, UPDATE_FIXED_LEN,
+};
+use crate::wal::writer::{Segment, WalWriter, parse_segment_name, segment_name};
 use crate::{Lsn, TxnId};
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Most transactions active at once (each takes 24 bytes of a checkpoint
+/// record; the bound also follows from the segment size, see `validate`).
+pub const ACTIVE_TXNS_MAX: usize = 4096;
+/// Largest segment accepted (recovery reads a segment whole).
+pub const SEGMENT_SIZE_MAX: u64 = 1 << 30;
 
 /// An open database. `Send + Sync`: many threads may run transactions and
 /// commit at once.
 pub struct Engine {
-    _private: (),
+    inner: Inner,
+    core: Mutex<Core>,
+    report: RecoveryReport,
+    /// Under `always`: one commit at a time writes and fsyncs.
+    always_lock: Mutex<()>,
+    /// Group commit: whether a leader is flushing.
+    group: Mutex<bool>,
+    group_done: Condvar,
+    /// Under `interval`: clock time of the last interval fsync.
+    interval_last_us: Mutex<u64>,
+    _lock: StorageLock,
 }
 
 /// What recovery found and did when the engine was opened. For a fresh
@@ -72,6 +115,42 @@ pub struct FlushTarget {
     pub lsn: Lsn,
 }
 
+/// Checks a configuration; returns the bound on active transactions.
+fn validate(config: &Config) -> Result<usize> {
+    let bad = |what: String| Err(Error::Config(what));
+    if !config.page_size.is_multiple_of(512) || !(1024..=65536).contains(&config.page_size) {
+        return bad(format!(
+            "page_size {} must be a multiple of 512 in 1024..=65536",
+            config.page_size
+        ));
+    }
+    if config.page_count == 0 || config.pool_pages == 0 {
+        return bad("page_count and pool_pages must be at least 1".to_string());
+    }
+    if config.key_len_max == 0 || config.key_len_max > 4096 || config.value_len_max > 65535 {
+        return bad("key_len_max must be in 1..=4096, value_len_max at most 65535".to_string());
+    }
+    let update_max = HEADER_LEN
+        + 8
+        + UPDATE_FIXED_LEN
+        + config.key_len_max as usize
+        + 2 * config.value_len_max as usize;
+    let image_len = HEADER_LEN + 8 + config.page_size as usize;
+    let record_max = update_max.max(image_len);
+    let segment_size = config.segment_size;
+    if segment_size > SEGMENT_SIZE_MAX || segment_size < (2 * record_max + SEGMENT_END_LEN) as u64 {
+        return bad(format!(
+            "segment_size {segment_size} must be at most {SEGMENT_SIZE_MAX} and at least twice the largest record ({record_max} bytes)"
+        ));
+    }
+    let checkpoint_room = (segment_size as usize / 2).saturating_sub(HEADER_LEN + 16);
+    let active_max = (checkpoint_room / CHECKPOINT_TXN_LEN).min(ACTIVE_TXNS_MAX);
+    if active_max < 8 {
+        return bad("segment_size too small for a checkpoint record".to_string());
+    }
+    Ok(active_max)
+}
+
 impl Engine {
     /// Opens the database in `storage`: creates it if the directory holds
     /// none, otherwise runs recovery. Takes the directory lock
@@ -81,51 +160,227 @@ impl Engine {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Engine> {
-        let _ = (storage, config, clock);
-        todo!("engine issue")
+        let active_max = validate(&config)?;
+        let lock = storage.lock().map_err(|error| {
+            if error.kind() == io::ErrorKind::WouldBlock {
+                Error::Locked
+            } else {
+                io_error("lock", "the directory")(error)
+            }
+        })?;
+        let fatal = Arc::new(Fatal::default());
+        let (inner, core, report) = match control::read(storage.as_ref())? {
+            None => create(storage, config, clock, fatal, active_max)?,
+            Some(found) => recover(storage, config, clock, fatal, active_max, found)?,
+        };
+        let now_us = inner.clock.now_us();
+        Ok(Engine {
+            inner,
+            core: Mutex::new(core),
+            report,
+            always_lock: Mutex::new(()),
+            group: Mutex::new(false),
+            group_done: Condvar::new(),
+            interval_last_us: Mutex::new(now_us),
+            _lock: lock,
+        })
+    }
+
+    fn core(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().expect("engine core lock poisoned")
     }
 
     /// What recovery found and did in [`Engine::open`].
     pub fn recovery_report(&self) -> &RecoveryReport {
-        todo!("engine issue")
+        &self.report
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
     }
 
     /// Starts a transaction.
     pub fn begin(&self) -> Result<TxnId> {
-        todo!("engine issue")
+        self.inner.fatal.check()?;
+        self.core().txns.begin()
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<()> {
+        let max = self.inner.config.key_len_max as usize;
+        if key.is_empty() || key.len() > max {
+            return Err(Error::TooLarge {
+                what: "key (empty keys are refused too)",
+                len: key.len(),
+                max,
+            });
+        }
+        Ok(())
     }
 
     /// Sets `key` to `value` in `txn` (takes the key's write lock, no wait:
     /// [`crate::Error::Conflict`] if another transaction holds it).
     pub fn put(&self, txn: TxnId, key: &[u8], value: &[u8]) -> Result<()> {
-        let _ = (txn, key, value);
-        todo!("engine issue")
+        self.inner.fatal.check()?;
+        self.check_key(key)?;
+        let max = self.inner.config.value_len_max as usize;
+        if value.len() > max {
+            return Err(Error::TooLarge {
+                what: "value",
+                len: value.len(),
+                max,
+            });
+        }
+        let mut core = self.core();
+        self.write(&mut core, txn, key, Some(value))
     }
 
     /// Deletes `key` in `txn` (a no-op write if absent).
     pub fn delete(&self, txn: TxnId, key: &[u8]) -> Result<()> {
-        let _ = (txn, key);
-        todo!("engine issue")
+        self.inner.fatal.check()?;
+        self.check_key(key)?;
+        let mut core = self.core();
+        self.write(&mut core, txn, key, None)
+    }
+
+    /// A put (`Some`) or delete (`None`) under the core lock.
+    fn write(&self, core: &mut Core, txn: TxnId, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        let inner = &self.inner;
+        let page_size = inner.pages.page_size;
+        core.txns.get(txn)?;
+        core.txns.lock(txn, key)?;
+        let page_id = page::page_of(key, inner.config.page_count);
+        let frame = core.pool.fetch(page_id, &inner.pages, &inner.log)?;
+        let found = frame.page.find(key);
+        let old = found.ok().map(|slot| frame.page.value_at(slot).to_vec());
+        let (op, slot) = match (found, value) {
+            (Ok(slot), Some(_)) => (Op::Replace, slot),
+            (Ok(slot), None) => (Op::Remove, slot),
+            (Err(slot), Some(_)) => (Op::Insert, slot),
+            (Err(_), None) => return Ok(()),
+        };
+        let old_len = old.as_ref().map_or(0, |v| entry_len(key.len(), v.len()));
+        let new_len = value.map_or(0, |v| entry_len(key.len(), v.len()));
+        let used_after = frame.page.used() - old_len + new_len;
+        let reserved = core.txns.reserved_by_others(txn, page_id);
+        if new_len > old_len && used_after + reserved > page_size {
+            return Err(Error::PageFull { page: page_id });
+        }
+        let prev_lsn = core.txns.get(txn)?.last_lsn;
+        let change = Change {
+            txn,
+            prev_lsn,
+            kind: ChangeKind::Update,
+            page_id,
+            op,
+            slot,
+            key,
+            before: old.as_deref(),
+            after: value,
+        };
+        let lsn = log_and_apply(inner, core, &change)?;
+        core.txns
+            .reserve(txn, page_id, old_len.saturating_sub(new_len))?;
+        let state = core.txns.get_mut(txn)?;
+        state.logged(lsn);
+        state.undo.push(UndoEntry {
+            lsn,
+            prev_lsn,
+            page_id,
+            key: key.to_vec(),
+            before: old,
+        });
+        Ok(())
     }
 
     /// Reads `key` as `txn` sees it (its own writes included).
     pub fn get(&self, txn: TxnId, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let _ = (txn, key);
-        todo!("engine issue")
+        self.inner.fatal.check()?;
+        self.check_key(key)?;
+        let mut core = self.core();
+        core.txns.get(txn)?;
+        let page_id = page::page_of(key, self.inner.config.page_count);
+        let frame = core
+            .pool
+            .fetch(page_id, &self.inner.pages, &self.inner.log)?;
+        Ok(frame.page.get(key).map(<[u8]>::to_vec))
     }
 
     /// Rolls `txn` back.
     pub fn abort(&self, txn: TxnId) -> Result<()> {
-        let _ = txn;
-        todo!("engine issue")
+        self.inner.fatal.check()?;
+        let mut core = self.core();
+        self.abort_locked(&mut core, txn)
+    }
+
+    fn abort_locked(&self, core: &mut Core, txn: TxnId) -> Result<()> {
+        let inner = &self.inner;
+        let state = core.txns.get_mut(txn)?;
+        let undo = std::mem::take(&mut state.undo);
+        let mut last = state.last_lsn;
+        let read_only = state.is_read_only();
+        for entry in undo.iter().rev() {
+            let step = UndoStep {
+                txn,
+                prev_lsn: last,
+                page_id: entry.page_id,
+                key: &entry.key,
+                before: entry.before.as_deref(),
+                undo_next_lsn: entry.prev_lsn,
+            };
+            last = undo_one(inner, core, &step)?;
+            assert!(last > entry.lsn, "CLR after the update it undoes");
+        }
+        if !read_only {
+            inner.log.append(txn, last, Body::Abort)?;
+        }
+        core.txns.finish(txn)?;
+        inner.aborts.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Commits `txn` and returns once the policy allows acknowledging it
     /// (for `group`, after an fsync covering the commit record, led by one of
-    /// the waiting threads). Returns the commit record's LSN.
+    /// the waiting threads). Returns the commit record's LSN (0 for a
+    /// read-only transaction, which writes no record).
     pub fn commit(&self, txn: TxnId) -> Result<Lsn> {
-        let _ = txn;
-        todo!("engine issue")
+        let ticket = self.commit_enqueue(txn)?;
+        if let FsyncPolicy::Group { delay_us } = self.inner.config.policy {
+            self.wait_group(ticket, delay_us)?;
+        }
+        Ok(ticket.lsn)
+    }
+
+    /// Group commit for threads: waits until a flush covers `ticket`,
+    /// leading one if no other thread is.
+    fn wait_group(&self, ticket: CommitTicket, delay_us: u64) -> Result<()> {
+        let rounds_max = 1 << 20;
+        for _ in 0..rounds_max {
+            if self.is_acknowledged(ticket) {
+                return Ok(());
+            }
+            self.inner.fatal.check()?;
+            let mut leading = self.group.lock().expect("group lock poisoned");
+            if self.is_acknowledged(ticket) {
+                return Ok(());
+            }
+            if *leading {
+                let _unused = self.group_done.wait(leading).expect("group lock poisoned");
+                continue;
+            }
+            *leading = true;
+            drop(leading);
+            if delay_us > 0 {
+                self.inner.clock.sleep_us(delay_us);
+            }
+            let result = self
+                .group_flush_begin()
+                .and_then(|target| self.group_flush_finish(target));
+            *self.group.lock().expect("group lock poisoned") = false;
+            self.group_done.notify_all();
+            result?;
+        }
+        unreachable!("group commit made no progress in {rounds_max} rounds")
     }
 
     /// Commits `txn` without waiting on other threads, for deterministic
@@ -136,36 +391,123 @@ impl Engine {
     /// [`Engine::group_flush_begin`] / [`Engine::group_flush_finish`] pair
     /// that covers it.
     pub fn commit_enqueue(&self, txn: TxnId) -> Result<CommitTicket> {
-        let _ = txn;
-        todo!("engine issue")
+        self.inner.fatal.check()?;
+        let policy = self.inner.config.policy;
+        let _always = (policy == FsyncPolicy::Always)
+            .then(|| self.always_lock.lock().expect("always lock poisoned"));
+        let log = &self.inner.log;
+        let bugs = self.inner.config.bugs;
+        let lsn = {
+            let mut core = self.core();
+            let state = core.txns.get(txn)?;
+            if state.is_read_only() {
+                core.txns.finish(txn)?;
+                self.inner.commits.fetch_add(1, Ordering::Relaxed);
+                return Ok(CommitTicket { txn, lsn: 0 });
+            }
+            let lsn = log.append(txn, state.last_lsn, Body::Commit)?;
+            core.txns.finish(txn)?;
+            lsn
+        };
+        match policy {
+            FsyncPolicy::Always if bugs.has(Bug::SkipFsync) => {
+                log.acknowledge(log.write_out()?);
+            }
+            FsyncPolicy::Always if bugs.has(Bug::AckBeforeFsync) => {
+                // The fsync owed to the previous commit happens only now.
+                log.sync_to(log.written_lsn())?;
+                log.acknowledge(log.write_out()?);
+            }
+            FsyncPolicy::Always => {
+                let flushed = log.flush_all()?;
+                log.acknowledge(flushed);
+            }
+            FsyncPolicy::Group { .. } => {}
+            FsyncPolicy::Interval { .. } | FsyncPolicy::None => {
+                log.acknowledge(log.write_out()?);
+            }
+        }
+        self.inner.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(CommitTicket { txn, lsn })
     }
 
     /// True once the commit may be reported to the client as durable under
     /// the policy.
     pub fn is_acknowledged(&self, ticket: CommitTicket) -> bool {
-        let _ = ticket;
-        todo!("engine issue")
+        self.inner.log.acked_lsn() > ticket.lsn
     }
 
     /// Group commit, leader step 1: writes every WAL byte appended so far to
     /// the OS and returns that position as the flush target. Commits enqueued
     /// after this call are not covered by it.
     pub fn group_flush_begin(&self) -> Result<FlushTarget> {
-        todo!("engine issue")
+        self.inner.fatal.check()?;
+        let written = self.inner.log.write_out()?;
+        if self.inner.config.bugs.has(Bug::AckBeforeFsync) {
+            self.inner.log.acknowledge(written);
+        }
+        Ok(FlushTarget { lsn: written })
     }
 
     /// Group commit, leader step 2: fsyncs the WAL up to `target` and
     /// publishes it as flushed, acknowledging the commits it covers. Returns
     /// the flushed LSN.
     pub fn group_flush_finish(&self, target: FlushTarget) -> Result<Lsn> {
-        let _ = target;
-        todo!("engine issue")
+        self.inner.fatal.check()?;
+        let log = &self.inner.log;
+        log.sync_to(target.lsn)?;
+        if self.inner.config.bugs.has(Bug::GroupAckBeyondFlush) {
+            log.acknowledge(log.next_lsn());
+        } else {
+            log.acknowledge(target.lsn);
+        }
+        Ok(log.flushed_lsn())
     }
 
     /// Lets time-driven work happen at the clock's current time: the
     /// `interval:MS` flusher, and an automatic checkpoint when due.
     pub fn tick(&self) -> Result<()> {
-        todo!("engine issue")
+        self.inner.fatal.check()?;
+        if let FsyncPolicy::Interval { ms } = self.inner.config.policy {
+            let now_us = self.inner.clock.now_us();
+            let mut last_us = self
+                .interval_last_us
+                .lock()
+                .expect("interval lock poisoned");
+            if now_us.saturating_sub(*last_us) >= ms * 1000 {
+                *last_us = now_us;
+                drop(last_us);
+                let log = &self.inner.log;
+                log.sync_to(log.write_out()?)?;
+            }
+        }
+        let every = self.inner.config.checkpoint_wal_bytes;
+        if every > 0 {
+            let mut core = self.core();
+            if self.inner.log.next_lsn() - core.checkpoint_lsn >= every {
+                checkpoint::checkpoint(&self.inner, &mut core)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a thread that calls [`Engine::tick`] every `period_us` of the
+    /// clock until `stop` is set (for real-time runs of `interval:MS`; the
+    /// deterministic harness calls `tick` itself). The thread ends at the
+    /// first error.
+    pub fn spawn_flusher(
+        engine: &Arc<Engine>,
+        period_us: u64,
+        stop: Arc<AtomicBool>,
+    ) -> std::thread::JoinHandle<Result<()>> {
+        let engine = Arc::clone(engine);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                engine.inner.clock.sleep_us(period_us.max(1));
+                engine.tick()?;
+            }
+            Ok(())
+        })
     }
 
     /// Takes a checkpoint: flushes the WAL and all dirty pages, writes a
@@ -173,23 +515,226 @@ impl Engine {
     /// WAL segments no longer needed. Every commit acknowledged before the
     /// call is durable when it returns.
     pub fn checkpoint(&self) -> Result<()> {
-        todo!("engine issue")
+        self.inner.fatal.check()?;
+        let mut core = self.core();
+        checkpoint::checkpoint(&self.inner, &mut core).map(|_| ())
     }
 
     /// Every key and value, sorted by key, as the pages hold them now (call
-    /// it with no transaction active to read the committed state).
+    /// it with no transaction active to read the committed state). Pages not
+    /// in the pool are read from disk (verified) without caching them.
     pub fn scan(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        todo!("engine issue")
+        self.inner.fatal.check()?;
+        let mut core = self.core();
+        let mut all = Vec::new();
+        for id in 0..self.inner.config.page_count {
+            match core.pool.cached(id) {
+                Some(frame) => all.extend(frame.page.entries().iter().cloned()),
+                None => all.extend(self.inner.pages.read(id)?.entries().iter().cloned()),
+            }
+        }
+        all.sort();
+        Ok(all)
     }
 
     /// Counters since open.
     pub fn stats(&self) -> EngineStats {
-        todo!("engine issue")
+        let inner = &self.inner;
+        EngineStats {
+            commits: inner.commits.load(Ordering::Relaxed),
+            aborts: inner.aborts.load(Ordering::Relaxed),
+            wal_bytes_written: inner.log.bytes_written(),
+            wal_syncs: inner.log.syncs.load(Ordering::Relaxed),
+            page_writes: inner.pages.writes.load(Ordering::Relaxed),
+            checkpoints: inner.checkpoints.load(Ordering::Relaxed),
+        }
     }
 
     /// Closes cleanly: aborts active transactions, takes a checkpoint,
-    /// releases the lock.
+    /// releases the lock. A stopped engine just releases the lock.
     pub fn close(self) -> Result<()> {
-        todo!("engine issue")
+        if self.inner.fatal.is_stopped() {
+            return Ok(());
+        }
+        let mut core = self.core();
+        for txn in core.txns.ids() {
+            self.abort_locked(&mut core, txn)?;
+        }
+        checkpoint::checkpoint(&self.inner, &mut core)?;
+        Ok(())
     }
+}
+
+/// Creates a fresh database: removes leftovers, creates the page file and
+/// the first segment, writes the initial checkpoint, then the control file.
+fn create(
+    storage: Arc<dyn Storage>,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    fatal: Arc<Fatal>,
+    active_max: usize,
+) -> Result<(Inner, Core, RecoveryReport)> {
+    let bugs = config.bugs;
+    let names = storage.list().map_err(io_error("list", "the directory"))?;
+    let mut removed = false;
+    for name in names {
+        if name == PAGES_FILE || name == CONTROL_TMP_FILE || parse_segment_name(&name).is_some() {
+            storage.remove(&name).map_err(io_error("remove", &name))?;
+            removed = true;
+        }
+    }
+    if removed {
+        fatal.sync(bugs, "the directory", storage.sync_dir())?;
+    }
+    let pages = storage
+        .create(PAGES_FILE)
+        .map_err(io_error("create", PAGES_FILE))?;
+    let pages_len = u64::from(config.page_size) * u64::from(config.page_count);
+    pages
+        .set_len(pages_len)
+        .map_err(io_error("set_len", PAGES_FILE))?;
+    fatal.sync(bugs, PAGES_FILE, pages.sync_data())?;
+    let name = segment_name(0);
+    let segment = storage.create(&name).map_err(io_error("create", &name))?;
+    fatal.sync(bugs, &name, segment.sync_data())?;
+    fatal.sync(bugs, "the directory", storage.sync_dir())?;
+    let writer = WalWriter::new(
+        storage.clone(),
+        fatal.clone(),
+        config.segment_size,
+        bugs,
+        Segment {
+            start: 0,
+            name,
+            file: Arc::from(segment),
+        },
+        0,
+    );
+    let log = Log::new(writer, 0, fatal.clone(), bugs);
+    let checkpoint_lsn = log.append(
+        0,
+        NO_LSN,
+        Body::Checkpoint {
+            next_txn: 1,
+            active: Vec::new(),
+        },
+    )?;
+    assert_eq!(checkpoint_lsn, 0, "the first record starts the log");
+    log.acknowledge(log.flush_all()?);
+    let control = Control {
+        page_size: config.page_size,
+        page_count: config.page_count,
+        segment_size: config.segment_size,
+        checkpoint_lsn,
+    };
+    control::write(storage.as_ref(), &control, &fatal, bugs)?;
+    let core = Core {
+        pool: BufferPool::new(config.pool_pages as usize),
+        txns: TxnTable::new(1, active_max),
+        fpi_done: BTreeSet::new(),
+        checkpoint_lsn,
+    };
+    let inner = make_inner(storage, config, clock, fatal, log, pages);
+    let report = RecoveryReport {
+        created: true,
+        ..RecoveryReport::default()
+    };
+    Ok((inner, core, report))
+}
+
+fn make_inner(
+    storage: Arc<dyn Storage>,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    fatal: Arc<Fatal>,
+    log: Log,
+    pages: Box<dyn crate::storage::StorageFile>,
+) -> Inner {
+    let pages = PageFile::new(pages, config.page_size as usize, config.page_count);
+    Inner {
+        storage,
+        config,
+        clock,
+        log,
+        pages,
+        fatal,
+        commits: AtomicU64::new(0),
+        aborts: AtomicU64::new(0),
+        checkpoints: AtomicU64::new(0),
+    }
+}
+
+/// Opens an existing database and runs ARIES recovery (see [`recovery`]).
+fn recover(
+    storage: Arc<dyn Storage>,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    fatal: Arc<Fatal>,
+    active_max: usize,
+    control: Control,
+) -> Result<(Inner, Core, RecoveryReport)> {
+    if control.page_size != config.page_size
+        || control.page_count != config.page_count
+        || control.segment_size != config.segment_size
+    {
+        return Err(Error::Config(format!(
+            "the directory holds page_size {}, page_count {}, segment_size {}; the configuration says {}, {}, {}",
+            control.page_size,
+            control.page_count,
+            control.segment_size,
+            config.page_size,
+            config.page_count,
+            config.segment_size
+        )));
+    }
+    let names = storage.list().map_err(io_error("list", "the directory"))?;
+    if names.iter().any(|name| name == CONTROL_TMP_FILE) {
+        storage
+            .remove(CONTROL_TMP_FILE)
+            .map_err(io_error("remove", CONTROL_TMP_FILE))?;
+    }
+    let pages = storage
+        .open(PAGES_FILE)
+        .map_err(io_error("open", PAGES_FILE))?;
+    let pages_len = pages.len().map_err(io_error("len", PAGES_FILE))?;
+    let expected_len = u64::from(config.page_size) * u64::from(config.page_count);
+    if pages_len != expected_len {
+        return Err(Error::Corruption {
+            file: PAGES_FILE.to_string(),
+            location: "file length".to_string(),
+            what: format!("{pages_len} bytes, expected {expected_len}"),
+        });
+    }
+    let checkpoint_lsn = control.checkpoint_lsn;
+    let analysis = recovery::analyze(storage.as_ref(), &config, checkpoint_lsn)?;
+    let end = analysis.end.lsn;
+    let truncated =
+        recovery::truncate_tail(storage.as_ref(), &config, &fatal, checkpoint_lsn, end)?;
+    let writer = recovery::open_writer(&storage, &config, &fatal, end)?;
+    let durable_end = writer.next_lsn();
+    let log = Log::new(writer, durable_end, fatal.clone(), config.bugs);
+    let mut core = Core {
+        pool: BufferPool::new(config.pool_pages as usize),
+        txns: TxnTable::new(analysis.next_txn, active_max),
+        fpi_done: analysis.fpi_pages.clone(),
+        checkpoint_lsn,
+    };
+    let no_undo = config.bugs.has(Bug::NoUndo);
+    let inner = make_inner(storage, config, clock, fatal, log, pages);
+    let mut report = RecoveryReport {
+        created: false,
+        checkpoint_lsn,
+        redo_start_lsn: checkpoint_lsn,
+        log_end_lsn: end,
+        log_end_reason: analysis.end.reason.clone(),
+        truncated_bytes: truncated,
+        losers: analysis.losers.keys().copied().collect(),
+        ..RecoveryReport::default()
+    };
+    recovery::redo(&inner, &mut core, checkpoint_lsn, end, &mut report)?;
+    if !no_undo {
+        recovery::undo(&inner, &mut core, &analysis.losers, &mut report)?;
+    }
+    checkpoint::checkpoint(&inner, &mut core)?;
+    Ok((inner, core, report))
 }

@@ -17,11 +17,20 @@ pub mod config;
 pub mod error;
 pub mod storage;
 
+mod buffer;
+mod checkpoint;
+mod control;
 mod db;
+mod fatal;
+mod page;
+mod recovery;
+mod state;
+mod txn;
+pub mod wal;
 
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::{Bug, BugSet, Config, FsyncPolicy};
-pub use db::{CommitTicket, Engine, EngineStats, FlushTarget, RecoveryReport};
+pub use db::{ACTIVE_TXNS_MAX, CommitTicket, Engine, EngineStats, FlushTarget, RecoveryReport};
 pub use error::{Error, Result};
 
 /// A log sequence number: the byte position of a record in the WAL stream.

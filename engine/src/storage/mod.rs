@@ -63,6 +63,7 @@ pub trait Storage: Send + Sync {
 }
 
 /// An open file.
+#[allow(clippy::len_without_is_empty)] // a file's length is not a collection's
 pub trait StorageFile: Send + Sync {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read.
     /// A short count happens only at the end of the file.

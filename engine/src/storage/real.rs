@@ -68,10 +68,10 @@ impl Storage for RealStorage {
             if !entry.file_type()?.is_file() {
                 continue;
             }
-            if let Ok(name) = entry.file_name().into_string() {
-                if name != LOCK_FILE_NAME {
-                    names.push(name);
-                }
+            if let Ok(name) = entry.file_name().into_string()
+                && name != LOCK_FILE_NAME
+            {
+                names.push(name);
             }
         }
         names.sort();

@@ -1,0 +1,206 @@
+//! The page file and the buffer pool in front of it.
+//!
+//! The pool holds at most `pool_pages` decoded pages and evicts with the
+//! clock algorithm. Policy: STEAL (a dirty page of an uncommitted
+//! transaction may be written at eviction) and NO-FORCE (commit writes no
+//! page). The write-ahead rule is enforced at every page write: the WAL is
+//! made durable past the page's pageLSN first. Page writes are not synced
+//! except by a checkpoint.
+//!
+//! Every page read from disk is verified (checksum and page id); a failure
+//! is [`Error::Corruption`], never a wrong value. All pool work happens under
+//! the engine's core lock, so frames need no pins.
+
+use crate::error::{Error, Result};
+use crate::fatal::io_error;
+use crate::page::Page;
+use crate::storage::{StorageFile, read_exact_at};
+use crate::wal::Log;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The name of the page file.
+pub const PAGES_FILE: &str = "pages";
+
+/// The page file: `page_count` slots of `page_size` bytes.
+pub struct PageFile {
+    file: Box<dyn StorageFile>,
+    pub page_size: usize,
+    pub page_count: u32,
+    /// Page writes since open.
+    pub writes: AtomicU64,
+}
+
+impl PageFile {
+    pub fn new(file: Box<dyn StorageFile>, page_size: usize, page_count: u32) -> PageFile {
+        PageFile {
+            file,
+            page_size,
+            page_count,
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    fn offset(&self, id: u32) -> u64 {
+        assert!(id < self.page_count, "page {id} out of range");
+        u64::from(id) * self.page_size as u64
+    }
+
+    /// The raw bytes of page `id`.
+    pub fn read_raw(&self, id: u32) -> Result<Vec<u8>> {
+        let mut bytes = vec![0u8; self.page_size];
+        read_exact_at(self.file.as_ref(), self.offset(id), &mut bytes)
+            .map_err(io_error("read", PAGES_FILE))?;
+        Ok(bytes)
+    }
+
+    /// Page `id`, verified; a failed check is corruption.
+    pub fn read(&self, id: u32) -> Result<Page> {
+        let bytes = self.read_raw(id)?;
+        Page::decode(&bytes, id).map_err(|what| Error::Corruption {
+            file: PAGES_FILE.to_string(),
+            location: format!("page {id}"),
+            what,
+        })
+    }
+
+    /// Writes `page` to its slot (not synced).
+    pub fn write(&self, page: &Page) -> Result<()> {
+        let bytes = page.encode(self.page_size);
+        assert_eq!(bytes.len(), self.page_size, "encoded page size");
+        self.file
+            .write_at(self.offset(page.id), &bytes)
+            .map_err(io_error("write", PAGES_FILE))?;
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Syncs the page file.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// A page in the pool.
+pub struct Frame {
+    pub page: Page,
+    pub dirty: bool,
+    referenced: bool,
+}
+
+/// At most `capacity` frames, clock eviction.
+pub struct BufferPool {
+    frames: Vec<Frame>,
+    index: BTreeMap<u32, usize>,
+    hand: usize,
+    capacity: usize,
+}
+
+impl BufferPool {
+    pub fn new(capacity: usize) -> BufferPool {
+        assert!(capacity > 0, "empty buffer pool");
+        BufferPool {
+            frames: Vec::with_capacity(capacity),
+            index: BTreeMap::new(),
+            hand: 0,
+            capacity,
+        }
+    }
+
+    /// The cached frame of page `id`, if any.
+    pub fn cached(&mut self, id: u32) -> Option<&mut Frame> {
+        let slot = *self.index.get(&id)?;
+        let frame = &mut self.frames[slot];
+        frame.referenced = true;
+        Some(frame)
+    }
+
+    /// Page `id`, from the pool or read (and verified) from disk.
+    pub fn fetch(&mut self, id: u32, pages: &PageFile, log: &Log) -> Result<&mut Frame> {
+        if let Some(&slot) = self.index.get(&id) {
+            self.frames[slot].referenced = true;
+            return Ok(&mut self.frames[slot]);
+        }
+        let page = pages.read(id)?;
+        let slot = self.install(page, false, pages, log)?;
+        Ok(&mut self.frames[slot])
+    }
+
+    /// Puts `page` in the pool, replacing a cached copy; returns its slot.
+    pub fn install(
+        &mut self,
+        page: Page,
+        dirty: bool,
+        pages: &PageFile,
+        log: &Log,
+    ) -> Result<usize> {
+        if let Some(&slot) = self.index.get(&page.id) {
+            let frame = &mut self.frames[slot];
+            frame.page = page;
+            frame.dirty |= dirty;
+            frame.referenced = true;
+            return Ok(slot);
+        }
+        let frame = Frame {
+            page,
+            dirty,
+            referenced: true,
+        };
+        let id = frame.page.id;
+        let slot = if self.frames.len() < self.capacity {
+            self.frames.push(frame);
+            self.frames.len() - 1
+        } else {
+            let victim = self.choose_victim();
+            self.write_back(victim, pages, log)?;
+            let old = std::mem::replace(&mut self.frames[victim], frame);
+            self.index.remove(&old.page.id);
+            victim
+        };
+        self.index.insert(id, slot);
+        assert!(self.frames.len() <= self.capacity, "pool over capacity");
+        Ok(slot)
+    }
+
+    /// The clock: the first frame not referenced since the hand last passed.
+    fn choose_victim(&mut self) -> usize {
+        let sweeps_max = 2 * self.frames.len();
+        for _ in 0..sweeps_max {
+            let slot = self.hand;
+            self.hand = (self.hand + 1) % self.frames.len();
+            let frame = &mut self.frames[slot];
+            if !frame.referenced {
+                return slot;
+            }
+            frame.referenced = false;
+        }
+        unreachable!("the clock found no victim in two sweeps")
+    }
+
+    /// Writes frame `slot` if dirty, after the WAL is durable past its
+    /// pageLSN (the write-ahead rule).
+    fn write_back(&mut self, slot: usize, pages: &PageFile, log: &Log) -> Result<()> {
+        let frame = &mut self.frames[slot];
+        if !frame.dirty {
+            return Ok(());
+        }
+        log.flush_to(frame.page.lsn + 1)?;
+        assert!(log.flushed_lsn() > frame.page.lsn, "write-ahead rule");
+        pages.write(&frame.page)?;
+        frame.dirty = false;
+        Ok(())
+    }
+
+    /// Writes every dirty page, in page order; returns how many.
+    pub fn write_all_dirty(&mut self, pages: &PageFile, log: &Log) -> Result<usize> {
+        let slots: Vec<usize> = self.index.values().copied().collect();
+        let mut written = 0;
+        for slot in slots {
+            if self.frames[slot].dirty {
+                self.write_back(slot, pages, log)?;
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+}

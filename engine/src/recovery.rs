@@ -1,0 +1,391 @@
+//! ARIES recovery: analysis, tail truncation, redo, undo.
+//!
+//! 1. **Analysis** scans from the checkpoint record named by the control
+//!    file to the end of the log: the transaction table (active at the
+//!    checkpoint, plus every transaction seen, minus those with a commit or
+//!    abort record), the next transaction id, and the pages that have a
+//!    full-page image in the range. The scan also finds the end of the log:
+//!    the first record whose length, CRC or LSN is wrong.
+//! 2. **Tail truncation**: the segment holding the end is cut to it and
+//!    synced, later segments are removed and the directory synced, so new
+//!    appends never land after garbage (skipped by the `no-tail-truncate`
+//!    bug). Every segment in the redo range is synced too, since a process
+//!    crash may have left its bytes in the page cache only.
+//! 3. **Redo** repeats history from the checkpoint for every transaction:
+//!    a full-page image is applied only if the page on disk fails its
+//!    checks or is older than the image; an update or CLR only if the page's
+//!    pageLSN is below the record's LSN (skipped by `redo-no-pagelsn-check`).
+//! 4. **Undo** rolls back the losers together in reverse LSN order, writing
+//!    a CLR per undone update and an abort record per transaction; a CLR
+//!    found in the log sends undo to its `undo_next_lsn`, so a crash during
+//!    undo resumes where it stopped (skipped by the `no-undo` bug).
+//!
+//! The caller ends recovery with a checkpoint.
+
+use crate::buffer::PAGES_FILE;
+use crate::config::{Bug, Config};
+use crate::db::RecoveryReport;
+use crate::error::{Error, Result};
+use crate::fatal::{Fatal, io_error};
+use crate::page::Page;
+use crate::state::{Core, Inner, UndoStep, undo_one};
+use crate::storage::Storage;
+use crate::wal::reader::{LogEnd, LogReader, read_record_at};
+use crate::wal::record::{ActiveTxn, Body, NO_LSN, UpdateBody};
+use crate::wal::writer::{Segment, WalWriter, parse_segment_name, segment_name};
+use crate::{Lsn, TxnId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::sync::Arc;
+
+/// What analysis found.
+pub struct Analysis {
+    pub end: LogEnd,
+    pub losers: BTreeMap<TxnId, ActiveTxn>,
+    pub next_txn: TxnId,
+    pub fpi_pages: BTreeSet<u32>,
+}
+
+fn reader<'s>(storage: &'s dyn Storage, config: &Config, start: Lsn) -> LogReader<'s> {
+    LogReader::new(
+        storage,
+        config.segment_size,
+        start,
+        !config.bugs.has(Bug::NoCrcCheck),
+        config.bugs.has(Bug::ReplayPastTorn),
+    )
+}
+
+/// Pass 1: analysis from the checkpoint at `checkpoint_lsn`.
+pub fn analyze(storage: &dyn Storage, config: &Config, checkpoint_lsn: Lsn) -> Result<Analysis> {
+    let mut scan = reader(storage, config, checkpoint_lsn);
+    let (mut losers, mut next_txn) = match scan.next()? {
+        Some(record) if record.lsn == checkpoint_lsn => match record.body {
+            Body::Checkpoint { next_txn, active } => (
+                active
+                    .into_iter()
+                    .map(|txn| (txn.txn, txn))
+                    .collect::<BTreeMap<_, _>>(),
+                next_txn,
+            ),
+            other => {
+                return Err(Error::corruption(
+                    segment_name(checkpoint_lsn - checkpoint_lsn % config.segment_size),
+                    checkpoint_lsn,
+                    format!(
+                        "control names a {:?} record, not a checkpoint",
+                        other.kind()
+                    ),
+                ));
+            }
+        },
+        _ => {
+            let reason = scan.end().map(|end| end.reason.clone()).unwrap_or_default();
+            return Err(Error::corruption(
+                segment_name(checkpoint_lsn - checkpoint_lsn % config.segment_size),
+                checkpoint_lsn,
+                format!("the checkpoint record named by the control file is unreadable: {reason}"),
+            ));
+        }
+    };
+    let mut fpi_pages = BTreeSet::new();
+    while let Some(record) = scan.next()? {
+        if record.txn != 0 {
+            next_txn = next_txn.max(record.txn + 1);
+        }
+        match record.body {
+            Body::Update(_) | Body::Clr { .. } => {
+                losers
+                    .entry(record.txn)
+                    .or_insert(ActiveTxn {
+                        txn: record.txn,
+                        first_lsn: record.lsn,
+                        last_lsn: record.lsn,
+                    })
+                    .last_lsn = record.lsn;
+            }
+            Body::Commit | Body::Abort => {
+                losers.remove(&record.txn);
+            }
+            Body::FullPageImage { page_id, .. } => {
+                fpi_pages.insert(page_id);
+            }
+            Body::Checkpoint { .. } | Body::SegmentEnd => {}
+        }
+    }
+    let end = scan.end().expect("scan ended").clone();
+    Ok(Analysis {
+        end,
+        losers,
+        next_txn: next_txn.max(1),
+        fpi_pages,
+    })
+}
+
+/// Pass 2: cuts the log at `end` (unless `no-tail-truncate`) and syncs every
+/// segment from the checkpoint's to the end's. Returns the bytes cut off.
+pub fn truncate_tail(
+    storage: &dyn Storage,
+    config: &Config,
+    fatal: &Fatal,
+    checkpoint_lsn: Lsn,
+    end: Lsn,
+) -> Result<u64> {
+    let size = config.segment_size;
+    let end_start = end - end % size;
+    let first = checkpoint_lsn - checkpoint_lsn % size;
+    let truncate = !config.bugs.has(Bug::NoTailTruncate);
+    let names = storage.list().map_err(io_error("list", "the directory"))?;
+    let mut truncated = 0;
+    let mut removed = false;
+    for name in names {
+        let Some(start) = parse_segment_name(&name) else {
+            continue;
+        };
+        if start < first {
+            continue;
+        }
+        let file = storage.open(&name).map_err(io_error("open", &name))?;
+        let len = file.len().map_err(io_error("len", &name))?;
+        if start > end_start {
+            truncated += len;
+            if truncate {
+                drop(file);
+                fatal.io("remove", &name, storage.remove(&name))?;
+                removed = true;
+            }
+            continue;
+        }
+        let keep = if start == end_start { end - start } else { len };
+        if len > keep {
+            truncated += len - keep;
+            if truncate {
+                fatal.io("truncate", &name, file.set_len(keep))?;
+            }
+        }
+        fatal.sync(config.bugs, &name, file.sync_data())?;
+    }
+    if removed {
+        fatal.sync(config.bugs, "the directory", storage.sync_dir())?;
+    }
+    Ok(truncated)
+}
+
+/// Opens the WAL writer at the end of the log: appends go at the end
+/// segment's current length (creating the segment if the log ends at its
+/// start and it is missing).
+pub fn open_writer(
+    storage: &Arc<dyn Storage>,
+    config: &Config,
+    fatal: &Arc<Fatal>,
+    end: Lsn,
+) -> Result<WalWriter> {
+    let start = end - end % config.segment_size;
+    let name = segment_name(start);
+    let file = match storage.open(&name) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            let file = fatal.io("create", &name, storage.create(&name))?;
+            fatal.sync(config.bugs, &name, file.sync_data())?;
+            fatal.sync(config.bugs, "the directory", storage.sync_dir())?;
+            file
+        }
+        Err(error) => return Err(io_error("open", &name)(error)),
+    };
+    let len = file.len().map_err(io_error("len", &name))?;
+    let segment = Segment {
+        start,
+        name,
+        file: Arc::from(file),
+    };
+    Ok(WalWriter::new(
+        storage.clone(),
+        fatal.clone(),
+        config.segment_size,
+        config.bugs,
+        segment,
+        len,
+    ))
+}
+
+/// Pass 3: redo from the checkpoint up to `end`.
+pub fn redo(
+    inner: &Inner,
+    core: &mut Core,
+    checkpoint_lsn: Lsn,
+    end: Lsn,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let mut scan = reader(inner.storage.as_ref(), &inner.config, checkpoint_lsn);
+    while let Some(record) = scan.next()? {
+        if record.lsn >= end {
+            break;
+        }
+        report.records_scanned += 1;
+        let (applied, repaired) = match record.body {
+            Body::Update(update) | Body::Clr { update, .. } => {
+                (redo_update(inner, core, record.lsn, &update)?, None)
+            }
+            Body::FullPageImage { page_id, image } => {
+                let (applied, repaired) = redo_image(inner, core, record.lsn, page_id, image)?;
+                (applied, repaired.then_some(page_id))
+            }
+            _ => (false, None),
+        };
+        report.records_redone += u64::from(applied);
+        if let Some(page_id) = repaired
+            && !report.pages_repaired.contains(&page_id)
+        {
+            report.pages_repaired.push(page_id);
+        }
+    }
+    report.wal_bytes_replayed = end.saturating_sub(checkpoint_lsn);
+    Ok(())
+}
+
+fn redo_update(inner: &Inner, core: &mut Core, lsn: Lsn, update: &UpdateBody<'_>) -> Result<bool> {
+    if update.page_id >= inner.config.page_count {
+        return Err(Error::corruption(
+            "WAL",
+            lsn,
+            "update of a page out of range",
+        ));
+    }
+    let frame = core
+        .pool
+        .fetch(update.page_id, &inner.pages, &inner.log)
+        .map_err(|error| match error {
+            Error::Corruption {
+                file,
+                location,
+                what,
+            } => Error::Corruption {
+                file,
+                location,
+                what: format!(
+                    "{what}; no full-page image in the redo range repairs it (redo of LSN {lsn:#x})"
+                ),
+            },
+            other => other,
+        })?;
+    let check = !inner.config.bugs.has(Bug::RedoNoPageLsnCheck);
+    if check && frame.page.lsn >= lsn {
+        return Ok(false);
+    }
+    frame
+        .page
+        .apply(
+            update.op,
+            usize::from(update.slot),
+            update.key,
+            update.after,
+            inner.pages.page_size,
+        )
+        .map_err(|what| {
+            Error::corruption(
+                PAGES_FILE,
+                lsn,
+                format!("redo on page {}: {what}", update.page_id),
+            )
+        })?;
+    frame.page.lsn = lsn;
+    frame.dirty = true;
+    Ok(true)
+}
+
+/// Applies a full-page image if the page needs it; returns (applied,
+/// repaired a page that failed its checks on disk).
+fn redo_image(
+    inner: &Inner,
+    core: &mut Core,
+    lsn: Lsn,
+    page_id: u32,
+    image: &[u8],
+) -> Result<(bool, bool)> {
+    if image.len() != inner.pages.page_size || page_id >= inner.config.page_count {
+        return Err(Error::corruption(
+            "WAL",
+            lsn,
+            "full-page image of the wrong size or page",
+        ));
+    }
+    let restored = Page::decode(image, page_id)
+        .map_err(|what| Error::corruption("WAL", lsn, format!("full-page image: {what}")))?;
+    if let Some(frame) = core.pool.cached(page_id) {
+        let older = frame.page.lsn < lsn;
+        if older {
+            frame.page = restored;
+            frame.dirty = true;
+        }
+        return Ok((older, false));
+    }
+    let (page, dirty, repaired) = match inner.pages.read(page_id) {
+        Ok(page) if page.lsn >= lsn => (page, false, false),
+        Ok(_) => (restored, true, false),
+        Err(error) if error.is_corruption() => (restored, true, true),
+        Err(error) => return Err(error),
+    };
+    core.pool.install(page, dirty, &inner.pages, &inner.log)?;
+    Ok((dirty, repaired))
+}
+
+/// Pass 4: rolls back every loser, in reverse LSN order across all of them.
+pub fn undo(
+    inner: &Inner,
+    core: &mut Core,
+    losers: &BTreeMap<TxnId, ActiveTxn>,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let mut last: BTreeMap<TxnId, Lsn> = losers.values().map(|t| (t.txn, t.last_lsn)).collect();
+    let mut queue: BTreeSet<(Lsn, TxnId)> = losers.values().map(|t| (t.last_lsn, t.txn)).collect();
+    let storage = inner.storage.as_ref();
+    while let Some((next, txn)) = queue.pop_last() {
+        let bytes = read_record_at(storage, inner.config.segment_size, next)?;
+        let record = bytes.record();
+        if record.txn != txn {
+            return Err(Error::corruption(
+                "WAL",
+                next,
+                format!(
+                    "undo chain of txn {txn} reaches a record of txn {}",
+                    record.txn
+                ),
+            ));
+        }
+        let undo_next = match record.body {
+            Body::Update(update) => {
+                let prev = last[&txn];
+                let step = UndoStep {
+                    txn,
+                    prev_lsn: prev,
+                    page_id: update.page_id,
+                    key: update.key,
+                    before: update.before,
+                    undo_next_lsn: record.prev_lsn,
+                };
+                let clr = undo_one(inner, core, &step)?;
+                last.insert(txn, clr);
+                report.clrs_written += 1;
+                record.prev_lsn
+            }
+            Body::Clr { undo_next_lsn, .. } => undo_next_lsn,
+            other => {
+                return Err(Error::corruption(
+                    "WAL",
+                    next,
+                    format!(
+                        "undo chain of txn {txn} reaches a {:?} record",
+                        other.kind()
+                    ),
+                ));
+            }
+        };
+        if undo_next == NO_LSN {
+            inner.log.append(txn, last[&txn], Body::Abort)?;
+        } else {
+            assert!(undo_next < next, "undo chain goes backwards");
+            queue.insert((undo_next, txn));
+        }
+    }
+    Ok(())
+}

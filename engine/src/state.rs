@@ -1,0 +1,168 @@
+//! The engine's shared state and the one way pages change: log, then apply.
+//!
+//! [`Inner`] is what every thread shares without the core lock (storage,
+//! log, page file, counters). [`Core`] is everything behind the core lock:
+//! the buffer pool, the transaction table, and the set of pages that already
+//! have a full-page image since the last checkpoint.
+//!
+//! [`log_and_apply`] is the single path by which a page changes at runtime
+//! and during undo: a full-page image first if this is the page's first
+//! change since the checkpoint (skipped by the `no-full-page-images` bug),
+//! then the update or CLR record, then the physical change with the page's
+//! pageLSN set to that record's LSN.
+
+use crate::buffer::{BufferPool, PageFile};
+use crate::clock::Clock;
+use crate::config::{Bug, Config};
+use crate::error::{Error, Result};
+use crate::fatal::Fatal;
+use crate::page::Page;
+use crate::storage::Storage;
+use crate::txn::TxnTable;
+use crate::wal::Log;
+use crate::wal::record::{Body, NO_LSN, Op, UpdateBody};
+use crate::{Lsn, TxnId};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+/// Shared, lock-free-to-reach parts of an open engine.
+pub struct Inner {
+    pub storage: Arc<dyn Storage>,
+    pub config: Config,
+    pub clock: Arc<dyn Clock>,
+    pub log: Log,
+    pub pages: PageFile,
+    pub fatal: Arc<Fatal>,
+    pub commits: AtomicU64,
+    pub aborts: AtomicU64,
+    pub checkpoints: AtomicU64,
+}
+
+/// Everything behind the core lock.
+pub struct Core {
+    pub pool: BufferPool,
+    pub txns: TxnTable,
+    /// Pages with a full-page image logged since the last checkpoint.
+    pub fpi_done: BTreeSet<u32>,
+    /// LSN of the last checkpoint record.
+    pub checkpoint_lsn: Lsn,
+}
+
+/// Whether a change is a forward update or a compensation (undo) record.
+#[derive(Clone, Copy, Debug)]
+pub enum ChangeKind {
+    Update,
+    Clr { undo_next_lsn: Lsn },
+}
+
+/// One physical change to log and apply.
+pub struct Change<'a> {
+    pub txn: TxnId,
+    pub prev_lsn: Lsn,
+    pub kind: ChangeKind,
+    pub page_id: u32,
+    pub op: Op,
+    pub slot: usize,
+    pub key: &'a [u8],
+    pub before: Option<&'a [u8]>,
+    pub after: Option<&'a [u8]>,
+}
+
+/// Logs `change` (after a full-page image if due) and applies it to the
+/// cached page. The page must fit the change; callers check first.
+pub fn log_and_apply(inner: &Inner, core: &mut Core, change: &Change<'_>) -> Result<Lsn> {
+    let page_size = inner.pages.page_size;
+    let frame = core.pool.fetch(change.page_id, &inner.pages, &inner.log)?;
+    let mut trial = frame.page.clone();
+    trial
+        .apply(change.op, change.slot, change.key, change.after, page_size)
+        .map_err(|what| Error::corruption("pages", frame.page.lsn, what))?;
+    if !inner.config.bugs.has(Bug::NoFullPageImages) && core.fpi_done.insert(change.page_id) {
+        let image = frame.page.encode(page_size);
+        inner.log.append(
+            0,
+            NO_LSN,
+            Body::FullPageImage {
+                page_id: change.page_id,
+                image: &image,
+            },
+        )?;
+    }
+    let update = UpdateBody {
+        page_id: change.page_id,
+        op: change.op,
+        slot: u16::try_from(change.slot).expect("slot fits u16"),
+        key: change.key,
+        before: change.before,
+        after: change.after,
+    };
+    let body = match change.kind {
+        ChangeKind::Update => Body::Update(update),
+        ChangeKind::Clr { undo_next_lsn } => Body::Clr {
+            undo_next_lsn,
+            update,
+        },
+    };
+    let lsn = inner.log.append(change.txn, change.prev_lsn, body)?;
+    assert!(
+        lsn > frame.page.lsn || frame.page.lsn == 0,
+        "pageLSN increases"
+    );
+    trial.lsn = lsn;
+    frame.page = trial;
+    frame.dirty = true;
+    Ok(lsn)
+}
+
+/// One update to undo.
+pub struct UndoStep<'a> {
+    pub txn: TxnId,
+    /// The transaction's last record (the CLR's `prev_lsn`).
+    pub prev_lsn: Lsn,
+    pub page_id: u32,
+    pub key: &'a [u8],
+    /// The value to restore (absent: remove the key).
+    pub before: Option<&'a [u8]>,
+    /// Where undo of this transaction goes on after this step.
+    pub undo_next_lsn: Lsn,
+}
+
+/// Undoes one update logically by key: restores `before` as the key's value
+/// (absent: removes the key), logging a CLR that points to `undo_next_lsn`.
+pub fn undo_one(inner: &Inner, core: &mut Core, step: &UndoStep<'_>) -> Result<Lsn> {
+    let UndoStep {
+        txn,
+        prev_lsn,
+        page_id,
+        key,
+        before,
+        undo_next_lsn,
+    } = *step;
+    let frame = core.pool.fetch(page_id, &inner.pages, &inner.log)?;
+    let page: &Page = &frame.page;
+    let (op, slot, current) = match (page.find(key), before) {
+        (Ok(slot), Some(_)) => (Op::Replace, slot, Some(page.value_at(slot).to_vec())),
+        (Ok(slot), None) => (Op::Remove, slot, Some(page.value_at(slot).to_vec())),
+        (Err(slot), Some(_)) => (Op::Insert, slot, None),
+        (Err(_), None) => {
+            return Err(Error::corruption(
+                "pages",
+                prev_lsn,
+                format!("undo of txn {txn}: key to remove is absent from page {page_id}"),
+            ));
+        }
+    };
+    let change = Change {
+        txn,
+        prev_lsn,
+        kind: ChangeKind::Clr { undo_next_lsn },
+        page_id,
+        op,
+        slot,
+        key,
+        before: current.as_deref(),
+        after: before,
+    };
+    log_and_apply(inner, core, &change)
+}
