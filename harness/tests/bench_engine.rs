@@ -115,6 +115,7 @@ fn recovery_replays_the_wal_it_built() {
     options.recovery = Some(RecoveryOptions {
         wal_bytes: 2 << 20,
         pool_pages: 16,
+        segment_size: 4 << 20,
     });
     let mut out = Vec::new();
     let report = run_engine_bench(&options, &mut out).unwrap();
@@ -131,7 +132,8 @@ fn recovery_replays_the_wal_it_built() {
 
 /// The full default benchmark, for a person at a terminal:
 /// `cargo test --release -p harness --test bench_engine -- --ignored --nocapture`
-/// (`POWERCUT_BENCH_CSV=path` keeps the CSV, `POWERCUT_BENCH_SECONDS=n`).
+/// (`POWERCUT_BENCH_CSV=path` keeps the CSV; `POWERCUT_BENCH_SECONDS=n`,
+/// `POWERCUT_BENCH_SEGMENT_BYTES=n` for the recovery WAL's segments).
 #[test]
 #[ignore = "takes about a minute and measures this machine; run by hand"]
 fn full_benchmark_by_hand() {
@@ -139,10 +141,17 @@ fn full_benchmark_by_hand() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
+    let segment_size = std::env::var("POWERCUT_BENCH_SEGMENT_BYTES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(RecoveryOptions::default().segment_size);
     let options = EngineBenchOptions {
         duration: Duration::from_secs(seconds),
         csv: std::env::var_os("POWERCUT_BENCH_CSV").map(Into::into),
-        recovery: Some(RecoveryOptions::default()),
+        recovery: Some(RecoveryOptions {
+            segment_size,
+            ..RecoveryOptions::default()
+        }),
         dir: Some(env!("CARGO_TARGET_TMPDIR").into()),
         ..EngineBenchOptions::default()
     };

@@ -15,7 +15,7 @@
 //! database-file syncs are not in its column).
 
 use super::runner::{TxnOutcome, run_committers};
-use super::{BenchError, BenchRow, KeyPicker, RunSpec, System, VALUE_BYTES};
+use super::{BenchError, BenchRow, RunSpec, System, TxnInputs};
 use engine::storage::RealStorage;
 use engine::{Config, Engine, FsyncPolicy, SystemClock};
 use std::path::Path;
@@ -68,9 +68,8 @@ pub fn bench_engine(
     let engine_ref = &engine;
     let totals = with_ticker(engine_ref, || {
         run_committers(spec.threads, spec.duration, |index| {
-            let mut keys = KeyPicker::for_thread(spec, index);
-            let value = [0xa5_u8; VALUE_BYTES];
-            Ok(move || engine_txn(engine_ref, &mut keys, &value))
+            let mut inputs = TxnInputs::for_thread(spec, index);
+            Ok(move || engine_txn(engine_ref, &mut inputs))
         })
     })?;
     let after = engine.stats();
@@ -105,13 +104,9 @@ pub fn with_ticker<T>(
 
 /// One transaction: begin, put one value, commit. A write conflict or a full
 /// page rolls it back and counts as an abort.
-pub fn engine_txn(
-    engine: &Engine,
-    keys: &mut KeyPicker,
-    value: &[u8],
-) -> Result<TxnOutcome, BenchError> {
+pub fn engine_txn(engine: &Engine, inputs: &mut TxnInputs) -> Result<TxnOutcome, BenchError> {
     let txn = engine.begin().map_err(engine_error("begin"))?;
-    let key = keys.next_key();
+    let (key, value) = inputs.next_write();
     match engine.put(txn, &key, value) {
         Ok(()) => {}
         Err(engine::Error::Conflict { .. } | engine::Error::PageFull { .. }) => {

@@ -200,18 +200,23 @@ pub struct RunSpec {
     pub key_space: u64,
 }
 
-/// Random keys (8 bytes, big-endian) from one thread's own range of the key
-/// space, so threads never conflict on a key. SplitMix64: seeded, no
-/// allocation.
+/// The inputs of one thread's transactions: a random key (8 bytes,
+/// big-endian) from the thread's own range of the key space, so threads never
+/// conflict on a key, and a value stamped with the thread and a serial
+/// number, so no write is a no-op (SQLite skips rewriting a row whose new
+/// content equals the old; the engine would log it anyway). SplitMix64:
+/// seeded, no allocation.
 #[derive(Clone, Debug)]
-pub struct KeyPicker {
+pub struct TxnInputs {
     state: u64,
     first: u64,
     span: u64,
+    serial: u64,
+    value: [u8; VALUE_BYTES],
 }
 
-impl KeyPicker {
-    pub fn for_thread(spec: RunSpec, index: usize) -> KeyPicker {
+impl TxnInputs {
+    pub fn for_thread(spec: RunSpec, index: usize) -> TxnInputs {
         assert!(index < spec.threads);
         let span = spec.key_space / spec.threads as u64;
         assert!(
@@ -220,14 +225,19 @@ impl KeyPicker {
             spec.key_space,
             spec.threads
         );
-        KeyPicker {
+        let mut value = [0x5a_u8; VALUE_BYTES];
+        value[..8].copy_from_slice(&(index as u64).to_be_bytes());
+        TxnInputs {
             state: spec.seed ^ (index as u64).wrapping_mul(0xd1b5_4a32_d192_ed03),
             first: span * index as u64,
             span,
+            serial: 0,
+            value,
         }
     }
 
-    pub fn next_key(&mut self) -> [u8; 8] {
+    /// The next transaction's key and value.
+    pub fn next_write(&mut self) -> ([u8; 8], &[u8; VALUE_BYTES]) {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -235,7 +245,9 @@ impl KeyPicker {
         z ^= z >> 31;
         let key = self.first + z % self.span;
         debug_assert!(key >= self.first && key < self.first + self.span);
-        key.to_be_bytes()
+        self.serial += 1;
+        self.value[8..16].copy_from_slice(&self.serial.to_be_bytes());
+        (key.to_be_bytes(), &self.value)
     }
 }
 

@@ -17,7 +17,7 @@
 
 use super::engine::{engine_txn, open_real};
 use super::runner::TxnOutcome;
-use super::{BenchError, KeyPicker, RunSpec, VALUE_BYTES};
+use super::{BenchError, RunSpec, TxnInputs, VALUE_BYTES};
 use engine::{Config, Engine, FsyncPolicy};
 use std::io::Write;
 use std::path::Path;
@@ -38,6 +38,8 @@ pub struct RecoveryOptions {
     pub wal_bytes: u64,
     /// Buffer pool pages (the page file is [`PAGE_FILE_TO_POOL`] times more).
     pub pool_pages: u32,
+    /// WAL segment size: large, so the whole WAL is one or a few segments.
+    pub segment_size: u64,
 }
 
 impl Default for RecoveryOptions {
@@ -45,6 +47,7 @@ impl Default for RecoveryOptions {
         RecoveryOptions {
             wal_bytes: 256 << 20,
             pool_pages: 256,
+            segment_size: 1 << 30,
         }
     }
 }
@@ -61,6 +64,7 @@ pub struct RecoveryMeasurement {
     pub replay_mb_per_s: f64,
     pub pool_bytes: u64,
     pub page_file_bytes: u64,
+    pub segment_bytes: u64,
     pub rss_before_bytes: u64,
     /// Peak resident set during the build, and during recovery.
     pub rss_peak_build_bytes: u64,
@@ -89,7 +93,7 @@ pub fn recovery_config(options: &RecoveryOptions) -> Config {
         policy: FsyncPolicy::None,
         page_count: options.pool_pages * PAGE_FILE_TO_POOL,
         pool_pages: options.pool_pages,
-        segment_size: 1 << 30,
+        segment_size: options.segment_size,
         checkpoint_wal_bytes: 0,
         ..Config::default()
     }
@@ -127,6 +131,7 @@ pub fn run(
         replay_mb_per_s: report.wal_bytes_replayed as f64 / 1e6 / open_seconds.max(1e-9),
         pool_bytes: u64::from(config.pool_pages) * u64::from(config.page_size),
         page_file_bytes: u64::from(config.page_count) * u64::from(config.page_size),
+        segment_bytes: config.segment_size,
         rss_before_bytes,
         rss_peak_build_bytes,
         rss_peak_recovery_bytes,
@@ -148,14 +153,13 @@ fn build_wal(dir: &Path, config: &Config, wal_bytes: u64) -> Result<(u64, u64), 
         seed: 0x5eed,
         key_space: u64::from(config.page_count) * super::engine::KEYS_PER_PAGE,
     };
-    let mut keys = KeyPicker::for_thread(spec, 0);
-    let value = [0x3c_u8; VALUE_BYTES];
+    let mut inputs = TxnInputs::for_thread(spec, 0);
     let mut commits = 0u64;
     for step in 0..transactions_max {
         if step.is_multiple_of(1024) && engine.stats().wal_bytes_written >= wal_bytes {
             break;
         }
-        if engine_txn(&engine, &mut keys, &value)? == TxnOutcome::Committed {
+        if engine_txn(&engine, &mut inputs)? == TxnOutcome::Committed {
             commits += 1;
         }
     }
@@ -188,9 +192,10 @@ fn write_measurement(out: &mut dyn Write, m: &RecoveryMeasurement) -> std::io::R
     )?;
     writeln!(
         out,
-        "  memory: pool {:.1} MiB, page file {:.1} MiB; RSS before {:.1} MiB, peak during build {:.1} MiB, during recovery {:.1} MiB{}",
+        "  memory: pool {:.1} MiB, page file {:.1} MiB, WAL segment {:.1} MiB; RSS before {:.1} MiB, peak during build {:.1} MiB, during recovery {:.1} MiB{}",
         mib(m.pool_bytes),
         mib(m.page_file_bytes),
+        mib(m.segment_bytes),
         mib(m.rss_before_bytes),
         mib(m.rss_peak_build_bytes),
         mib(m.rss_peak_recovery_bytes),

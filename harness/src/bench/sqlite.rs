@@ -12,7 +12,7 @@
 //! file's syncs (as the engine's is its WAL's), the table also shows all.
 
 use super::runner::{TxnOutcome, run_committers};
-use super::{BenchError, BenchRow, KeyPicker, RunSpec, System, VALUE_BYTES, vfs};
+use super::{BenchError, BenchRow, RunSpec, System, TxnInputs, vfs};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::Path;
 use std::time::Duration;
@@ -51,9 +51,8 @@ pub fn bench_sqlite(root: &Path, sync: SqliteSync, spec: RunSpec) -> Result<Benc
     let syncs_before = vfs::sync_counts();
     let totals = run_committers(spec.threads, spec.duration, |index| {
         let connection = open(&path, sync)?;
-        let mut keys = KeyPicker::for_thread(spec, index);
-        let value = [0x5a_u8; VALUE_BYTES];
-        Ok(move || sqlite_txn(&connection, &mut keys, &value))
+        let mut inputs = TxnInputs::for_thread(spec, index);
+        Ok(move || sqlite_txn(&connection, &mut inputs))
     })?;
     let syncs = vfs::sync_counts().since(syncs_before);
     let mut row = BenchRow::from_totals(System::Sqlite, sync.name(), spec.threads, &totals);
@@ -94,17 +93,13 @@ fn create_schema(path: &Path, sync: SqliteSync) -> Result<(), BenchError> {
         .map_err(sqlite_error("create table"))
 }
 
-fn sqlite_txn(
-    connection: &Connection,
-    keys: &mut KeyPicker,
-    value: &[u8],
-) -> Result<TxnOutcome, BenchError> {
-    let key = keys.next_key();
+fn sqlite_txn(connection: &Connection, inputs: &mut TxnInputs) -> Result<TxnOutcome, BenchError> {
+    let (key, value) = inputs.next_write();
     let result = (|| {
         connection.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         connection
             .prepare_cached(INSERT)?
-            .execute((&key[..], value))?;
+            .execute((&key[..], &value[..]))?;
         connection.prepare_cached("COMMIT")?.execute([])
     })();
     if result.is_err() && !connection.is_autocommit() {
