@@ -133,7 +133,8 @@ fn recovery_replays_the_wal_it_built() {
 /// The full default benchmark, for a person at a terminal:
 /// `cargo test --release -p harness --test bench_engine -- --ignored --nocapture`
 /// (`POWERCUT_BENCH_CSV=path` keeps the CSV; `POWERCUT_BENCH_SECONDS=n`,
-/// `POWERCUT_BENCH_SEGMENT_BYTES=n` for the recovery WAL's segments).
+/// `POWERCUT_BENCH_SEGMENT_BYTES=n` for the recovery WAL's segments,
+/// `POWERCUT_BENCH_RECOVERY_ONLY=1`).
 #[test]
 #[ignore = "takes about a minute and measures this machine; run by hand"]
 fn full_benchmark_by_hand() {
@@ -154,6 +155,16 @@ fn full_benchmark_by_hand() {
         }),
         dir: Some(env!("CARGO_TARGET_TMPDIR").into()),
         ..EngineBenchOptions::default()
+    };
+    let options = if std::env::var_os("POWERCUT_BENCH_RECOVERY_ONLY").is_some() {
+        EngineBenchOptions {
+            policies: vec![],
+            threads: vec![],
+            sqlite: false,
+            ..options
+        }
+    } else {
+        options
     };
     let report = run_engine_bench(&options, &mut std::io::stdout()).unwrap();
     assert!(report.rows.iter().all(|row| row.commits > 0));
