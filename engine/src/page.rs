@@ -125,7 +125,9 @@ impl Page {
                 if resized > page_size {
                     return Err(format!("replace needs {resized} bytes of {page_size}"));
                 }
-                self.entries[slot].1 = value.to_vec();
+                let stored = &mut self.entries[slot].1;
+                stored.clear();
+                stored.extend_from_slice(value);
                 self.used = resized;
             }
             Op::Remove => {

@@ -1,5 +1,152 @@
 //! `powercut`: a thin command line over the harness library.
+//!
+//! Parses arguments, calls the library, prints one clear line on bad input,
+//! and maps outcomes to the exit codes of [`harness::exit`].
+
+use clap::{Args, Parser, Subcommand};
+use harness::exit;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "powercut",
+    version,
+    about = "Crash-consistency torture harness: kills, tears and recovers a WAL engine, then checks every acknowledged commit survived."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Torture the engine: run trials of a scenario, crash them, recover, check.
+    Run(RunArgs),
+    /// Measure the engine (commits/s per fsync policy, against SQLite) or the harness (crash states/s).
+    Bench(BenchArgs),
+    /// Internal: a worker process of `powercut run` (reads trials on stdin).
+    #[command(name = "__worker", hide = true)]
+    Worker,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Scenario file (TOML) or built-in scenario name [default: smoke].
+    #[arg(long)]
+    scenario: Option<String>,
+    /// The run seed: every random choice flows from it.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Wall-clock budget, e.g. 30s, 5m (default: the scenario's).
+    #[arg(long, conflicts_with = "trials")]
+    duration: Option<String>,
+    /// Number of trials instead of a time budget.
+    #[arg(long)]
+    trials: Option<u64>,
+    /// Fsync policies, comma-separated (default: the scenario's).
+    #[arg(long, value_delimiter = ',')]
+    policy: Vec<String>,
+    /// Fault profiles, comma-separated (default: the scenario's).
+    #[arg(long, value_delimiter = ',')]
+    fault: Vec<String>,
+    /// Planted bugs to switch on in the engine (repeatable).
+    #[arg(long = "bug")]
+    bugs: Vec<String>,
+    /// Parallel worker processes [default: all cores].
+    #[arg(long)]
+    jobs: Option<u32>,
+    /// Crash cycles per trial (default: the scenario's).
+    #[arg(long)]
+    cycles: Option<u32>,
+    /// Run only shard K of N (K/N, 0-based K): a disjoint part of the trials.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Directory for summary.json, trials.csv, junit.xml and failure bundles.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Kill workloads at random wall-clock moments instead of seeded points.
+    #[arg(long)]
+    chaos: bool,
+    /// Also enumerate every crash point between two syncs and every subset of the last K volatile writes.
+    #[arg(long, value_name = "K")]
+    exhaustive: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// What to measure: `engine` or `harness`.
+    target: String,
+    /// Write the rows as CSV to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// (engine) Measure recovery speed instead of commit throughput.
+    #[arg(long)]
+    recovery: bool,
+    /// Seconds per configuration, e.g. 3s.
+    #[arg(long)]
+    duration: Option<String>,
+}
 
 fn main() {
-    std::process::exit(harness::exit::OK);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                error.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) {
+                let _ = error.print();
+                std::process::exit(exit::OK);
+            }
+            let rendered = error.render().to_string();
+            let line = rendered
+                .lines()
+                .next()
+                .unwrap_or("bad usage")
+                .trim_start_matches("error: ");
+            eprintln!("powercut: {line} (see powercut --help)");
+            std::process::exit(exit::USAGE);
+        }
+    };
+    let code = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Bench(args) => bench(args),
+        Command::Worker => harness::supervisor::worker::main(),
+    };
+    std::process::exit(code);
+}
+
+fn run(args: RunArgs) -> i32 {
+    use harness::supervisor::run::{RunRequest, run};
+    let request = RunRequest {
+        scenario: args.scenario,
+        seed: args.seed,
+        duration: args.duration,
+        trials: args.trials,
+        policies: args.policy,
+        faults: args.fault,
+        bugs: args.bugs,
+        jobs: args.jobs,
+        cycles: args.cycles,
+        shard: args.shard,
+        out: args.out,
+        chaos: args.chaos,
+        exhaustive: args.exhaustive,
+    };
+    run(request)
+}
+
+fn bench(args: BenchArgs) -> i32 {
+    match args.target.as_str() {
+        "engine" | "harness" => {
+            let _ = (args.csv, args.recovery, args.duration);
+            eprintln!("powercut: bench {} is not built yet", args.target);
+            exit::HARNESS_FAILED
+        }
+        other => {
+            eprintln!("powercut: unknown bench target `{other}` (expected engine or harness)");
+            exit::USAGE
+        }
+    }
 }

@@ -105,8 +105,12 @@ impl WalWriter {
             len + SEGMENT_END_LEN as u64 <= self.segment_size,
             "record of {len} bytes cannot fit a segment"
         );
-        let offset = self.next_lsn() - self.current.start;
-        if offset + len + SEGMENT_END_LEN as u64 > self.segment_size {
+        let rotations_max = 1 << 16;
+        for _ in 0..rotations_max {
+            let offset = self.next_lsn() - self.current.start;
+            if offset + len + SEGMENT_END_LEN as u64 <= self.segment_size {
+                break;
+            }
             self.rotate()?;
         }
         record.lsn = self.next_lsn();
@@ -131,23 +135,24 @@ impl WalWriter {
         self.write_out()?;
         let start = self.current.start + self.segment_size;
         let name = segment_name(start);
-        let file = match self.storage.create(&name) {
+        let (file, len) = match self.storage.create(&name) {
             // Only after a `no-tail-truncate` recovery can a later segment
-            // still exist: replace it.
+            // still exist: append after whatever it holds.
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-                self.fatal.io("remove", &name, self.storage.remove(&name))?;
-                self.storage.create(&name)
+                let file = self.fatal.io("open", &name, self.storage.open(&name))?;
+                let len = self.fatal.io("len", &name, file.len())?;
+                (file, len.min(self.segment_size))
             }
-            other => other,
+            other => (self.fatal.io("create", &name, other)?, 0),
         };
-        let file: Arc<dyn StorageFile> = Arc::from(self.fatal.io("create", &name, file)?);
+        let file: Arc<dyn StorageFile> = Arc::from(file);
         if !self.bugs.has(Bug::NoDirFsync) {
             let result = self.storage.sync_dir();
             self.fatal.sync(self.bugs, "the directory", result)?;
         }
         let old = std::mem::replace(&mut self.current, Segment { start, name, file });
         self.unsynced.push(old);
-        self.written_len = 0;
+        self.written_len = len;
         Ok(())
     }
 

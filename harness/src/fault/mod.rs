@@ -9,6 +9,11 @@
 //! `sync_dir`: the entries created, renamed or removed before it). What
 //! survives depends on the [`FaultProfile`].
 
+pub mod exhaustive;
+pub mod image;
+pub mod points;
+pub mod recording;
+pub mod shm;
 pub mod trace;
 
 use std::fmt;

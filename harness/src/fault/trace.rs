@@ -1,7 +1,7 @@
 //! The trace: every storage operation and workload acknowledgement, in order.
 //!
-//! Interface fixed by the skeleton; the shared-memory writer and reader land
-//! with the fault-model work.
+//! Sinks: [`VecSink`] (in memory) and [`super::shm::SharedTrace`] (shared
+//! memory mapped before fork, readable after the writer was SIGKILLed).
 
 /// Identifies a file (an inode) for the life of a trace: files of the base
 /// image are numbered first (in name order), then each `Create` takes the next
@@ -88,9 +88,25 @@ pub enum Event {
 /// Where events go: the shared-memory trace in a workload child, a `Vec` in
 /// tests. Appending is the only operation; it must be cheap.
 pub trait EventSink: Send + Sync {
-    /// Appends `event`; returns its operation index.
+    /// Appends `event`; returns its operation index, or [`NOT_RECORDED`] if
+    /// the sink had no room (then [`EventSink::overflowed`] is true).
     fn record(&self, event: Event) -> u64;
+
+    /// The index the next event will get, if this sink can tell (a recording
+    /// storage with a `stop_at` needs it).
+    fn next_index(&self) -> Option<u64> {
+        None
+    }
+
+    /// True once an event was dropped for lack of room: the sink then keeps
+    /// a consistent prefix and records nothing more.
+    fn overflowed(&self) -> bool {
+        false
+    }
 }
+
+/// What [`EventSink::record`] returns for an event it could not keep.
+pub const NOT_RECORDED: u64 = u64::MAX;
 
 /// An in-memory sink, for tests and for recording outside a workload child.
 #[derive(Debug, Default)]
@@ -114,5 +130,9 @@ impl EventSink for VecSink {
         let mut events = self.events.lock().expect("VecSink lock");
         events.push(event);
         events.len() as u64 - 1
+    }
+
+    fn next_index(&self) -> Option<u64> {
+        Some(self.events.lock().expect("VecSink lock").len() as u64)
     }
 }

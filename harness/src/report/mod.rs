@@ -1,1 +1,272 @@
-//! (lands with the torture-loop work)
+//! Report sinks (SPEC §5.3): `summary.json`, `trials.csv`, `junit.xml` and
+//! failure bundles, all under the run's `--out` directory.
+//!
+//! The supervisor feeds one [`RunReport`]; the writers here only format it.
+//! Any failure to write is a [`ReportError`] (exit code 3), never a panic.
+
+pub mod bundle;
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A report could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write report {path}: {source}")]
+pub struct ReportError {
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+impl ReportError {
+    pub fn new(path: &Path, source: impl Into<io::Error>) -> ReportError {
+        ReportError {
+            path: path.to_path_buf(),
+            source: source.into(),
+        }
+    }
+}
+
+/// `summary.json`.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct Summary {
+    pub scenario: String,
+    pub seed: u64,
+    /// `K/N` when this run is one shard of a larger one.
+    pub shard: Option<String>,
+    pub shards: Vec<String>,
+    pub jobs: u32,
+    pub trials: u64,
+    pub crash_states: u64,
+    pub violations: u64,
+    pub violations_by_kind: BTreeMap<String, u64>,
+    /// Acknowledged commits at the crash points checked.
+    pub acked: u64,
+    /// Acknowledged commits lost within the policy's promise (counted,
+    /// not hidden).
+    pub acked_lost_permitted: u64,
+    pub elapsed_s: f64,
+    pub crash_states_per_s: f64,
+    /// True if the run was stopped (Ctrl-C, SIGTERM) before its budget.
+    pub interrupted: bool,
+    /// Crash states enumerated by `--exhaustive` (0 if not used).
+    pub exhaustive_states: u64,
+    /// Case ids of failures, at most a bounded number.
+    pub failures: Vec<String>,
+}
+
+/// One row of `trials.csv`: one trial (all its cycles and crash states).
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct TrialRow {
+    pub trial: u64,
+    pub scenario: String,
+    pub workload: String,
+    pub policy: String,
+    pub fault: String,
+    pub cycles: u32,
+    pub crash_states: u64,
+    pub acked: u64,
+    pub acked_lost_permitted: u64,
+    pub violations: u64,
+    /// The first violation's kind, empty if none.
+    pub violation_kind: String,
+    /// The failing case id, or the trial's last crash state if it passed.
+    pub case_id: String,
+    pub elapsed_ms: u64,
+}
+
+/// One failure, for `junit.xml` and the console.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Failure {
+    pub case_id: String,
+    pub kind: String,
+    pub message: String,
+}
+
+/// Everything a run reports.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    pub summary: Summary,
+    pub trials: Vec<TrialRow>,
+    /// Failures by `(policy, fault)` test case (see [`write_junit`]).
+    pub failures: Vec<(TrialRow, Failure)>,
+}
+
+/// Writes `summary.json`, `trials.csv` and `junit.xml` into `dir`.
+pub fn write_all(dir: &Path, report: &RunReport) -> Result<(), ReportError> {
+    fs::create_dir_all(dir).map_err(|e| ReportError::new(dir, e))?;
+    write_summary(&dir.join("summary.json"), &report.summary)?;
+    write_trials(&dir.join("trials.csv"), &report.trials)?;
+    write_junit(&dir.join("junit.xml"), report)
+}
+
+pub fn write_summary(path: &Path, summary: &Summary) -> Result<(), ReportError> {
+    let text = serde_json::to_string_pretty(summary).expect("summary serialises");
+    write_atomically(path, text.as_bytes())
+}
+
+pub fn write_trials(path: &Path, rows: &[TrialRow]) -> Result<(), ReportError> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    if rows.is_empty() {
+        writer
+            .write_record(TRIAL_COLUMNS)
+            .map_err(|e| ReportError::new(path, io::Error::other(e)))?;
+    }
+    for row in rows {
+        writer
+            .serialize(row)
+            .map_err(|e| ReportError::new(path, io::Error::other(e)))?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| ReportError::new(path, io::Error::other(e.to_string())))?;
+    write_atomically(path, &bytes)
+}
+
+/// The columns of `trials.csv`, in order.
+pub const TRIAL_COLUMNS: [&str; 13] = [
+    "trial",
+    "scenario",
+    "workload",
+    "policy",
+    "fault",
+    "cycles",
+    "crash_states",
+    "acked",
+    "acked_lost_permitted",
+    "violations",
+    "violation_kind",
+    "case_id",
+    "elapsed_ms",
+];
+
+/// `junit.xml`: one test suite per scenario, one test case per
+/// policy × fault profile; a failing test case lists its case ids.
+pub fn write_junit(path: &Path, report: &RunReport) -> Result<(), ReportError> {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut cases: BTreeMap<(String, String, String), (u64, Vec<&Failure>)> = BTreeMap::new();
+    for row in &report.trials {
+        let key = (row.scenario.clone(), row.policy.clone(), row.fault.clone());
+        cases.entry(key).or_default().0 += row.crash_states;
+    }
+    for (row, failure) in &report.failures {
+        let key = (row.scenario.clone(), row.policy.clone(), row.fault.clone());
+        cases.entry(key).or_default().1.push(failure);
+    }
+    let mut junit = Report::new("powercut");
+    let mut suites: BTreeMap<String, TestSuite> = BTreeMap::new();
+    for ((scenario, policy, fault), (states, failures)) in cases {
+        let status = match failures.first() {
+            None => TestCaseStatus::success(),
+            Some(first) => {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                status.set_message(format!(
+                    "{} violation(s); first: {}",
+                    failures.len(),
+                    first.kind
+                ));
+                status.set_type(first.kind.clone());
+                let text: Vec<String> = failures
+                    .iter()
+                    .map(|f| format!("{}: {}\n  powercut replay {}", f.kind, f.message, f.case_id))
+                    .collect();
+                status.set_description(text.join("\n"));
+                status
+            }
+        };
+        let mut case = TestCase::new(format!("{policy} × {fault}"), status);
+        case.set_classname(format!("powercut.{scenario}"));
+        case.add_property(quick_junit::Property::new(
+            "crash_states",
+            states.to_string(),
+        ));
+        suites
+            .entry(scenario.clone())
+            .or_insert_with(|| TestSuite::new(scenario))
+            .add_test_case(case);
+    }
+    junit.add_test_suites(suites.into_values());
+    let text = junit
+        .to_string()
+        .map_err(|e| ReportError::new(path, io::Error::other(e.to_string())))?;
+    write_atomically(path, text.as_bytes())
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a
+/// reader never sees half a report.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes).map_err(|e| ReportError::new(path, e))?;
+    fs::rename(&tmp, path).map_err(|e| ReportError::new(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(policy: &str, violations: u64) -> TrialRow {
+        TrialRow {
+            trial: 3,
+            scenario: "smoke".into(),
+            workload: "bank".into(),
+            policy: policy.into(),
+            fault: "power-loss".into(),
+            cycles: 2,
+            crash_states: 100,
+            violations,
+            case_id: "pc1:x".into(),
+            ..TrialRow::default()
+        }
+    }
+
+    #[test]
+    fn reports_are_written_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let failing = row("none", 1);
+        let report = RunReport {
+            summary: Summary {
+                scenario: "smoke".into(),
+                trials: 2,
+                crash_states: 200,
+                violations: 1,
+                ..Summary::default()
+            },
+            trials: vec![row("group", 0), failing.clone()],
+            failures: vec![(
+                failing,
+                Failure {
+                    case_id: "pc1:x".into(),
+                    kind: "lost-ack".into(),
+                    message: "txn 4 lost".into(),
+                },
+            )],
+        };
+        write_all(dir.path(), &report).unwrap();
+        let summary: Summary =
+            serde_json::from_str(&fs::read_to_string(dir.path().join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(summary, report.summary);
+        let mut reader = csv::Reader::from_path(dir.path().join("trials.csv")).unwrap();
+        assert_eq!(
+            reader.headers().unwrap().iter().collect::<Vec<_>>(),
+            TRIAL_COLUMNS
+        );
+        let rows: Vec<TrialRow> = reader.deserialize().map(Result::unwrap).collect();
+        assert_eq!(rows, report.trials);
+        let junit = fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+        assert!(junit.contains("group × power-loss"));
+        assert!(junit.contains("<failure"), "{junit}");
+        assert!(junit.contains("powercut replay pc1:x"));
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        fs::write(&file, b"x").unwrap();
+        let error = write_all(&file.join("sub"), &RunReport::default()).unwrap_err();
+        assert!(error.to_string().contains("cannot write report"));
+    }
+}

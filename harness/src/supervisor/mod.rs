@@ -1,1 +1,14 @@
-//! (lands with the torture-loop work)
+//! The supervisor: forks workload children, kills them, builds crash states,
+//! recovers them in isolated children and asks the oracle. Only the
+//! dispatcher ([`run`]) touches signals, the terminal and the report sinks;
+//! workers and their children never do.
+
+pub mod case;
+pub mod child;
+pub mod explain;
+pub mod protocol;
+pub mod run;
+pub mod trial;
+pub mod verify;
+pub mod worker;
+pub mod workload_child;

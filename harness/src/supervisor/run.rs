@@ -1,0 +1,449 @@
+//! `powercut run`: the dispatcher.
+//!
+//! Resolves the request into a plan, starts one worker process per job
+//! (each in its own process group, so every process the run starts can be
+//! signalled and nothing else), hands out trials one at a time until the
+//! budget is spent, gathers outcomes, shows progress, and writes the reports.
+//! Only this module touches signals, the terminal and the report sinks.
+
+use super::protocol::{TrialJob, TrialOutcome, WorkerMessage, WorkerSetup};
+use crate::exit;
+use crate::report::{self, RunReport, bundle::BUNDLES_MAX};
+use crate::workload::scenario;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// What the command line asked for, unvalidated.
+#[derive(Clone, Debug, Default)]
+pub struct RunRequest {
+    pub scenario: Option<String>,
+    pub seed: u64,
+    pub duration: Option<String>,
+    pub trials: Option<u64>,
+    pub policies: Vec<String>,
+    pub faults: Vec<String>,
+    pub bugs: Vec<String>,
+    pub jobs: Option<u32>,
+    pub cycles: Option<u32>,
+    pub shard: Option<String>,
+    pub out: Option<PathBuf>,
+    pub chaos: bool,
+    pub exhaustive: Option<u32>,
+}
+
+/// Workers at most, whatever `--jobs` says.
+pub const JOBS_MAX: u32 = 256;
+
+/// The failures printed and listed in `summary.json` at most.
+pub const FAILURES_LISTED_MAX: usize = 100;
+
+/// How long a run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    Time(Duration),
+    Trials(u64),
+}
+
+/// A validated run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub setup: WorkerSetup,
+    pub budget: Budget,
+    pub jobs: u32,
+    /// `(K, N)`: run trials `t` with `t % N == K`.
+    pub shard: Option<(u64, u64)>,
+    pub out: Option<PathBuf>,
+}
+
+/// Parses `K/N` with `K < N`.
+pub fn parse_shard(text: &str) -> Result<(u64, u64), String> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.parse::<u64>().ok()?, n.parse::<u64>().ok()?)));
+    match parsed {
+        Some((k, n)) if n > 0 && k < n => Ok((k, n)),
+        _ => Err(format!(
+            "invalid --shard `{text}`: expected K/N with 0 <= K < N, e.g. 0/4"
+        )),
+    }
+}
+
+impl Plan {
+    /// Checks everything the user gave; an error is one line (exit 2).
+    pub fn resolve(request: RunRequest) -> Result<Plan, String> {
+        let source = scenario::resolve(request.scenario.as_deref())?;
+        for policy in &request.policies {
+            policy.parse::<engine::FsyncPolicy>()?;
+        }
+        for fault in &request.faults {
+            fault.parse::<crate::fault::FaultProfile>()?;
+        }
+        for bug in &request.bugs {
+            bug.parse::<engine::Bug>()?;
+        }
+        if request.cycles == Some(0) {
+            return Err("--cycles must be at least 1".into());
+        }
+        if request.jobs == Some(0) {
+            return Err("--jobs must be at least 1".into());
+        }
+        let budget = match (request.trials, &request.duration) {
+            (Some(0), _) => return Err("--trials must be at least 1".into()),
+            (Some(trials), _) => Budget::Trials(trials),
+            (None, Some(text)) => Budget::Time(scenario::parse_duration(text)?),
+            (None, None) => match source.scenario.budget {
+                scenario::Budget::Duration(limit) => Budget::Time(limit),
+                scenario::Budget::Trials(trials) => Budget::Trials(trials),
+            },
+        };
+        let shard = request.shard.as_deref().map(parse_shard).transpose()?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let jobs = request.jobs.unwrap_or(cores).min(JOBS_MAX);
+        let failures_dir = request
+            .out
+            .as_ref()
+            .map(|out| out.join("failures").to_string_lossy().into_owned());
+        let setup = WorkerSetup {
+            scenario_label: source.label,
+            scenario_toml: source.toml,
+            policies: request.policies,
+            faults: request.faults,
+            bugs: request.bugs,
+            cycles: request.cycles,
+            seed: request.seed,
+            chaos: request.chaos,
+            exhaustive: request.exhaustive,
+            failures_dir,
+            bundles_max: (BUNDLES_MAX as u32).div_ceil(jobs),
+        };
+        Ok(Plan {
+            setup,
+            budget,
+            jobs,
+            shard,
+            out: request.out,
+        })
+    }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn install_interrupt_handlers() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(on_interrupt),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { sigaction(signal, &action) }.expect("install signal handler");
+    }
+}
+
+/// Runs `powercut run`; returns the exit code.
+pub fn run(request: RunRequest) -> i32 {
+    let plan = match Plan::resolve(request) {
+        Ok(plan) => plan,
+        Err(message) => {
+            eprintln!("powercut: {message}");
+            return exit::USAGE;
+        }
+    };
+    if let Some(out) = &plan.out {
+        if let Err(error) = std::fs::create_dir_all(out.join("failures")) {
+            eprintln!(
+                "powercut: cannot write reports to {}: {error}",
+                out.display()
+            );
+            return exit::HARNESS_FAILED;
+        }
+    }
+    install_interrupt_handlers();
+    match Dispatcher::start(&plan).and_then(|dispatcher| dispatcher.drive()) {
+        Ok(report) => finish(&plan, report),
+        Err(message) => {
+            eprintln!("powercut: {message}");
+            exit::HARNESS_FAILED
+        }
+    }
+}
+
+fn finish(plan: &Plan, report: RunReport) -> i32 {
+    let summary = &report.summary;
+    println!(
+        "powercut: {} trials, {} crash states in {:.1}s ({:.0}/s), {} violation(s), {} acknowledged commit(s) lost within policy promises{}",
+        summary.trials,
+        summary.crash_states,
+        summary.elapsed_s,
+        summary.crash_states_per_s,
+        summary.violations,
+        summary.acked_lost_permitted,
+        if summary.interrupted {
+            " [interrupted]"
+        } else {
+            ""
+        }
+    );
+    if let Some(out) = &plan.out {
+        if let Err(error) = report::write_all(out, &report) {
+            eprintln!("powercut: {error}");
+            return exit::HARNESS_FAILED;
+        }
+    }
+    if summary.violations > 0 {
+        exit::VIOLATIONS
+    } else if summary.interrupted {
+        eprintln!("powercut: interrupted before the budget was spent");
+        exit::HARNESS_FAILED
+    } else {
+        exit::OK
+    }
+}
+
+enum Event {
+    Message(usize, WorkerMessage),
+    Closed(usize),
+}
+
+struct Worker {
+    process: std::process::Child,
+    stdin: Option<ChildStdin>,
+    busy: bool,
+}
+
+impl Worker {
+    fn send(&mut self, line: &str) -> Result<(), String> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .expect("send to a worker after its input closed");
+        writeln!(stdin, "{line}").map_err(|e| format!("cannot talk to a worker process: {e}"))
+    }
+
+    fn kill_group(&mut self) {
+        let group = nix::unistd::Pid::from_raw(-(self.process.id() as i32));
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.process.wait();
+    }
+}
+
+struct Dispatcher<'plan> {
+    plan: &'plan Plan,
+    workers: Vec<Worker>,
+    events: mpsc::Receiver<Event>,
+    started: Instant,
+    next_trial: u64,
+    trials_started: u64,
+    report: RunReport,
+    progress: Option<indicatif::ProgressBar>,
+}
+
+impl<'plan> Dispatcher<'plan> {
+    fn start(plan: &'plan Plan) -> Result<Dispatcher<'plan>, String> {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+        let setup = serde_json::to_string(&plan.setup).expect("setup serialises");
+        let (sender, events) = mpsc::channel();
+        let mut workers = Vec::new();
+        for index in 0..plan.jobs as usize {
+            let mut process = Command::new(&exe)
+                .arg("__worker")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .process_group(0)
+                .spawn()
+                .map_err(|e| format!("cannot start a worker process: {e}"))?;
+            let stdout = process.stdout.take().expect("piped stdout");
+            let sender = sender.clone();
+            std::thread::spawn(move || read_worker(index, stdout, sender));
+            let stdin = process.stdin.take();
+            let mut worker = Worker {
+                process,
+                stdin,
+                busy: false,
+            };
+            worker.send(&setup)?;
+            workers.push(worker);
+        }
+        let progress =
+            (std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()).then(|| {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.enable_steady_tick(Duration::from_millis(200));
+                bar
+            });
+        let mut report = RunReport::default();
+        report.summary.scenario = plan.setup.scenario_label.clone();
+        report.summary.seed = plan.setup.seed;
+        report.summary.jobs = plan.jobs;
+        report.summary.shard = plan.shard.map(|(k, n)| format!("{k}/{n}"));
+        report.summary.shards = report.summary.shard.iter().cloned().collect();
+        let first_trial = plan.shard.map_or(0, |(k, _)| k);
+        Ok(Dispatcher {
+            plan,
+            workers,
+            events,
+            started: Instant::now(),
+            next_trial: first_trial,
+            trials_started: 0,
+            report,
+            progress,
+        })
+    }
+
+    fn budget_left(&self) -> bool {
+        match self.plan.budget {
+            Budget::Time(limit) => self.started.elapsed() < limit,
+            Budget::Trials(count) => self.trials_started < count,
+        }
+    }
+
+    fn hand_out(&mut self, index: usize) -> Result<(), String> {
+        if !self.budget_left() || INTERRUPTED.load(Ordering::SeqCst) {
+            self.workers[index].stdin = None; // end of input: the worker exits
+            return Ok(());
+        }
+        let job = TrialJob {
+            trial: self.next_trial,
+        };
+        self.next_trial += self.plan.shard.map_or(1, |(_, n)| n);
+        self.trials_started += 1;
+        self.workers[index].busy = true;
+        self.workers[index].send(&serde_json::to_string(&job).expect("job serialises"))
+    }
+
+    fn drive(mut self) -> Result<RunReport, String> {
+        for index in 0..self.workers.len() {
+            self.hand_out(index)?;
+        }
+        let mut open = self.workers.len();
+        while open > 0 {
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                for worker in &mut self.workers {
+                    worker.kill_group();
+                }
+                self.report.summary.interrupted = true;
+                break;
+            }
+            match self.events.recv_timeout(Duration::from_millis(50)) {
+                Ok(Event::Message(index, WorkerMessage::Done(outcome))) => {
+                    self.workers[index].busy = false;
+                    self.record(outcome);
+                    self.hand_out(index)?;
+                }
+                Ok(Event::Message(_, WorkerMessage::Fatal(message))) => {
+                    for worker in &mut self.workers {
+                        worker.kill_group();
+                    }
+                    return Err(format!("a worker failed: {message}"));
+                }
+                Ok(Event::Closed(index)) => {
+                    open -= 1;
+                    let status = self.workers[index].process.wait();
+                    if self.workers[index].busy {
+                        for worker in &mut self.workers {
+                            worker.kill_group();
+                        }
+                        return Err(format!("a worker process died unexpectedly ({status:?})"));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if !self.budget_left() {
+                        for index in 0..self.workers.len() {
+                            if !self.workers[index].busy {
+                                self.workers[index].stdin = None;
+                            }
+                        }
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        if let Some(bar) = &self.progress {
+            bar.finish_and_clear();
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let summary = &mut self.report.summary;
+        summary.elapsed_s = elapsed;
+        summary.crash_states_per_s = summary.crash_states as f64 / elapsed.max(1e-9);
+        Ok(self.report)
+    }
+
+    fn record(&mut self, outcome: TrialOutcome) {
+        let summary = &mut self.report.summary;
+        let row = outcome.row;
+        summary.trials += 1;
+        summary.crash_states += row.crash_states;
+        summary.acked += row.acked;
+        summary.acked_lost_permitted += row.acked_lost_permitted;
+        summary.exhaustive_states += outcome.exhaustive_states;
+        for failure in &outcome.failures {
+            summary.violations += 1;
+            *summary
+                .violations_by_kind
+                .entry(failure.kind.clone())
+                .or_insert(0) += 1;
+            if summary.failures.len() < FAILURES_LISTED_MAX {
+                summary.failures.push(failure.case_id.clone());
+                let line = format!(
+                    "FAIL {} ({}): {}\n  powercut replay {}",
+                    failure.kind, row.policy, failure.message, failure.case_id
+                );
+                match &self.progress {
+                    Some(bar) => bar.println(line),
+                    None => println!("{line}"),
+                }
+            }
+            self.report.failures.push((row.clone(), failure.clone()));
+        }
+        if let Some(bar) = &self.progress {
+            let elapsed = self.started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "{} trials, {} crash states ({:.0}/s), {} violation(s)",
+                summary.trials,
+                summary.crash_states,
+                summary.crash_states as f64 / elapsed,
+                summary.violations
+            ));
+        }
+        self.report.trials.push(row);
+    }
+}
+
+fn read_worker(index: usize, stdout: std::process::ChildStdout, events: mpsc::Sender<Event>) {
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let message = serde_json::from_str::<WorkerMessage>(&line).unwrap_or_else(|e| {
+            WorkerMessage::Fatal(format!("unreadable worker output ({e}): {line}"))
+        });
+        if events.send(Event::Message(index, message)).is_err() {
+            return;
+        }
+    }
+    let _ = events.send(Event::Closed(index));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse_and_bad_ones_are_refused() {
+        assert_eq!(parse_shard("0/4"), Ok((0, 4)));
+        assert_eq!(parse_shard("3/4"), Ok((3, 4)));
+        for bad in ["3/2", "4/4", "1/0", "x/2", "1", "-1/2"] {
+            let error = parse_shard(bad).unwrap_err();
+            assert!(error.starts_with("invalid --shard"), "{error}");
+        }
+    }
+}

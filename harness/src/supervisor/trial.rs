@@ -1,0 +1,348 @@
+//! One trial: a chain of crash cycles of one workload × policy × fault.
+//!
+//! Cycle `c` runs the workload in a forked child on the recording storage,
+//! starting from the crash image the previous cycle left (so its trace
+//! begins with recovery, and crashes during recovery are part of the mix).
+//! Because the workload is deterministic, every prefix of the trace is
+//! exactly what a kill at that operation index would leave: the trial
+//! samples many crash points (biased toward syncs, checkpoints and recovery)
+//! and several fault choices per point from one run, and verifies each crash
+//! state in isolated verifier children. One of the states, chosen by the
+//! seed, becomes the next cycle's starting image.
+
+use super::case::{CaseId, Crash, FaultSeed, WorkloadLimits};
+use super::protocol::{TrialOutcome, WorkerSetup};
+use super::verify::{self, CycleInput, StateResult};
+use super::workload_child::{self, WorkloadRun};
+use crate::fault::FaultProfile;
+use crate::fault::points::choose_crash_points;
+use crate::report::{Failure, TrialRow};
+use crate::target::{EngineFactory, State};
+use crate::workload::scenario::{Combo, Scenario};
+use engine::BugSet;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// A trial's seed-derived streams are kept apart by these salts.
+const SALT_CRASH_POINTS: u64 = 0xC4A5_0001;
+const SALT_FAIL_SYNC: u64 = 0xC4A5_0002;
+const SALT_CONTINUE: u64 = 0xC4A5_0003;
+
+/// Under `fsync-error`, the sync that fails is drawn from `0..FAIL_SYNC_RANGE`.
+pub const FAIL_SYNC_RANGE: u64 = 48;
+
+/// Mixes two numbers into a well-spread seed (SplitMix64 finaliser).
+pub fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The workload txn ids of cycle `cycle` start here (cycles never share ids).
+pub fn txn_id_base(cycle: usize) -> u64 {
+    (cycle as u64 + 1) << 32
+}
+
+/// Virtual time at which cycle `cycle` starts.
+pub fn cycle_start_us(cycle: usize) -> u64 {
+    (cycle as u64 + 1) * 1_000_000_000
+}
+
+/// What the previous cycles left: the durable image and its validated state.
+#[derive(Clone, Debug, Default)]
+pub struct Chain {
+    pub image: BTreeMap<String, Vec<u8>>,
+    pub state: State,
+    pub crashes: Vec<Crash>,
+}
+
+/// The run's scenario with the command line's overrides applied.
+pub struct TrialPlan {
+    pub setup: WorkerSetup,
+    pub scenario: Scenario,
+    pub combos: Vec<Combo>,
+    pub bugs: BugSet,
+    pub cycles: u32,
+}
+
+/// One crash state to verify: a crash point and its fault choices.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrashState {
+    pub point: usize,
+    pub faults: FaultSeed,
+}
+
+impl TrialPlan {
+    /// Parses the scenario and applies the overrides (already validated by
+    /// the dispatcher, so an error here is a harness failure).
+    pub fn new(setup: &WorkerSetup) -> Result<TrialPlan, String> {
+        let mut scenario = Scenario::from_toml(&setup.scenario_toml, &setup.scenario_label)
+            .map_err(|e| e.to_string())?;
+        if !setup.policies.is_empty() {
+            scenario.policies = setup
+                .policies
+                .iter()
+                .map(|p| p.parse())
+                .collect::<Result<_, _>>()?;
+        }
+        if !setup.faults.is_empty() {
+            scenario.faults = setup
+                .faults
+                .iter()
+                .map(|f| f.parse())
+                .collect::<Result<_, _>>()?;
+        }
+        let mut bugs = scenario.bugs;
+        for bug in &setup.bugs {
+            bugs = bugs.with(bug.parse()?);
+        }
+        let cycles = setup.cycles.unwrap_or(scenario.cycles);
+        Ok(TrialPlan {
+            setup: setup.clone(),
+            combos: scenario.combos(),
+            scenario,
+            bugs,
+            cycles,
+        })
+    }
+
+    pub fn combo(&self, trial: u64) -> Combo {
+        self.combos[(trial % self.combos.len() as u64) as usize]
+    }
+
+    /// The case id of crash `crash` after the chain's earlier crashes.
+    pub fn case_id(&self, trial: u64, chain: &Chain, crash: Crash) -> CaseId {
+        let combo = self.combo(trial);
+        let mut crashes = chain.crashes.clone();
+        crashes.push(crash);
+        CaseId {
+            scenario: self.setup.scenario_label.clone(),
+            workload: combo.workload.name().to_string(),
+            policy: combo.policy,
+            fault: combo.fault,
+            bugs: self.bugs,
+            seed: self.setup.seed,
+            trial,
+            crashes,
+            limits: WorkloadLimits::default(),
+        }
+    }
+
+    /// The engine every cycle of the trial runs.
+    pub fn factory(&self, trial: u64) -> EngineFactory {
+        let combo = self.combo(trial);
+        EngineFactory {
+            config: self.scenario.engine_config(combo.policy, self.bugs),
+        }
+    }
+
+    /// Which sync fails in this cycle (`fsync-error` only).
+    pub fn fail_sync(&self, fault: FaultProfile, cycle_seed: u64) -> Option<u64> {
+        (fault == FaultProfile::FsyncError)
+            .then(|| mix(cycle_seed, SALT_FAIL_SYNC) % FAIL_SYNC_RANGE)
+    }
+
+    pub fn cycle_seed(&self, trial: u64, cycle: usize) -> u64 {
+        mix(mix(self.setup.seed, trial), cycle as u64)
+    }
+
+    /// Runs trial `trial`; `bundles_left` bounds the bundles it may write.
+    pub fn run_trial(&self, trial: u64, bundles_left: &mut u32) -> Result<TrialOutcome, String> {
+        let started = Instant::now();
+        let combo = self.combo(trial);
+        let mut outcome = TrialOutcome {
+            row: TrialRow {
+                trial,
+                scenario: self.setup.scenario_label.clone(),
+                workload: combo.workload.name().to_string(),
+                policy: combo.policy.to_string(),
+                fault: combo.fault.to_string(),
+                ..TrialRow::default()
+            },
+            ..TrialOutcome::default()
+        };
+        let mut chain = Chain::default();
+        for cycle in 0..self.cycles as usize {
+            outcome.row.cycles += 1;
+            let Some(next) = self.run_cycle(trial, cycle, &chain, &mut outcome, bundles_left)?
+            else {
+                break;
+            };
+            chain = next;
+        }
+        if outcome.row.case_id.is_empty() {
+            outcome.row.case_id = chain
+                .crashes
+                .last()
+                .map(|_| {
+                    let mut earlier = chain.clone();
+                    let last = earlier.crashes.pop().expect("non-empty");
+                    self.case_id(trial, &earlier, last).to_string()
+                })
+                .unwrap_or_default();
+        }
+        outcome.row.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(outcome)
+    }
+
+    /// Runs and verifies cycle `cycle`; returns the chain for the next
+    /// cycle, or `None` when the trial should stop (a failure was found).
+    fn run_cycle(
+        &self,
+        trial: u64,
+        cycle: usize,
+        chain: &Chain,
+        outcome: &mut TrialOutcome,
+        bundles_left: &mut u32,
+    ) -> Result<Option<Chain>, String> {
+        let combo = self.combo(trial);
+        let cycle_seed = self.cycle_seed(trial, cycle);
+        let factory = self.factory(trial);
+        let run = workload_child::run(&workload_child::WorkloadRequest {
+            factory: &factory,
+            spec: &self.scenario.cycle_spec(combo),
+            chain,
+            cycle,
+            seed: cycle_seed,
+            fail_sync: self.fail_sync(combo.fault, cycle_seed),
+            stop_at: None,
+            chaos_seed: self.setup.chaos.then_some(cycle_seed),
+        })?;
+        let states = self.choose_states(&run, combo.fault, cycle_seed);
+        let continue_at =
+            ChaCha8Rng::seed_from_u64(mix(cycle_seed, SALT_CONTINUE)).random_range(0..states.len());
+        let input = CycleInput {
+            plan: self,
+            trial,
+            cycle,
+            chain,
+            events: &run.events,
+            factory: &factory,
+        };
+        let results = verify::verify_states(&input, &states, Some(continue_at), bundles_left)?;
+        let mut next = None;
+        for (state, result) in states.iter().zip(&results) {
+            self.record(trial, chain, state, result, outcome);
+            if results.iter().all(|r| r.violations.is_empty()) && result.continuation.is_some() {
+                next = result.continuation.clone();
+            }
+        }
+        if let Some(problem) = &run.problem {
+            // The workload itself died or hung (an engine panic outside
+            // recovery, or recovery of a verified image failing): a finding.
+            let crash = Crash {
+                point: run.events.len() as u64,
+                faults: FaultSeed::Seeded(0),
+            };
+            outcome.failures.push(Failure {
+                case_id: self.case_id(trial, chain, crash).to_string(),
+                kind: problem.kind.name().to_string(),
+                message: problem.message.clone(),
+            });
+            outcome.row.violations += 1;
+            return Ok(None);
+        }
+        Ok(next.map(|continuation| Chain {
+            image: continuation.image.into_iter().collect(),
+            state: continuation.state.into_iter().collect(),
+            crashes: {
+                let mut crashes = chain.crashes.clone();
+                let chosen = &states[continue_at];
+                crashes.push(Crash {
+                    point: chosen.point as u64,
+                    faults: chosen.faults.clone(),
+                });
+                crashes
+            },
+        }))
+    }
+
+    /// The crash states of one cycle: biased crash points, several fault
+    /// choices each (one for `process-crash`, which has no choices).
+    fn choose_states(
+        &self,
+        run: &WorkloadRun,
+        fault: FaultProfile,
+        cycle_seed: u64,
+    ) -> Vec<CrashState> {
+        let crash = &self.scenario.crash;
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(cycle_seed, SALT_CRASH_POINTS));
+        let mut points =
+            choose_crash_points(&run.events, &mut rng, crash.points_per_trial as usize);
+        points.sort_unstable();
+        points.dedup();
+        if points.is_empty() {
+            points.push(run.events.len());
+        }
+        let per_point = if fault == FaultProfile::ProcessCrash {
+            1
+        } else {
+            crash.states_per_point as usize
+        };
+        let mut states = Vec::with_capacity(points.len() * per_point);
+        for point in points {
+            for _ in 0..per_point {
+                states.push(CrashState {
+                    point,
+                    faults: FaultSeed::Seeded(rng.random::<u64>()),
+                });
+            }
+        }
+        states
+    }
+
+    fn record(
+        &self,
+        trial: u64,
+        chain: &Chain,
+        state: &CrashState,
+        result: &StateResult,
+        outcome: &mut TrialOutcome,
+    ) {
+        let row = &mut outcome.row;
+        row.crash_states += 1;
+        row.acked += result.acked;
+        row.acked_lost_permitted += result.acked_lost_permitted;
+        if let Some(bundle) = &result.bundle {
+            outcome.bundles.push(bundle.clone());
+        }
+        let Some((kind, message)) = result.violations.first() else {
+            return;
+        };
+        let case_id = self
+            .case_id(
+                trial,
+                chain,
+                Crash {
+                    point: state.point as u64,
+                    faults: state.faults.clone(),
+                },
+            )
+            .to_string();
+        row.violations += result.violations.len() as u64;
+        if row.violation_kind.is_empty() {
+            row.violation_kind = kind.clone();
+            row.case_id = case_id.clone();
+        }
+        outcome.failures.push(Failure {
+            case_id,
+            kind: kind.clone(),
+            message: message.clone(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_mix_apart() {
+        assert_ne!(mix(1, 2), mix(2, 1));
+        assert_ne!(mix(0, 0), mix(0, 1));
+        assert_eq!(mix(7, 9), mix(7, 9));
+    }
+}

@@ -1,0 +1,497 @@
+//! Verifying crash states in isolated children.
+//!
+//! A verifier child (forked from the worker, so it already holds the trace)
+//! builds each crash image, recovers it on an in-memory disk, and asks the
+//! oracle; then it checks that recovery is idempotent (recover the recovered
+//! disk again: same state), that the engine accepts a new commit, and that a
+//! clean close and reopen keeps the state. It announces each state before
+//! starting it, so when recovery hangs past its time limit, panics, aborts
+//! or exhausts memory, the worker knows which state did it, records the
+//! finding, and starts a new verifier child for the rest.
+
+use super::child::{self, ChildEnd, Received};
+use super::trial::{Chain, CrashState, TrialPlan, cycle_start_us, txn_id_base};
+use crate::fault::FaultProfile;
+use crate::fault::image::ImageBuilder;
+use crate::fault::trace::Event;
+use crate::oracle::{self, History, Invariant, Promise, ViolationKind};
+use crate::report::bundle::{self, Bundle};
+use crate::target::{State, Target, TargetErrorKind, TargetFactory};
+use engine::VirtualClock;
+use engine::storage::{MemStorage, Storage};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The key the writability probe commits (outside every workload's keys).
+pub const PROBE_KEY: &[u8] = b"\xffpowercut-probe";
+
+/// One fsync's duration, allowed on top of an `interval:MS` loss window.
+pub const FSYNC_ALLOWANCE_US: u64 = 1_000;
+
+/// Address space a verifier child may use before allocation fails.
+pub const VERIFIER_ADDRESS_SPACE_MAX: u64 = 8 << 30;
+
+/// Everything a cycle's verification needs.
+pub struct CycleInput<'a> {
+    pub plan: &'a TrialPlan,
+    pub trial: u64,
+    pub cycle: usize,
+    pub chain: &'a Chain,
+    pub events: &'a [Event],
+    pub factory: &'a dyn TargetFactory,
+}
+
+/// The verdict on one crash state.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StateResult {
+    pub acked: u64,
+    pub acked_lost_permitted: u64,
+    pub loss_window_max_us: u64,
+    pub recovery_us: u64,
+    /// `(kind, message)` of each violation found.
+    pub violations: Vec<(String, String)>,
+    /// For the continuation state: its image and recovered state.
+    pub continuation: Option<Continuation>,
+    pub bundle: Option<String>,
+}
+
+/// The crash image a cycle continues from, and its recovered state (as
+/// pairs: JSON maps need string keys).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Continuation {
+    pub image: Vec<(String, Vec<u8>)>,
+    pub state: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Frame {
+    Start(usize),
+    Done(usize, Box<StateResult>),
+    HarnessError(String),
+}
+
+/// Verifies `states` (sorted by crash point); returns one result per state.
+pub fn verify_states(
+    input: &CycleInput<'_>,
+    states: &[CrashState],
+    continuation: Option<usize>,
+    bundles_left: &mut u32,
+) -> Result<Vec<StateResult>, String> {
+    let limit = input.plan.scenario.crash.recovery_time_limit;
+    let mut results: Vec<StateResult> = Vec::with_capacity(states.len());
+    while results.len() < states.len() {
+        let first = results.len();
+        let budget = *bundles_left;
+        let mut verifier =
+            child::spawn(|out| verifier_main(input, states, first, continuation, budget, out))
+                .map_err(|e| format!("cannot fork a verifier: {e}"))?;
+        let mut current = None;
+        loop {
+            match verifier
+                .recv(limit)
+                .map_err(|e| format!("verifier pipe: {e}"))?
+            {
+                Received::Frame(bytes) => match serde_json::from_slice::<Frame>(&bytes) {
+                    Ok(Frame::Start(index)) => current = Some(index),
+                    Ok(Frame::Done(index, result)) => {
+                        assert_eq!(index, results.len(), "verifier answered out of order");
+                        if result.bundle.is_some() {
+                            *bundles_left = bundles_left.saturating_sub(1);
+                        }
+                        results.push(*result);
+                        current = None;
+                    }
+                    Ok(Frame::HarnessError(message)) => return Err(message),
+                    Err(error) => return Err(format!("unreadable verifier frame: {error}")),
+                },
+                Received::TimedOut => {
+                    let Some(index) = current else {
+                        return Err("a verifier child stalled between states".into());
+                    };
+                    verifier.kill_and_wait().map_err(|e| e.to_string())?;
+                    results.push(failed(
+                        ViolationKind::RecoveryHang,
+                        format!(
+                            "recovery did not finish within {} ms (state {index})",
+                            limit.as_millis()
+                        ),
+                    ));
+                    break;
+                }
+                Received::Closed => {
+                    let end = verifier.wait().map_err(|e| e.to_string())?;
+                    if let Some(index) = current {
+                        results.push(failed(
+                            ViolationKind::RecoveryPanic,
+                            format!("recovery crashed the process: {end} (state {index})"),
+                        ));
+                    } else if end != ChildEnd::Exited(0) {
+                        return Err(format!("a verifier child failed outside recovery: {end}"));
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    Ok(results)
+}
+
+fn failed(kind: ViolationKind, message: String) -> StateResult {
+    StateResult {
+        violations: vec![(kind.name().to_string(), message)],
+        ..StateResult::default()
+    }
+}
+
+static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
+
+fn verifier_main(
+    input: &CycleInput<'_>,
+    states: &[CrashState],
+    first: usize,
+    continuation: Option<usize>,
+    bundles_left: u32,
+    out: &mut child::FrameWriter,
+) -> i32 {
+    limit_address_space();
+    std::panic::set_hook(Box::new(|info| {
+        *PANIC_MESSAGE.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.to_string());
+    }));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        verify_in_child(input, states, first, continuation, bundles_left, out)
+    })) {
+        Ok(code) => code,
+        Err(_) => {
+            let frame = Frame::HarnessError(format!("the verifier panicked: {}", panic_text()));
+            let _ = out.send(&serde_json::to_vec(&frame).expect("frame serialises"));
+            1
+        }
+    }
+}
+
+fn verify_in_child(
+    input: &CycleInput<'_>,
+    states: &[CrashState],
+    first: usize,
+    continuation: Option<usize>,
+    mut bundles_left: u32,
+    out: &mut child::FrameWriter,
+) -> i32 {
+    let combo = input.plan.combo(input.trial);
+    let sector_size = u64::from(input.plan.scenario.crash.sector_size);
+    let mut builder = ImageBuilder::new(&input.chain.image, input.events, sector_size);
+    let invariants = combo.workload.invariants(&input.plan.scenario.workload);
+    for (index, state) in states.iter().enumerate().skip(first) {
+        let send = |frame: &Frame, out: &mut child::FrameWriter| {
+            out.send(&serde_json::to_vec(frame).expect("frame serialises"))
+                .is_ok()
+        };
+        if !send(&Frame::Start(index), out) {
+            return 1;
+        }
+        let choices = state.faults.to_choices();
+        let image = match builder.image_at(state.point, combo.fault, &choices) {
+            Ok(image) => image,
+            Err(error) => {
+                send(
+                    &Frame::HarnessError(format!("cannot build crash image: {error}")),
+                    out,
+                );
+                return 1;
+            }
+        };
+        let history = History::new(
+            input.chain.state.clone(),
+            txn_id_base(input.cycle),
+            &input.events[..state.point],
+        );
+        let promise = Promise {
+            policy: combo.policy,
+            fault: combo.fault,
+            crash_time_us: history.last_ack_us().unwrap_or(cycle_start_us(input.cycle)),
+            fsync_allowance_us: FSYNC_ALLOWANCE_US,
+        };
+        let checked = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check_state(input.factory, &image.files, &history, promise, &invariants)
+        })) {
+            Ok(checked) => checked,
+            Err(_) => Checked {
+                verdict: oracle::Verdict {
+                    violations: vec![violation(
+                        ViolationKind::RecoveryPanic,
+                        format!("the engine panicked after recovery: {}", panic_text()),
+                    )],
+                    ..oracle::Verdict::default()
+                },
+                state: None,
+                recovery_summary: String::new(),
+                recovery_us: 0,
+            },
+        };
+        let mut result = StateResult {
+            acked: oracle::acknowledged(&history).count() as u64,
+            acked_lost_permitted: checked.verdict.acked_lost_permitted,
+            loss_window_max_us: checked.verdict.loss_window_max_us,
+            recovery_us: checked.recovery_us,
+            violations: checked
+                .verdict
+                .violations
+                .iter()
+                .map(|v| (v.kind.name().to_string(), v.message.clone()))
+                .collect(),
+            continuation: None,
+            bundle: None,
+        };
+        if continuation == Some(index) && result.violations.is_empty() {
+            if let Some(recovered) = &checked.state {
+                result.continuation = Some(Continuation {
+                    image: image.files.clone().into_iter().collect(),
+                    state: recovered.clone().into_iter().collect(),
+                });
+            }
+        }
+        if !result.violations.is_empty() && bundles_left > 0 {
+            if let Some(dir) =
+                write_bundle(input, state, &image.files, &image.fates, &history, &checked)
+            {
+                bundles_left -= 1;
+                result.bundle = Some(dir);
+            }
+        }
+        if !send(&Frame::Done(index, Box::new(result)), out) {
+            return 1;
+        }
+    }
+    0
+}
+
+fn limit_address_space() {
+    let limit = nix::sys::resource::rlim_t::try_from(VERIFIER_ADDRESS_SPACE_MAX).expect("fits");
+    let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, limit, limit);
+}
+
+/// What recovering one crash image showed.
+pub struct Checked {
+    pub verdict: oracle::Verdict,
+    /// The recovered state, if recovery and the scan succeeded.
+    pub state: Option<State>,
+    pub recovery_summary: String,
+    pub recovery_us: u64,
+}
+
+fn violation(kind: ViolationKind, message: String) -> oracle::Violation {
+    oracle::Violation::new(kind, message)
+}
+
+fn panic_text() -> String {
+    PANIC_MESSAGE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_else(|| "panic".to_string())
+}
+
+/// Opens a target on `storage`, turning a panic into an error message.
+fn open(
+    factory: &dyn TargetFactory,
+    storage: &MemStorage,
+    now_us: u64,
+) -> Result<Box<dyn Target>, (ViolationKind, String, TargetErrorKind)> {
+    let clock = Arc::new(VirtualClock::new(now_us));
+    let storage: Arc<dyn Storage> = Arc::new(storage.clone());
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        factory.open(storage, clock)
+    })) {
+        Ok(Ok(target)) => Ok(target),
+        Ok(Err(error)) => Err((
+            ViolationKind::RecoveryError,
+            format!("recovery failed: {error}"),
+            error.kind,
+        )),
+        Err(_) => Err((
+            ViolationKind::RecoveryPanic,
+            format!("recovery panicked: {}", panic_text()),
+            TargetErrorKind::Other,
+        )),
+    }
+}
+
+fn scan(target: &mut dyn Target) -> Result<State, (String, TargetErrorKind)> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target.scan())) {
+        Ok(Ok(state)) => Ok(state),
+        Ok(Err(error)) => Err((
+            format!("reading the recovered state failed: {error}"),
+            error.kind,
+        )),
+        Err(_) => Err((
+            format!("reading the recovered state panicked: {}", panic_text()),
+            TargetErrorKind::Other,
+        )),
+    }
+}
+
+/// Recovers `files`, judges the state, and checks idempotence and
+/// writability. Under `media`, a clear corruption error is an acceptable
+/// outcome (never a wrong value).
+pub fn check_state(
+    factory: &dyn TargetFactory,
+    files: &BTreeMap<String, Vec<u8>>,
+    history: &History,
+    promise: Promise,
+    invariants: &[Box<dyn Invariant>],
+) -> Checked {
+    let media = promise.fault == FaultProfile::Media;
+    let storage = MemStorage::from_files(files.clone());
+    let started = Instant::now();
+    let mut checked = Checked {
+        verdict: oracle::Verdict::default(),
+        state: None,
+        recovery_summary: String::new(),
+        recovery_us: 0,
+    };
+    let mut target = match open(factory, &storage, promise.crash_time_us) {
+        Ok(target) => target,
+        Err((_, _, TargetErrorKind::Corruption)) if media => return checked,
+        Err((kind, message, _)) => {
+            checked.verdict.violations.push(violation(kind, message));
+            return checked;
+        }
+    };
+    checked.recovery_us = started.elapsed().as_micros() as u64;
+    checked.recovery_summary = target.recovery_summary();
+    let state = match scan(target.as_mut()) {
+        Ok(state) => state,
+        Err((_, TargetErrorKind::Corruption)) if media => return checked,
+        Err((message, _)) => {
+            checked
+                .verdict
+                .violations
+                .push(violation(ViolationKind::RecoveryError, message));
+            return checked;
+        }
+    };
+    checked.verdict = oracle::check(history, &state, promise, invariants);
+    drop(target); // a crash right after recovery: the disk keeps every write
+    if let Err(problem) = check_again(factory, &storage, &state, promise) {
+        checked.verdict.violations.push(problem);
+    }
+    checked.state = Some(state);
+    checked
+}
+
+/// Recovers the recovered disk again (must give the same state), commits a
+/// probe (must be acknowledged), closes cleanly and reopens (must keep the
+/// state plus the probe).
+fn check_again(
+    factory: &dyn TargetFactory,
+    storage: &MemStorage,
+    state: &State,
+    promise: Promise,
+) -> Result<(), oracle::Violation> {
+    let now_us = promise.crash_time_us + 1;
+    let mut again = open(factory, storage, now_us).map_err(|(_, message, _)| {
+        violation(
+            ViolationKind::NotIdempotent,
+            format!("second recovery of the recovered disk: {message}"),
+        )
+    })?;
+    let second = scan(again.as_mut())
+        .map_err(|(message, _)| violation(ViolationKind::NotIdempotent, message))?;
+    if &second != state {
+        return Err(violation(
+            ViolationKind::NotIdempotent,
+            format!(
+                "recovering the recovered disk again changed the state:\n{}",
+                bundle::diff_text(state, &second)
+            ),
+        ));
+    }
+    let not_writable = |what: String| violation(ViolationKind::NotWritable, what);
+    let probe = write_probe(again.as_mut(), promise).map_err(not_writable)?;
+    again
+        .close()
+        .map_err(|e| not_writable(format!("clean close after recovery failed: {e}")))?;
+    let mut reopened = open(factory, storage, now_us + 1).map_err(|(_, message, _)| {
+        not_writable(format!("reopen after a clean close: {message}"))
+    })?;
+    let after = scan(reopened.as_mut()).map_err(|(message, _)| not_writable(message))?;
+    let mut expected = state.clone();
+    expected.insert(PROBE_KEY.to_vec(), probe);
+    if after != expected {
+        return Err(not_writable(format!(
+            "a clean close and reopen after recovery changed the state:\n{}",
+            bundle::diff_text(&expected, &after)
+        )));
+    }
+    Ok(())
+}
+
+fn write_probe(target: &mut dyn Target, promise: Promise) -> Result<Vec<u8>, String> {
+    let value = format!("probe@{}", promise.crash_time_us).into_bytes();
+    let fail = |what: &str, e: crate::target::TargetError| {
+        format!("the recovered engine refused a new commit ({what}): {e}")
+    };
+    let txn = target.begin().map_err(|e| fail("begin", e))?;
+    target
+        .put(txn, PROBE_KEY, &value)
+        .map_err(|e| fail("put", e))?;
+    target.commit(txn).map_err(|e| fail("commit", e))?;
+    if matches!(promise.policy, engine::FsyncPolicy::Group { .. }) {
+        target.flush_begin().map_err(|e| fail("flush", e))?;
+        target.flush_finish().map_err(|e| fail("flush", e))?;
+    }
+    if !target.take_acks().contains(&txn) {
+        return Err("the recovered engine did not acknowledge a new commit".into());
+    }
+    Ok(value)
+}
+
+fn write_bundle(
+    input: &CycleInput<'_>,
+    state: &CrashState,
+    files: &BTreeMap<String, Vec<u8>>,
+    fates: &crate::fault::image::FateLog,
+    history: &History,
+    checked: &Checked,
+) -> Option<String> {
+    let dir = input.plan.setup.failures_dir.as_ref()?;
+    let case = input.plan.case_id(
+        input.trial,
+        input.chain,
+        super::case::Crash {
+            point: state.point as u64,
+            faults: state.faults.clone(),
+        },
+    );
+    let acked_prefix = history
+        .txns()
+        .iter()
+        .rposition(|txn| txn.ack.is_some())
+        .map_or(0, |last| last + 1);
+    let violations: Vec<String> = checked
+        .verdict
+        .violations
+        .iter()
+        .map(|v| format!("{}: {}", v.kind.name(), v.message))
+        .collect();
+    let trace: String = input.events[..state.point]
+        .iter()
+        .enumerate()
+        .map(|(index, event)| format!("{index:>6} {}\n", super::explain::describe_event(event)))
+        .collect();
+    let contents = Bundle {
+        case_id: case.to_string(),
+        scenario_toml: input.plan.setup.scenario_toml.clone(),
+        verdict_json: serde_json::to_string_pretty(&violations).expect("serialises"),
+        explanation: super::explain::explain(fates, &checked.recovery_summary, &violations),
+        trace,
+        image: files.clone(),
+        recovered: checked.state.clone(),
+        expected: Some(history.state_after(acked_prefix)),
+    };
+    bundle::write(std::path::Path::new(dir), &case.bundle_name(), &contents)
+        .ok()
+        .map(|path| path.to_string_lossy().into_owned())
+}

@@ -1,0 +1,55 @@
+//! A worker process of `powercut run`: single-threaded, so it may fork
+//! workload and verifier children safely. Reads a [`WorkerSetup`] line, then
+//! one [`TrialJob`] per line; answers each with a [`WorkerMessage`] line.
+//! End of input means stop.
+
+use super::protocol::{TrialJob, WorkerMessage, WorkerSetup};
+use super::trial::TrialPlan;
+use crate::exit;
+use std::io::{BufRead, Write};
+
+/// The worker's main loop; returns the process exit code.
+pub fn main() -> i32 {
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let setup: WorkerSetup = match lines.next() {
+        Some(Ok(line)) => match serde_json::from_str(&line) {
+            Ok(setup) => setup,
+            Err(error) => return fatal(&format!("unreadable worker setup: {error}")),
+        },
+        _ => return exit::OK,
+    };
+    let plan = match TrialPlan::new(&setup) {
+        Ok(plan) => plan,
+        Err(message) => return fatal(&message),
+    };
+    let mut bundles_left = setup.bundles_max;
+    for line in lines {
+        let Ok(line) = line else { break };
+        let job: TrialJob = match serde_json::from_str(&line) {
+            Ok(job) => job,
+            Err(error) => return fatal(&format!("unreadable trial job: {error}")),
+        };
+        let outcome = match plan.run_trial(job.trial, &mut bundles_left) {
+            Ok(outcome) => outcome,
+            Err(message) => return fatal(&message),
+        };
+        if !send(&WorkerMessage::Done(outcome)) {
+            break;
+        }
+    }
+    exit::OK
+}
+
+fn send(message: &WorkerMessage) -> bool {
+    let line = serde_json::to_string(message).expect("worker message serialises");
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .is_ok()
+}
+
+fn fatal(message: &str) -> i32 {
+    send(&WorkerMessage::Fatal(message.to_string()));
+    exit::HARNESS_FAILED
+}
