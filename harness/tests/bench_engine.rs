@@ -13,7 +13,8 @@ fn tiny_options(dir: &Path, policies: Vec<FsyncPolicy>, sqlite: bool) -> EngineB
     EngineBenchOptions {
         policies,
         threads: vec![1],
-        duration: Duration::from_millis(50),
+        duration: Duration::from_millis(60),
+        rounds: 2,
         sqlite,
         csv: Some(dir.join("bench.csv")),
         recovery: None,

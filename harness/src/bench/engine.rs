@@ -15,7 +15,7 @@
 //! database-file syncs are not in its column).
 
 use super::runner::{TxnOutcome, run_committers};
-use super::{BenchError, BenchRow, RunSpec, System, TxnInputs};
+use super::{BenchError, Measured, RunSpec, TxnInputs};
 use engine::storage::RealStorage;
 use engine::{Config, Engine, FsyncPolicy, SystemClock};
 use std::path::Path;
@@ -54,13 +54,14 @@ pub fn open_real(dir: &Path, config: Config) -> Result<Engine, BenchError> {
         .map_err(engine_error("open"))
 }
 
-/// Measures one policy with `spec.threads` committing threads in a fresh
-/// directory under `root`.
+/// Measures one policy with `spec.threads` committing threads in its
+/// directory under `root` (created by the first round, reopened by later
+/// ones).
 pub fn bench_engine(
     root: &Path,
     policy: FsyncPolicy,
     spec: RunSpec,
-) -> Result<BenchRow, BenchError> {
+) -> Result<Measured, BenchError> {
     let name = policy.to_string().replace(':', "-");
     let dir = root.join(format!("engine-{name}-{}t", spec.threads));
     let engine = open_real(&dir, bench_config(policy))?;
@@ -75,9 +76,11 @@ pub fn bench_engine(
     let after = engine.stats();
     engine.close().map_err(engine_error("close"))?;
     assert!(after.commits - before.commits >= totals.commits);
-    let mut row = BenchRow::from_totals(System::Engine, &policy.to_string(), spec.threads, &totals);
-    row.fsyncs_per_commit = row.per_commit(after.wal_syncs - before.wal_syncs);
-    Ok(row)
+    Ok(Measured {
+        totals,
+        wal_syncs: after.wal_syncs - before.wal_syncs,
+        all_file_syncs: None,
+    })
 }
 
 /// Runs `work` while a ticker thread calls [`Engine::tick`] every

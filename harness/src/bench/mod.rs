@@ -49,6 +49,8 @@ pub const CSV_COLUMNS: [&str; 7] = [
 pub const THREADS_MAX: usize = 256;
 /// Longest measurement of one configuration.
 pub const DURATION_MAX: Duration = Duration::from_secs(3600);
+/// Most rounds per configuration.
+pub const ROUNDS_MAX: u32 = 1000;
 
 /// What `powercut bench engine` measures.
 #[derive(Clone, Debug)]
@@ -57,8 +59,13 @@ pub struct EngineBenchOptions {
     pub policies: Vec<FsyncPolicy>,
     /// Committing thread counts, each measured with every policy.
     pub threads: Vec<usize>,
-    /// Measurement time of each configuration.
+    /// Measurement time of each configuration (all rounds together).
     pub duration: Duration,
+    /// Each configuration's time is split into this many rounds, run
+    /// round-robin over all configurations, so a disk whose fsync latency
+    /// drifts (other tenants) weighs on every row alike rather than on
+    /// whichever ran at the bad moment.
+    pub rounds: u32,
     /// Also measure SQLite (`synchronous=FULL` and `NORMAL`).
     pub sqlite: bool,
     /// Write the rows here as CSV.
@@ -83,6 +90,7 @@ impl Default for EngineBenchOptions {
             ],
             threads: vec![1, 8],
             duration: Duration::from_secs(3),
+            rounds: 3,
             sqlite: true,
             csv: None,
             recovery: None,
@@ -124,25 +132,58 @@ pub struct BenchRow {
 }
 
 impl BenchRow {
-    pub fn from_totals(system: System, policy: &str, threads: usize, totals: &RunTotals) -> Self {
+    pub fn from_measured(
+        system: System,
+        policy: &str,
+        threads: usize,
+        measured: &Measured,
+    ) -> Self {
+        let totals = &measured.totals;
         let quantile = |q: f64| totals.latency.quantile_us(q).unwrap_or(0.0);
+        let per_commit = |count: u64| {
+            (totals.commits > 0).then(|| round_to(count as f64 / totals.commits as f64, 4))
+        };
         BenchRow {
             system,
             policy: policy.to_string(),
             threads,
             commits_per_s: round_to(totals.commits_per_s(), 1),
-            fsyncs_per_commit: None,
+            fsyncs_per_commit: per_commit(measured.wal_syncs),
             p50_us: round_to(quantile(0.50), 1),
             p99_us: round_to(quantile(0.99), 1),
             commits: totals.commits,
             aborts: totals.aborts,
-            syncs_all_files_per_commit: None,
+            syncs_all_files_per_commit: measured.all_file_syncs.and_then(per_commit),
+        }
+    }
+}
+
+/// The raw result of measuring one configuration, one round or several.
+#[derive(Clone, Debug)]
+pub struct Measured {
+    pub totals: RunTotals,
+    /// WAL syncs during the measurement.
+    pub wal_syncs: u64,
+    /// Syncs of every file, where counted (SQLite).
+    pub all_file_syncs: Option<u64>,
+}
+
+impl Measured {
+    fn empty() -> Measured {
+        Measured {
+            totals: RunTotals::empty(),
+            wal_syncs: 0,
+            all_file_syncs: None,
         }
     }
 
-    /// `count / commits`, rounded; `None` without commits.
-    pub fn per_commit(&self, count: u64) -> Option<f64> {
-        (self.commits > 0).then(|| round_to(count as f64 / self.commits as f64, 4))
+    fn add_round(&mut self, round: &Measured) {
+        self.totals.add_round(&round.totals);
+        self.wal_syncs += round.wal_syncs;
+        self.all_file_syncs = match (self.all_file_syncs, round.all_file_syncs) {
+            (None, None) => None,
+            (mine, theirs) => Some(mine.unwrap_or(0) + theirs.unwrap_or(0)),
+        };
     }
 }
 
@@ -251,7 +292,35 @@ impl TxnInputs {
     }
 }
 
-/// Runs the benchmark, printing a table to `out` as rows complete.
+/// One configuration: a system's setting and a thread count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Engine(FsyncPolicy),
+    Sqlite(SqliteSync),
+}
+
+impl Target {
+    fn measure(self, root: &Path, spec: RunSpec) -> Result<Measured, BenchError> {
+        match self {
+            Target::Engine(policy) => engine::bench_engine(root, policy, spec),
+            Target::Sqlite(sync) => sqlite::bench_sqlite(root, sync, spec),
+        }
+    }
+
+    fn row(self, threads: usize, measured: &Measured) -> BenchRow {
+        match self {
+            Target::Engine(policy) => {
+                BenchRow::from_measured(System::Engine, &policy.to_string(), threads, measured)
+            }
+            Target::Sqlite(sync) => {
+                BenchRow::from_measured(System::Sqlite, sync.name(), threads, measured)
+            }
+        }
+    }
+}
+
+/// Runs the benchmark, printing a table to `out` as rows complete (in the
+/// last round).
 pub fn run_engine_bench(
     options: &EngineBenchOptions,
     out: &mut dyn Write,
@@ -266,27 +335,35 @@ pub fn run_engine_bench(
     )?;
     writeln!(
         out,
-        "seed: {:#x}, {:?} per configuration",
-        options.seed, options.duration
+        "seed: {:#x}, {:?} per configuration in {} round-robin rounds",
+        options.seed, options.duration, options.rounds
     )?;
-    write_table_header(out)?;
-    let mut rows = Vec::new();
-    for &threads in &options.threads {
-        let spec = RunSpec {
-            threads,
-            duration: options.duration,
-            seed: options.seed,
-            key_space: engine::KEY_SPACE,
-        };
-        for &policy in &options.policies {
-            rows.push(engine::bench_engine(root, policy, spec)?);
-            write_table_row(out, rows.last().expect("just pushed"))?;
+    let configurations = configurations(options);
+    let mut measured = vec![Measured::empty(); configurations.len()];
+    let round_duration = options.duration / options.rounds;
+    for round in 0..options.rounds {
+        let last = round + 1 == options.rounds;
+        if last {
+            write_table_header(out)?;
         }
-        for sync in SqliteSync::ALL.iter().filter(|_| options.sqlite) {
-            rows.push(sqlite::bench_sqlite(root, *sync, spec)?);
-            write_table_row(out, rows.last().expect("just pushed"))?;
+        for (&(target, threads), sum) in configurations.iter().zip(measured.iter_mut()) {
+            let spec = RunSpec {
+                threads,
+                duration: round_duration,
+                seed: options.seed.wrapping_add(u64::from(round)),
+                key_space: engine::KEY_SPACE,
+            };
+            sum.add_round(&target.measure(root, spec)?);
+            if last {
+                write_table_row(out, &target.row(threads, sum))?;
+            }
         }
     }
+    let rows: Vec<BenchRow> = configurations
+        .iter()
+        .zip(&measured)
+        .map(|(&(target, threads), sum)| target.row(threads, sum))
+        .collect();
     if let Some(path) = &options.csv {
         write_csv(path, &rows)?;
         writeln!(out, "CSV: {}", path.display())?;
@@ -298,10 +375,28 @@ pub fn run_engine_bench(
     Ok(BenchReport { rows, recovery })
 }
 
+fn configurations(options: &EngineBenchOptions) -> Vec<(Target, usize)> {
+    let sqlite = SqliteSync::ALL.iter().filter(|_| options.sqlite);
+    let targets: Vec<Target> = options
+        .policies
+        .iter()
+        .map(|&policy| Target::Engine(policy))
+        .chain(sqlite.map(|&sync| Target::Sqlite(sync)))
+        .collect();
+    options
+        .threads
+        .iter()
+        .flat_map(|&threads| targets.iter().map(move |&target| (target, threads)))
+        .collect()
+}
+
 fn validate(options: &EngineBenchOptions) -> Result<(), BenchError> {
     let invalid = |what: String| Err(BenchError::InvalidOptions(what));
     if let Some(&bad) = options.threads.iter().find(|&&t| t == 0 || t > THREADS_MAX) {
         return invalid(format!("{bad} threads (1..={THREADS_MAX})"));
+    }
+    if options.rounds == 0 || options.rounds > ROUNDS_MAX {
+        return invalid(format!("{} rounds (1..={ROUNDS_MAX})", options.rounds));
     }
     if options.duration.is_zero() || options.duration > DURATION_MAX {
         return invalid(format!(

@@ -38,6 +38,25 @@ pub struct RunTotals {
 }
 
 impl RunTotals {
+    /// Nothing measured yet.
+    pub fn empty() -> RunTotals {
+        RunTotals {
+            commits: 0,
+            aborts: 0,
+            elapsed: Duration::ZERO,
+            latency: LatencyHistogram::new(),
+        }
+    }
+
+    /// Adds a later, separate measurement (another round): counts and
+    /// measured time add up.
+    pub fn add_round(&mut self, round: &RunTotals) {
+        self.commits += round.commits;
+        self.aborts += round.aborts;
+        self.elapsed += round.elapsed;
+        self.latency.merge(&round.latency);
+    }
+
     pub fn commits_per_s(&self) -> f64 {
         let seconds = self.elapsed.as_secs_f64();
         if seconds == 0.0 {
@@ -93,12 +112,7 @@ fn commit_until<Commit>(
 where
     Commit: FnMut() -> Result<TxnOutcome, BenchError>,
 {
-    let mut totals = RunTotals {
-        commits: 0,
-        aborts: 0,
-        elapsed: Duration::ZERO,
-        latency: LatencyHistogram::new(),
-    };
+    let mut totals = RunTotals::empty();
     let start = Instant::now();
     let mut now = start;
     for _ in 0..TRANSACTIONS_PER_THREAD_MAX {
@@ -121,12 +135,7 @@ where
 }
 
 fn merge_totals(results: Vec<Result<RunTotals, BenchError>>) -> Result<RunTotals, BenchError> {
-    let mut merged = RunTotals {
-        commits: 0,
-        aborts: 0,
-        elapsed: Duration::ZERO,
-        latency: LatencyHistogram::new(),
-    };
+    let mut merged = RunTotals::empty();
     for result in results {
         let totals = result?;
         merged.commits += totals.commits;

@@ -12,7 +12,7 @@
 //! file's syncs (as the engine's is its WAL's), the table also shows all.
 
 use super::runner::{TxnOutcome, run_committers};
-use super::{BenchError, BenchRow, RunSpec, System, TxnInputs, vfs};
+use super::{BenchError, Measured, RunSpec, TxnInputs, vfs};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::Path;
 use std::time::Duration;
@@ -42,8 +42,9 @@ impl SqliteSync {
 
 const INSERT: &str = "INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)";
 
-/// Measures one configuration in a fresh database file under `root`.
-pub fn bench_sqlite(root: &Path, sync: SqliteSync, spec: RunSpec) -> Result<BenchRow, BenchError> {
+/// Measures one configuration in its database file under `root` (created by
+/// the first round, reopened by later ones).
+pub fn bench_sqlite(root: &Path, sync: SqliteSync, spec: RunSpec) -> Result<Measured, BenchError> {
     let path = root.join(format!("sqlite-{}-{}t.db", sync.name(), spec.threads));
     vfs::register().map_err(|code| BenchError::SqliteVfs { code })?;
     create_schema(&path, sync)?;
@@ -55,10 +56,11 @@ pub fn bench_sqlite(root: &Path, sync: SqliteSync, spec: RunSpec) -> Result<Benc
         Ok(move || sqlite_txn(&connection, &mut inputs))
     })?;
     let syncs = vfs::sync_counts().since(syncs_before);
-    let mut row = BenchRow::from_totals(System::Sqlite, sync.name(), spec.threads, &totals);
-    row.fsyncs_per_commit = row.per_commit(syncs.wal);
-    row.syncs_all_files_per_commit = row.per_commit(syncs.wal + syncs.other);
-    Ok(row)
+    Ok(Measured {
+        totals,
+        wal_syncs: syncs.wal,
+        all_file_syncs: Some(syncs.wal + syncs.other),
+    })
 }
 
 fn open(path: &Path, sync: SqliteSync) -> Result<Connection, BenchError> {
