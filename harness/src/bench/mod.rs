@@ -11,10 +11,15 @@
 //! Every configuration runs the same transaction (one 100-byte value put at
 //! a random key of the thread's own key range, then commit) through the one
 //! measurement loop in [`runner`], timed with one [`latency`] histogram.
+//! Each configuration's time is split into rounds run round-robin over all
+//! configurations, so a drift in the disk's fsync latency (other tenants)
+//! weighs on every row alike.
 //!
 //! Not measured: durability (that is the torture loop's job), reads, large
 //! transactions, and anything under a fault. Numbers from a machine shared
-//! with other work are noisy; compare rows of one run, not runs.
+//! with other work are noisy (fsync-bound rows moved 2-20x between runs on
+//! the shared 2-core development machine); compare rows of one run, not
+//! runs.
 
 pub mod engine;
 pub mod latency;
