@@ -96,12 +96,21 @@ struct BenchArgs {
     /// Write the rows as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// (engine) Measure recovery speed instead of commit throughput.
+    /// (engine) Measure recovery speed and memory instead of commit throughput.
     #[arg(long)]
     recovery: bool,
-    /// Seconds per configuration, e.g. 3s.
+    /// Time per configuration (engine, default 3s) or in all (harness, default 20s).
     #[arg(long)]
     duration: Option<String>,
+    /// (engine) Fsync policies, comma-separated [default: always,group,interval:10,none].
+    #[arg(long, value_delimiter = ',')]
+    policy: Vec<String>,
+    /// (engine) Committing thread counts, comma-separated [default: 1,8].
+    #[arg(long, value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// (harness) Worker processes [default: all cores].
+    #[arg(long)]
+    jobs: Option<u32>,
 }
 
 fn main() {
@@ -160,16 +169,76 @@ fn run(args: RunArgs) -> i32 {
     run(request)
 }
 
+fn usage(message: impl std::fmt::Display) -> i32 {
+    eprintln!("powercut: {message}");
+    exit::USAGE
+}
+
 fn bench(args: BenchArgs) -> i32 {
+    let duration = match args
+        .duration
+        .as_deref()
+        .map(harness::workload::scenario::parse_duration)
+    {
+        None => None,
+        Some(Ok(duration)) => Some(duration),
+        Some(Err(message)) => return usage(message),
+    };
     match args.target.as_str() {
-        "engine" | "harness" => {
-            let _ = (args.csv, args.recovery, args.duration);
-            eprintln!("powercut: bench {} is not built yet", args.target);
-            exit::HARNESS_FAILED
+        "engine" => bench_engine(args, duration),
+        "harness" => {
+            let duration = duration.unwrap_or(std::time::Duration::from_secs(20));
+            match harness::bench::harness::run_harness_bench(
+                duration,
+                args.jobs,
+                &mut std::io::stdout(),
+            ) {
+                Ok(_) => exit::OK,
+                Err(message) => {
+                    eprintln!("powercut: {message}");
+                    exit::HARNESS_FAILED
+                }
+            }
         }
-        other => {
-            eprintln!("powercut: unknown bench target `{other}` (expected engine or harness)");
-            exit::USAGE
+        other => usage(format!(
+            "unknown bench target `{other}` (expected engine or harness)"
+        )),
+    }
+}
+
+fn bench_engine(args: BenchArgs, duration: Option<std::time::Duration>) -> i32 {
+    use harness::bench::{BenchError, EngineBenchOptions, RecoveryOptions, run_engine_bench};
+    let mut options = EngineBenchOptions::default();
+    if !args.policy.is_empty() {
+        match args
+            .policy
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<Vec<_>, String>>()
+        {
+            Ok(policies) => options.policies = policies,
+            Err(message) => return usage(message),
+        }
+    }
+    if !args.threads.is_empty() {
+        options.threads = args.threads;
+    }
+    if let Some(duration) = duration {
+        options.duration = duration;
+    }
+    options.csv = args.csv;
+    if args.recovery {
+        options.policies.clear();
+        options.threads.clear();
+        options.sqlite = false;
+        options.recovery = Some(RecoveryOptions::default());
+    }
+    match run_engine_bench(&options, &mut std::io::stdout()) {
+        Ok(_) => exit::OK,
+        Err(error @ BenchError::InvalidOptions(_)) => usage(error),
+        Err(error) => {
+            eprintln!("powercut: {error}");
+            exit::HARNESS_FAILED
         }
     }
 }

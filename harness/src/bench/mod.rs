@@ -22,6 +22,7 @@
 //! runs.
 
 pub mod engine;
+pub mod harness;
 pub mod latency;
 pub mod recovery;
 pub mod runner;

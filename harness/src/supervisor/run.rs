@@ -169,13 +169,19 @@ pub fn run(request: RunRequest) -> i32 {
         }
     }
     install_interrupt_handlers();
-    match Dispatcher::start(&plan).and_then(|dispatcher| dispatcher.drive()) {
+    match execute(&plan) {
         Ok(report) => finish(&plan, report),
         Err(message) => {
             eprintln!("powercut: {message}");
             exit::HARNESS_FAILED
         }
     }
+}
+
+/// Runs a resolved plan to its end (or an interrupt) and returns what it
+/// found, writing nothing: the caller reports.
+pub fn execute(plan: &Plan) -> Result<RunReport, String> {
+    Dispatcher::start(plan).and_then(|dispatcher| dispatcher.drive())
 }
 
 fn finish(plan: &Plan, report: RunReport) -> i32 {
