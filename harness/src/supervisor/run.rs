@@ -89,6 +89,10 @@ impl Plan {
         if request.cycles == Some(0) {
             return Err("--cycles must be at least 1".into());
         }
+        let k_max = crate::fault::exhaustive::EXHAUSTIVE_SUBSET_CHANGES_MAX as u32;
+        if request.exhaustive.is_some_and(|k| k > k_max) {
+            return Err(format!("--exhaustive K must be at most {k_max}"));
+        }
         if request.jobs == Some(0) {
             return Err("--jobs must be at least 1".into());
         }
@@ -186,6 +190,12 @@ pub fn execute(plan: &Plan) -> Result<RunReport, String> {
 
 fn finish(plan: &Plan, report: RunReport) -> i32 {
     let summary = &report.summary;
+    if plan.setup.exhaustive.is_some() {
+        println!(
+            "powercut: exhaustive mode covered {} crash states (every crash point of a sync window × every subset of the last K volatile changes)",
+            summary.exhaustive_states
+        );
+    }
     println!(
         "powercut: {} trials, {} crash states in {:.1}s ({:.0}/s), {} violation(s), {} acknowledged commit(s) lost within policy promises{}",
         summary.trials,

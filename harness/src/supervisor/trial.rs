@@ -15,6 +15,7 @@ use super::protocol::{TrialOutcome, WorkerSetup};
 use super::verify::{self, CycleInput, StateResult};
 use super::workload_child::{self, WorkloadRun};
 use crate::fault::FaultProfile;
+use crate::fault::exhaustive::{Exhaustive, sync_windows};
 use crate::fault::image::build_image;
 use crate::fault::points::choose_crash_points;
 use crate::report::{Failure, TrialRow};
@@ -30,6 +31,10 @@ use std::time::Instant;
 const SALT_CRASH_POINTS: u64 = 0xC4A5_0001;
 const SALT_FAIL_SYNC: u64 = 0xC4A5_0002;
 const SALT_CONTINUE: u64 = 0xC4A5_0003;
+const SALT_EXHAUSTIVE: u64 = 0xC4A5_0004;
+
+/// Exhaustive crash states verified per cycle at most.
+pub const EXHAUSTIVE_STATES_MAX: usize = 1 << 14;
 
 /// Under `fsync-error`, the sync that fails is drawn from `0..FAIL_SYNC_RANGE`.
 pub const FAIL_SYNC_RANGE: u64 = 48;
@@ -244,6 +249,17 @@ impl TrialPlan {
                 next = result.continuation.clone();
             }
         }
+        if let Some(k) = self.setup.exhaustive {
+            let exhaustive = self.exhaustive_states(chain, &run, combo.fault, k, cycle_seed)?;
+            let results = verify::verify_states(&input, &exhaustive, None, bundles_left)?;
+            outcome.exhaustive_states += exhaustive.len() as u64;
+            for (state, result) in exhaustive.iter().zip(&results) {
+                self.record(trial, chain, state, result, outcome);
+                if !result.violations.is_empty() {
+                    next = None;
+                }
+            }
+        }
         if let Some(problem) = &run.problem {
             // The workload itself died or hung (an engine panic outside
             // recovery, or recovery of a verified image failing): a finding.
@@ -282,6 +298,49 @@ impl TrialPlan {
             state: continuation.state(),
             crashes,
         }))
+    }
+
+    /// Every crash point of one sync window (chosen by the seed) and every
+    /// subset of the last `k` volatile changes at each, as explicit fates
+    /// (power loss without tearing; none under `process-crash` or `media`).
+    fn exhaustive_states(
+        &self,
+        chain: &Chain,
+        run: &WorkloadRun,
+        fault: FaultProfile,
+        k: u32,
+        cycle_seed: u64,
+    ) -> Result<Vec<CrashState>, String> {
+        if matches!(fault, FaultProfile::ProcessCrash | FaultProfile::Media) {
+            return Ok(Vec::new());
+        }
+        let windows: Vec<_> = sync_windows(&run.events)
+            .into_iter()
+            .filter(|window| !window.is_empty())
+            .collect();
+        if windows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(cycle_seed, SALT_EXHAUSTIVE));
+        let window = windows[rng.random_range(0..windows.len())].clone();
+        let sector_size = u64::from(self.scenario.crash.sector_size);
+        let mut enumeration =
+            Exhaustive::new(&chain.image, &run.events, window, k as usize, sector_size)
+                .map_err(|e| format!("exhaustive mode: {e}"))?;
+        let mut states = Vec::new();
+        while let Some(state) = enumeration
+            .next_state()
+            .map_err(|e| format!("exhaustive mode: {e}"))?
+        {
+            if states.len() == EXHAUSTIVE_STATES_MAX {
+                break;
+            }
+            states.push(CrashState {
+                point: state.crash_point,
+                faults: FaultSeed::Explicit(state.choices),
+            });
+        }
+        Ok(states)
     }
 
     /// The crash states of one cycle: biased crash points, several fault

@@ -30,8 +30,9 @@ pub const TRACE_BYTES_MAX: usize = 1 << 30;
 /// How long one workload cycle may run before it counts as hung.
 pub const WORKLOAD_TIME_MAX: Duration = Duration::from_secs(120);
 
-/// In chaos mode the kill comes after this many milliseconds at most.
-pub const CHAOS_KILL_MS_MAX: u64 = 40;
+/// In chaos mode the kill comes after this many microseconds at most (a
+/// smoke cycle runs for a few milliseconds).
+pub const CHAOS_KILL_US_MAX: u64 = 6_000;
 
 /// What the worker asks of one workload cycle.
 pub struct WorkloadRequest<'a> {
@@ -72,8 +73,8 @@ pub fn run(request: &WorkloadRequest<'_>) -> Result<WorkloadRun, String> {
     let mut child = child::spawn(|out| child_main(request, &trace, out))
         .map_err(|e| format!("cannot fork a workload child: {e}"))?;
     let timeout = match request.chaos_seed {
-        Some(seed) => Duration::from_millis(
-            ChaCha8Rng::seed_from_u64(seed).random_range(1..=CHAOS_KILL_MS_MAX),
+        Some(seed) => Duration::from_micros(
+            ChaCha8Rng::seed_from_u64(seed).random_range(50..=CHAOS_KILL_US_MAX),
         ),
         None => WORKLOAD_TIME_MAX,
     };
