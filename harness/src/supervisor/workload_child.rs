@@ -88,8 +88,17 @@ pub fn run(request: &WorkloadRequest<'_>) -> Result<WorkloadRun, String> {
         .try_events()
         .map_err(|e| format!("unreadable trace: {e}"))?;
     let recovered = events.iter().any(|event| matches!(event, Event::Opened));
+    let sync_failed = events.iter().any(|event| {
+        matches!(
+            event,
+            Event::SyncData { failed: true, .. } | Event::SyncAll { failed: true, .. } | Event::SyncDir { failed: true }
+        )
+    });
     let problem = match received {
         Received::Frame(frame) if frame == STOPPED || frame == DONE => None,
+        // An injected fsync error during recovery stops the engine, as it
+        // must; the trace up to there is the cycle.
+        Received::Frame(_) if sync_failed => None,
         Received::TimedOut if request.chaos_seed.is_some() => None,
         Received::Frame(frame) => Some(WorkloadProblem {
             kind: ViolationKind::RecoveryError,
