@@ -11,13 +11,14 @@
 //! is [`Error::Corruption`], never a wrong value. All pool work happens under
 //! the engine's core lock, so frames need no pins.
 
+use crate::Lsn;
 use crate::error::{Error, Result};
 use crate::fatal::io_error;
 use crate::page::Page;
 use crate::storage::{StorageFile, read_exact_at};
 use crate::wal::Log;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The name of the page file.
 pub const PAGES_FILE: &str = "pages";
@@ -29,6 +30,12 @@ pub struct PageFile {
     pub page_count: u32,
     /// Page writes since open.
     pub writes: AtomicU64,
+    /// Where recovery found the log to end: a page on disk with an LSN at
+    /// or past it, not written since open, depends on lost log records.
+    recovered_end: AtomicU64,
+    /// Pages written since open (their LSNs may reuse positions past
+    /// `recovered_end` legitimately).
+    written: Vec<AtomicBool>,
 }
 
 impl PageFile {
@@ -38,7 +45,15 @@ impl PageFile {
             page_size,
             page_count,
             writes: AtomicU64::new(0),
+            recovered_end: AtomicU64::new(Lsn::MAX),
+            written: (0..page_count).map(|_| AtomicBool::new(false)).collect(),
         }
+    }
+
+    /// Records where recovery found the end of the log (see
+    /// [`PageFile::read_within_log`]).
+    pub fn set_recovered_end(&self, end: Lsn) {
+        self.recovered_end.store(end, Ordering::Release);
     }
 
     fn offset(&self, id: u32) -> u64 {
@@ -64,6 +79,33 @@ impl PageFile {
         })
     }
 
+    /// Page `id`, verified, and checked against the end of the log: a page
+    /// whose LSN is at or past `log_end` (the next LSN to be written), or —
+    /// unless this instance wrote it — past where recovery found the log to
+    /// end, depends on log records that are gone (media damage in the log,
+    /// or a broken write-ahead rule). That is corruption, never something to
+    /// build on.
+    pub fn read_within_log(&self, id: u32, log_end: Lsn) -> Result<Page> {
+        let page = self.read(id)?;
+        let written = self.written[id as usize].load(Ordering::Acquire);
+        let end = if written {
+            log_end
+        } else {
+            log_end.min(self.recovered_end.load(Ordering::Acquire))
+        };
+        if page.lsn >= end && page.lsn != 0 {
+            return Err(Error::Corruption {
+                file: PAGES_FILE.to_string(),
+                location: format!("page {id}"),
+                what: format!(
+                    "page LSN {:#x} is at or past the end of the log {end:#x}: the log lost records this page depends on",
+                    page.lsn
+                ),
+            });
+        }
+        Ok(page)
+    }
+
     /// Writes `page` to its slot (not synced).
     pub fn write(&self, page: &Page) -> Result<()> {
         let bytes = page.encode(self.page_size);
@@ -72,6 +114,7 @@ impl PageFile {
             .write_at(self.offset(page.id), &bytes)
             .map_err(io_error("write", PAGES_FILE))?;
         self.writes.fetch_add(1, Ordering::Relaxed);
+        self.written[page.id as usize].store(true, Ordering::Release);
         Ok(())
     }
 
@@ -121,7 +164,7 @@ impl BufferPool {
             self.frames[slot].referenced = true;
             return Ok(&mut self.frames[slot]);
         }
-        let page = pages.read(id)?;
+        let page = pages.read_within_log(id, log.next_lsn())?;
         let slot = self.install(page, false, pages, log)?;
         Ok(&mut self.frames[slot])
     }

@@ -19,7 +19,7 @@ use crate::config::{Bug, Config, FsyncPolicy};
 use crate::control::{self, CONTROL_TMP_FILE, Control};
 use crate::error::{Error, Result};
 use crate::fatal::{Fatal, io_error};
-use crate::page::{self, entry_len};
+use crate::page::{self, Page, entry_len};
 use crate::recovery;
 use crate::state::{Change, ChangeKind, Core, Inner, UndoStep, log_and_apply, undo_one};
 use crate::storage::{Storage, StorageLock};
@@ -47,6 +47,7 @@ pub struct Engine {
     inner: Inner,
     core: Mutex<Core>,
     report: RecoveryReport,
+    timings: RecoveryTimings,
     /// Under `always`: one commit at a time writes and fsyncs.
     always_lock: Mutex<()>,
     /// Group commit: whether a leader is flushing.
@@ -87,6 +88,30 @@ pub struct RecoveryReport {
     pub losers: Vec<TxnId>,
     /// Compensation records written by undo.
     pub clrs_written: u64,
+}
+
+/// Where the time of [`Engine::open`]'s recovery went, in microseconds of
+/// the engine's [`Clock`] (all zero for a fresh directory, and under a
+/// [`crate::VirtualClock`] that nobody advances). For benchmarks only: no
+/// decision depends on it, and it is kept apart from [`RecoveryReport`],
+/// which stays the same on every replay of a case.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryTimings {
+    /// Analysis: the scan from the checkpoint to the end of the log.
+    pub analysis_us: u64,
+    /// Cutting the torn tail and syncing the segments in the redo range.
+    pub truncate_us: u64,
+    pub redo_us: u64,
+    pub undo_us: u64,
+    /// The checkpoint that ends recovery (writes the redone pages, syncs).
+    pub checkpoint_us: u64,
+}
+
+impl RecoveryTimings {
+    /// The phases that read the WAL: analysis, tail cut, redo and undo.
+    pub fn replay_us(&self) -> u64 {
+        self.analysis_us + self.truncate_us + self.redo_us + self.undo_us
+    }
 }
 
 /// Counters since open, for benchmarks and reports.
@@ -169,8 +194,11 @@ impl Engine {
             }
         })?;
         let fatal = Arc::new(Fatal::default());
-        let (inner, core, report) = match control::read(storage.as_ref())? {
-            None => create(storage, config, clock, fatal, active_max)?,
+        let (inner, core, report, timings) = match control::read(storage.as_ref())? {
+            None => {
+                let (inner, core, report) = create(storage, config, clock, fatal, active_max)?;
+                (inner, core, report, RecoveryTimings::default())
+            }
             Some(found) => recover(storage, config, clock, fatal, active_max, found)?,
         };
         let now_us = inner.clock.now_us();
@@ -178,6 +206,7 @@ impl Engine {
             inner,
             core: Mutex::new(core),
             report,
+            timings,
             always_lock: Mutex::new(()),
             group: Mutex::new(false),
             group_done: Condvar::new(),
@@ -193,6 +222,11 @@ impl Engine {
     /// What recovery found and did in [`Engine::open`].
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.report
+    }
+
+    /// Where the time of recovery went (benchmarks; see [`RecoveryTimings`]).
+    pub fn recovery_timings(&self) -> RecoveryTimings {
+        self.timings
     }
 
     /// The configuration the engine runs with.
@@ -530,7 +564,14 @@ impl Engine {
         for id in 0..self.inner.config.page_count {
             match core.pool.cached(id) {
                 Some(frame) => all.extend(frame.page.entries().iter().cloned()),
-                None => all.extend(self.inner.pages.read(id)?.entries().iter().cloned()),
+                None => all.extend(
+                    self.inner
+                        .pages
+                        .read_within_log(id, self.inner.log.next_lsn())?
+                        .entries()
+                        .iter()
+                        .cloned(),
+                ),
             }
         }
         all.sort();
@@ -589,10 +630,15 @@ fn create(
     let pages = storage
         .create(PAGES_FILE)
         .map_err(io_error("create", PAGES_FILE))?;
-    let pages_len = u64::from(config.page_size) * u64::from(config.page_count);
+    // Every page is formatted (checksum, id) at creation, so a page that
+    // reads as all zeros later was wiped or never written: corruption.
+    let mut formatted = Vec::with_capacity(config.page_size as usize * config.page_count as usize);
+    for id in 0..config.page_count {
+        formatted.extend_from_slice(&Page::empty(id).encode(config.page_size as usize));
+    }
     pages
-        .set_len(pages_len)
-        .map_err(io_error("set_len", PAGES_FILE))?;
+        .write_at(0, &formatted)
+        .map_err(io_error("write", PAGES_FILE))?;
     fatal.sync(bugs, PAGES_FILE, pages.sync_data())?;
     let name = segment_name(0);
     let segment = storage.create(&name).map_err(io_error("create", &name))?;
@@ -672,7 +718,7 @@ fn recover(
     fatal: Arc<Fatal>,
     active_max: usize,
     control: Control,
-) -> Result<(Inner, Core, RecoveryReport)> {
+) -> Result<(Inner, Core, RecoveryReport, RecoveryTimings)> {
     if control.page_size != config.page_size
         || control.page_count != config.page_count
         || control.segment_size != config.segment_size
@@ -706,7 +752,16 @@ fn recover(
         });
     }
     let checkpoint_lsn = control.checkpoint_lsn;
+    let mut timings = RecoveryTimings::default();
+    let mut lap_us = clock.now_us();
+    let mut lap = |clock: &dyn Clock| {
+        let now_us = clock.now_us();
+        let elapsed_us = now_us.saturating_sub(lap_us);
+        lap_us = now_us;
+        elapsed_us
+    };
     let analysis = recovery::analyze(storage.as_ref(), &config, checkpoint_lsn)?;
+    timings.analysis_us = lap(clock.as_ref());
     let end = analysis.end.lsn;
     let truncated =
         recovery::truncate_tail(storage.as_ref(), &config, &fatal, checkpoint_lsn, end)?;
@@ -721,6 +776,7 @@ fn recover(
     };
     let no_undo = config.bugs.has(Bug::NoUndo);
     let inner = make_inner(storage, config, clock, fatal, log, pages);
+    inner.pages.set_recovered_end(end);
     let mut report = RecoveryReport {
         created: false,
         checkpoint_lsn,
@@ -731,10 +787,14 @@ fn recover(
         losers: analysis.losers.keys().copied().collect(),
         ..RecoveryReport::default()
     };
+    timings.truncate_us = lap(inner.clock.as_ref());
     recovery::redo(&inner, &mut core, checkpoint_lsn, end, &mut report)?;
+    timings.redo_us = lap(inner.clock.as_ref());
     if !no_undo {
         recovery::undo(&inner, &mut core, &analysis.losers, &mut report)?;
     }
+    timings.undo_us = lap(inner.clock.as_ref());
     checkpoint::checkpoint(&inner, &mut core)?;
-    Ok((inner, core, report))
+    timings.checkpoint_us = lap(inner.clock.as_ref());
+    Ok((inner, core, report, timings))
 }

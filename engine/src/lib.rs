@@ -30,7 +30,10 @@ pub mod wal;
 
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::{Bug, BugSet, Config, FsyncPolicy};
-pub use db::{ACTIVE_TXNS_MAX, CommitTicket, Engine, EngineStats, FlushTarget, RecoveryReport};
+pub use db::{
+    ACTIVE_TXNS_MAX, CommitTicket, Engine, EngineStats, FlushTarget, RecoveryReport,
+    RecoveryTimings,
+};
 pub use error::{Error, Result};
 
 /// A log sequence number: the byte position of a record in the WAL stream.

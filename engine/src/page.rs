@@ -176,9 +176,12 @@ impl Page {
     }
 
     /// Decodes and verifies a page read from slot `id` of the page file.
+    /// Pages are formatted at creation, so an all-zero page is corruption.
     pub fn decode(bytes: &[u8], id: u32) -> Result<Page, String> {
-        if bytes.iter().all(|byte| *byte == 0) {
-            return Ok(Page::empty(id));
+        if is_all_zero(bytes) {
+            return Err(format!(
+                "page {id} is all zeros (wiped, or never formatted)"
+            ));
         }
         if bytes.len() < PAGE_HEADER_LEN {
             return Err("page shorter than its header".to_string());
@@ -221,6 +224,16 @@ impl Page {
     }
 }
 
+/// True if every byte is zero; compares a word at a time, since every read
+/// checks.
+fn is_all_zero(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    let words_zero = words
+        .by_ref()
+        .all(|word| u64::from_ne_bytes(word.try_into().expect("8 bytes")) == 0);
+    words_zero && words.remainder().iter().all(|byte| *byte == 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,7 +251,11 @@ mod tests {
         let mut torn = bytes.clone();
         torn[30] ^= 1;
         assert!(Page::decode(&torn, 3).is_err(), "checksum checked");
-        assert_eq!(Page::decode(&[0; 256], 9).unwrap(), Page::empty(9));
+        // A wiped page (a lost or misdirected write of zeros) is not a
+        // silently empty page: pages are formatted at creation.
+        assert!(Page::decode(&[0; 256], 9).is_err(), "all-zero page refused");
+        let empty = Page::empty(9).encode(256);
+        assert_eq!(Page::decode(&empty, 9).unwrap(), Page::empty(9));
     }
 
     #[test]

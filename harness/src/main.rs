@@ -24,6 +24,8 @@ enum Command {
     Run(RunArgs),
     /// Planted-bug detection table: hunt each of the 13 bugs, then run the correct engine.
     Mutants(MutantsArgs),
+    /// Rebuild one crash state from its case id (or bundle directory), recover and judge it again.
+    Replay(ReplayArgs),
     /// Measure the engine (commits/s per fsync policy, against SQLite) or the harness (crash states/s).
     Bench(BenchArgs),
     /// Internal: a worker process of `powercut run` (reads trials on stdin).
@@ -94,18 +96,42 @@ struct MutantsArgs {
 }
 
 #[derive(Args, Debug)]
+struct ReplayArgs {
+    /// A case id (as `powercut run` prints it) or a failure bundle directory.
+    case: String,
+    /// Tell the failure in words: transactions, lost commit records, dropped and torn writes, where recovery stopped.
+    #[arg(long)]
+    explain: bool,
+    /// Leave the crash image as ordinary files in this directory.
+    #[arg(long, value_name = "DIR")]
+    keep_image: Option<PathBuf>,
+    /// Replay N times and report how often the violation reproduces.
+    #[arg(long, value_name = "N")]
+    flaky: Option<u32>,
+}
+
+#[derive(Args, Debug)]
 struct BenchArgs {
     /// What to measure: `engine` or `harness`.
     target: String,
     /// Write the rows as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// (engine) Measure recovery speed instead of commit throughput.
+    /// (engine) Measure recovery speed and memory instead of commit throughput.
     #[arg(long)]
     recovery: bool,
-    /// Seconds per configuration, e.g. 3s.
+    /// Time per configuration (engine, default 3s) or in all (harness, default 20s).
     #[arg(long)]
     duration: Option<String>,
+    /// (engine) Fsync policies, comma-separated [default: always,group,interval:10,none].
+    #[arg(long, value_delimiter = ',')]
+    policy: Vec<String>,
+    /// (engine) Committing thread counts, comma-separated [default: 1,8].
+    #[arg(long, value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// (harness) Worker processes [default: all cores].
+    #[arg(long)]
+    jobs: Option<u32>,
 }
 
 fn main() {
@@ -139,6 +165,12 @@ fn main() {
             seed: args.seed,
             bugs: args.bugs,
         }),
+        Command::Replay(args) => harness::supervisor::replay::main(
+            &args.case,
+            args.explain,
+            args.keep_image.as_deref(),
+            args.flaky,
+        ),
         Command::Bench(args) => bench(args),
         Command::Worker => harness::supervisor::worker::main(),
     };
@@ -167,16 +199,76 @@ fn run(args: RunArgs) -> i32 {
     run(request)
 }
 
+fn usage(message: impl std::fmt::Display) -> i32 {
+    eprintln!("powercut: {message}");
+    exit::USAGE
+}
+
 fn bench(args: BenchArgs) -> i32 {
+    let duration = match args
+        .duration
+        .as_deref()
+        .map(harness::workload::scenario::parse_duration)
+    {
+        None => None,
+        Some(Ok(duration)) => Some(duration),
+        Some(Err(message)) => return usage(message),
+    };
     match args.target.as_str() {
-        "engine" | "harness" => {
-            let _ = (args.csv, args.recovery, args.duration);
-            eprintln!("powercut: bench {} is not built yet", args.target);
-            exit::HARNESS_FAILED
+        "engine" => bench_engine(args, duration),
+        "harness" => {
+            let duration = duration.unwrap_or(std::time::Duration::from_secs(20));
+            match harness::bench::harness::run_harness_bench(
+                duration,
+                args.jobs,
+                &mut std::io::stdout(),
+            ) {
+                Ok(_) => exit::OK,
+                Err(message) => {
+                    eprintln!("powercut: {message}");
+                    exit::HARNESS_FAILED
+                }
+            }
         }
-        other => {
-            eprintln!("powercut: unknown bench target `{other}` (expected engine or harness)");
-            exit::USAGE
+        other => usage(format!(
+            "unknown bench target `{other}` (expected engine or harness)"
+        )),
+    }
+}
+
+fn bench_engine(args: BenchArgs, duration: Option<std::time::Duration>) -> i32 {
+    use harness::bench::{BenchError, EngineBenchOptions, RecoveryOptions, run_engine_bench};
+    let mut options = EngineBenchOptions::default();
+    if !args.policy.is_empty() {
+        match args
+            .policy
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<Vec<_>, String>>()
+        {
+            Ok(policies) => options.policies = policies,
+            Err(message) => return usage(message),
+        }
+    }
+    if !args.threads.is_empty() {
+        options.threads = args.threads;
+    }
+    if let Some(duration) = duration {
+        options.duration = duration;
+    }
+    options.csv = args.csv;
+    if args.recovery {
+        options.policies.clear();
+        options.threads.clear();
+        options.sqlite = false;
+        options.recovery = Some(RecoveryOptions::default());
+    }
+    match run_engine_bench(&options, &mut std::io::stdout()) {
+        Ok(_) => exit::OK,
+        Err(error @ BenchError::InvalidOptions(_)) => usage(error),
+        Err(error) => {
+            eprintln!("powercut: {error}");
+            exit::HARNESS_FAILED
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct LogReader<'s> {
     loaded: Option<Lsn>,
     /// `None` when the loaded segment file is missing.
     data: Option<Vec<u8>>,
+    /// The scan left the loaded segment and said so with `SegmentDone`.
+    segment_done: bool,
     end: Option<LogEnd>,
     /// Segment bytes read from storage.
     pub bytes_read: u64,
@@ -63,6 +65,7 @@ impl<'s> LogReader<'s> {
             pos: start,
             loaded: None,
             data: None,
+            segment_done: false,
             end: None,
             bytes_read: 0,
             records_skipped: 0,
@@ -98,13 +101,35 @@ impl<'s> LogReader<'s> {
 
     /// The next valid record, or `None` at the end of the log.
     pub fn next(&mut self) -> Result<Option<Record<'_>>> {
-        if self.end.is_some() {
-            return Ok(None);
+        loop {
+            match self.advance()? {
+                Step::Record(found) => return Ok(Some(self.record(found))),
+                Step::SegmentDone => {}
+                Step::End => return Ok(None),
+            }
         }
-        // Phase 1: find the next valid record without holding a borrow.
+    }
+
+    /// Finds the next valid record in the loaded segment (loading the
+    /// segment at the scan position first if needed) without decoding it
+    /// for the caller. Before the scan leaves a loaded segment (after its
+    /// `SegmentEnd`, or a skip past its end) it returns
+    /// [`Step::SegmentDone`], with that segment still loaded (see
+    /// [`LogReader::segment`]): every [`Found`] returned since the previous
+    /// `SegmentDone` lies in the loaded segment until the next call.
+    pub fn advance(&mut self) -> Result<Step> {
+        if self.end.is_some() {
+            return Ok(Step::End);
+        }
         loop {
             let start = self.pos - self.pos % self.segment_size;
             if self.loaded != Some(start) {
+                if self.loaded.is_some() && !self.segment_done {
+                    // Report the loaded segment finished before replacing it.
+                    self.segment_done = true;
+                    return Ok(Step::SegmentDone);
+                }
+                self.segment_done = false;
                 self.load(start)?;
             }
             let offset = (self.pos - start) as usize;
@@ -117,7 +142,7 @@ impl<'s> LogReader<'s> {
                         self.pos
                     ),
                 });
-                return Ok(None);
+                return Ok(Step::End);
             };
             let available = &data[offset.min(data.len())..];
             match record::decode(available, self.pos, self.check_crc) {
@@ -125,9 +150,14 @@ impl<'s> LogReader<'s> {
                     self.pos = start + self.segment_size;
                 }
                 Ok(found) => {
-                    let len = found.encoded_len() as u64;
-                    let _ = found;
-                    break self.yield_at(offset, len);
+                    let len = found.encoded_len();
+                    let found = Found {
+                        lsn: self.pos,
+                        offset,
+                        len,
+                    };
+                    self.pos += len as u64;
+                    return Ok(Step::Record(found));
                 }
                 Err(error) => {
                     if self.skip_torn
@@ -142,20 +172,49 @@ impl<'s> LogReader<'s> {
                         lsn: self.pos,
                         reason: describe_end(&error, self.pos, start, offset),
                     });
-                    return Ok(None);
+                    return Ok(Step::End);
                 }
             }
         }
     }
 
-    /// Phase 2: re-parses the record found valid (no CRC this time).
-    fn yield_at(&mut self, offset: usize, len: u64) -> Result<Option<Record<'_>>> {
-        let lsn = self.pos;
-        self.pos += len;
-        let data = self.data.as_ref().expect("segment loaded");
-        let found = record::decode(&data[offset..], lsn, false).expect("record validated");
-        Ok(Some(found))
+    /// The bytes of the loaded segment (empty if none is loaded or the
+    /// segment is missing).
+    pub fn segment(&self) -> &[u8] {
+        self.data.as_deref().unwrap_or_default()
     }
+
+    /// Decodes a record that [`LogReader::advance`] found valid in the
+    /// loaded segment (its CRC is not checked again).
+    pub fn record(&self, found: Found) -> Record<'_> {
+        record_in(self.segment(), found)
+    }
+}
+
+/// Decodes `found` from `segment`, the bytes of the segment it was found in
+/// by [`LogReader::advance`] (already validated: the CRC is not rechecked).
+pub fn record_in(segment: &[u8], found: Found) -> Record<'_> {
+    let bytes = &segment[found.offset..found.offset + found.len];
+    record::decode(bytes, found.lsn, false).expect("record validated by the scan")
+}
+
+/// Where [`LogReader::advance`] found a valid record: its LSN, and its
+/// offset and length in the loaded segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub lsn: Lsn,
+    pub offset: usize,
+    pub len: usize,
+}
+
+/// One step of a scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Record(Found),
+    /// The scan leaves the loaded segment (still loaded until the next call).
+    SegmentDone,
+    /// The end of the log ([`LogReader::end`] says where and why).
+    End,
 }
 
 fn describe_end(error: &DecodeError, lsn: Lsn, start: Lsn, offset: usize) -> String {

@@ -40,6 +40,7 @@ use super::trace::{Event, FileId};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::sync::Arc;
 
 /// The sector size of SPEC §3 unless a scenario says otherwise.
@@ -172,6 +173,88 @@ impl FateLog {
     }
 }
 
+impl ChangeRecord {
+    /// For a torn write: each absolute sector number (offset / sector size)
+    /// with its fate.
+    pub fn torn_sectors(&self, sector_size: u64) -> Vec<(u64, SectorFate)> {
+        let (ChangeWhat::Write { offset, .. }, ChangeFate::Torn(sectors)) =
+            (&self.what, &self.fate)
+        else {
+            return Vec::new();
+        };
+        let first = offset / sector_size;
+        (first..).zip(sectors.iter().cloned()).collect()
+    }
+}
+
+impl fmt::Display for ChangeWhat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChangeWhat::Write { offset, len } => write!(f, "write [{offset}, +{len})"),
+            ChangeWhat::SetLen { len } => write!(f, "set_len {len}"),
+            ChangeWhat::Create { name } => write!(f, "create {name:?}"),
+            ChangeWhat::Rename { from, to } => write!(f, "rename {from:?} -> {to:?}"),
+            ChangeWhat::Remove { name } => write!(f, "remove {name:?}"),
+        }
+    }
+}
+
+impl fmt::Display for FateLog {
+    /// One line per volatile change, lost write and media fault, for
+    /// `--explain`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} at crash point {} (sector {} bytes)",
+            self.profile, self.crash_point, self.sector_size
+        )?;
+        for record in &self.lost_to_failed_sync {
+            writeln!(
+                f,
+                "  event {}: {} of {:?} (file {}): lost for good by the failed sync at event {}",
+                record.event_index, record.what, record.name, record.file, record.failed_sync_index
+            )?;
+        }
+        for record in &self.changes {
+            write!(
+                f,
+                "  event {}: {} of {:?} (file {}): ",
+                record.event_index, record.what, record.name, record.file
+            )?;
+            match &record.fate {
+                ChangeFate::Dropped => writeln!(f, "dropped")?,
+                ChangeFate::Persisted => writeln!(f, "persisted")?,
+                ChangeFate::Torn(_) => {
+                    let sectors: Vec<String> = record
+                        .torn_sectors(self.sector_size)
+                        .into_iter()
+                        .map(|(sector, fate)| match fate {
+                            SectorFate::Kept => format!("{sector} kept"),
+                            SectorFate::Lost => format!("{sector} lost"),
+                            SectorFate::Garbage(_) => format!("{sector} garbage"),
+                        })
+                        .collect();
+                    writeln!(f, "torn: sectors {}", sectors.join(", "))?;
+                }
+            }
+        }
+        match &self.media {
+            Some(MediaFault::BitFlip { file, offset, bit }) => {
+                writeln!(f, "  media: bit {bit} of byte {offset} of {file:?} flipped")
+            }
+            Some(MediaFault::Misdirected {
+                file,
+                source_sector,
+                target_sector,
+            }) => writeln!(
+                f,
+                "  media: sector {source_sector} of {file:?} also written over sector {target_sector}"
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A crash image: the surviving files and how they came to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CrashImage {
@@ -228,6 +311,7 @@ struct Pending {
 ///
 /// Cost per image: the pending changes plus the bytes of the output; the
 /// trace prefix is never replayed again.
+#[derive(Clone)]
 pub struct ImageBuilder<'a> {
     events: &'a [Event],
     sector_size: u64,

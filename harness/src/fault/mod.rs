@@ -16,6 +16,9 @@ pub mod recording;
 pub mod shm;
 pub mod trace;
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 use std::str::FromStr;
 

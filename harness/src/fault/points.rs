@@ -72,7 +72,7 @@ pub fn candidates(events: &[Event], place: CrashPlace) -> Vec<Range<usize>> {
             |e| matches!(e, Event::OpenIssued),
             |e| matches!(e, Event::Opened),
         ),
-        CrashPlace::Uniform => vec![0..events.len() + 1],
+        CrashPlace::Uniform => std::iter::once(0..events.len() + 1).collect(),
     }
 }
 
@@ -147,10 +147,10 @@ fn spans(
     for (i, event) in events.iter().enumerate() {
         if start(event) {
             open = Some(i);
-        } else if end(event) {
-            if let Some(s) = open.take() {
-                ranges.push(s + 1..i + 1);
-            }
+        } else if end(event)
+            && let Some(s) = open.take()
+        {
+            ranges.push(s + 1..i + 1);
         }
     }
     if let Some(s) = open {

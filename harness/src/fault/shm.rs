@@ -176,7 +176,8 @@ impl SharedTrace {
     }
 
     fn header(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset + 8 <= HEADER_BYTES && offset % 8 == 0);
+        assert!(offset + 8 <= HEADER_BYTES, "header field out of range");
+        assert!(offset.is_multiple_of(8), "header field misaligned");
         // SAFETY: in bounds, 8-aligned (mmap is page-aligned), lives as long
         // as `self`; all header accesses are atomic.
         unsafe { &*self.base.as_ptr().add(offset).cast::<AtomicU64>() }

@@ -1,8 +1,13 @@
 //! Failures told in words: the trace, what the crash did to volatile writes,
 //! what recovery found, and the violations.
 
+use super::case::CaseId;
 use crate::fault::image::{ChangeFate, ChangeWhat, FateLog, MediaFault, SectorFate};
 use crate::fault::trace::Event;
+use crate::oracle::{History, Violation};
+use crate::report::bundle::show_bytes;
+use crate::target::State;
+use crate::workload::tag::read_tag;
 use std::fmt::Write as _;
 
 /// One trace event on one line.
@@ -140,16 +145,165 @@ pub fn describe_fates(fates: &FateLog) -> String {
     text
 }
 
-/// The explanation a bundle carries.
-pub fn explain(fates: &FateLog, recovery_summary: &str, violations: &[String]) -> String {
-    let mut text = String::new();
-    let _ = writeln!(text, "Violations:");
-    for violation in violations {
-        let _ = writeln!(text, "  {violation}");
+/// One past the last acknowledged commit: the prefix a full recovery of
+/// every acknowledgement would show.
+pub fn acked_prefix(history: &History) -> usize {
+    history
+        .txns()
+        .iter()
+        .rposition(|txn| txn.ack.is_some())
+        .map_or(0, |last| last + 1)
+}
+
+/// How many workload events before the crash the story shows.
+pub const STORY_EVENTS_MAX: usize = 16;
+
+/// Everything the story of one failing crash state is told from.
+pub struct Story<'a> {
+    pub case: &'a CaseId,
+    /// The cycle's events up to the crash point.
+    pub events: &'a [Event],
+    pub history: &'a History,
+    pub fates: &'a FateLog,
+    pub recovery_summary: &'a str,
+    pub violations: &'a [Violation],
+    pub recovered: Option<&'a State>,
+    pub segment_size: u64,
+}
+
+impl Story<'_> {
+    /// The failure in words, from the data.
+    pub fn tell(&self) -> String {
+        let mut text = String::new();
+        let case = self.case;
+        let _ = writeln!(
+            text,
+            "Case {case}\n  scenario {}, workload {}, policy {}, fault {}, seed {}, trial {}, cycle {} of {}{}\n",
+            case.scenario,
+            case.workload,
+            case.policy,
+            case.fault,
+            case.seed,
+            case.trial,
+            case.cycle() + 1,
+            case.crashes.len(),
+            if case.bugs.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", planted bugs: {}",
+                    case.bugs
+                        .iter()
+                        .map(|b| b.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+        let _ = writeln!(text, "What went wrong:");
+        for violation in self.violations {
+            let _ = writeln!(text, "  {}: {}", violation.kind, violation.message);
+            for lsn in &violation.lsns {
+                let _ = writeln!(text, "    {}", self.locate(*lsn));
+            }
+        }
+        let _ = writeln!(text);
+        self.tell_workload(&mut text);
+        let _ = writeln!(text);
+        text.push_str(&describe_fates(self.fates));
+        let _ = writeln!(text);
+        let _ = writeln!(text, "What recovery found: {}", self.recovery_summary);
+        let _ = writeln!(text);
+        self.tell_keys(&mut text);
+        text
     }
-    let _ = writeln!(text);
-    text.push_str(&describe_fates(fates));
-    let _ = writeln!(text);
-    let _ = writeln!(text, "Recovery: {recovery_summary}");
-    text
+
+    /// Where the record at `lsn` lives: segment file and offset.
+    fn locate(&self, lsn: u64) -> String {
+        let start = lsn - lsn % self.segment_size.max(1);
+        format!(
+            "its commit record: LSN {lsn:#x} = {} offset {}",
+            engine::wal::segment_name(start),
+            lsn - start
+        )
+    }
+
+    fn tell_workload(&self, text: &mut String) {
+        let workload: Vec<(usize, &Event)> = self
+            .events
+            .iter()
+            .enumerate()
+            .filter(|(_, event)| !is_storage(event))
+            .collect();
+        let skip = workload.len().saturating_sub(STORY_EVENTS_MAX);
+        let _ = writeln!(
+            text,
+            "The workload before the crash at operation {} ({} commit(s) issued, {} acknowledged; last {} events):",
+            self.events.len(),
+            self.history.txns().len(),
+            self.history
+                .txns()
+                .iter()
+                .filter(|t| t.ack.is_some())
+                .count(),
+            workload.len() - skip
+        );
+        for (index, event) in workload.into_iter().skip(skip) {
+            let _ = writeln!(text, "  op {index:>6}: {}", describe_event(event));
+        }
+    }
+
+    fn tell_keys(&self, text: &mut String) {
+        let mut keys: Vec<&Vec<u8>> = self.violations.iter().flat_map(|v| v.keys.iter()).collect();
+        keys.sort();
+        keys.dedup();
+        if keys.is_empty() {
+            return;
+        }
+        let expected = self.history.state_after(acked_prefix(self.history));
+        let show = |value: Option<&Vec<u8>>| match value {
+            None => "(absent)".to_string(),
+            Some(value) => match read_tag(value) {
+                Some(tag) => format!(
+                    "value of txn {} write #{} ({} bytes)",
+                    tag.txn,
+                    tag.write_index,
+                    value.len()
+                ),
+                None => show_bytes(value),
+            },
+        };
+        let _ = writeln!(
+            text,
+            "Affected keys (expected after every acknowledged commit / recovered):"
+        );
+        for key in keys {
+            let recovered = self.recovered.and_then(|state| state.get(key));
+            let _ = writeln!(
+                text,
+                "  {}: expected {} / recovered {}",
+                show_bytes(key),
+                show(expected.get(key)),
+                if self.recovered.is_some() {
+                    show(recovered)
+                } else {
+                    "(no state: recovery failed)".to_string()
+                }
+            );
+        }
+    }
+}
+
+fn is_storage(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Create { .. }
+            | Event::Write { .. }
+            | Event::SetLen { .. }
+            | Event::SyncData { .. }
+            | Event::SyncAll { .. }
+            | Event::Rename { .. }
+            | Event::Remove { .. }
+            | Event::SyncDir { .. }
+    )
 }

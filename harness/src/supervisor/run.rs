@@ -97,6 +97,10 @@ impl Plan {
         if request.cycles == Some(0) {
             return Err("--cycles must be at least 1".into());
         }
+        let k_max = crate::fault::exhaustive::EXHAUSTIVE_SUBSET_CHANGES_MAX as u32;
+        if request.exhaustive.is_some_and(|k| k > k_max) {
+            return Err(format!("--exhaustive K must be at most {k_max}"));
+        }
         if request.jobs == Some(0) {
             return Err("--jobs must be at least 1".into());
         }
@@ -195,9 +199,7 @@ pub fn interrupted() -> bool {
 pub fn run_to_report(request: RunRequest) -> Result<RunReport, RunError> {
     let plan = Plan::resolve(request).map_err(RunError::Usage)?;
     install_interrupt_handlers();
-    Dispatcher::start(&plan)
-        .and_then(|dispatcher| dispatcher.drive())
-        .map_err(RunError::Harness)
+    execute(&plan).map_err(RunError::Harness)
 }
 
 /// Runs `powercut run`; returns the exit code.
@@ -219,7 +221,7 @@ pub fn run(request: RunRequest) -> i32 {
         }
     }
     install_interrupt_handlers();
-    match Dispatcher::start(&plan).and_then(|dispatcher| dispatcher.drive()) {
+    match execute(&plan) {
         Ok(report) => finish(&plan, report),
         Err(message) => {
             eprintln!("powercut: {message}");
@@ -228,8 +230,20 @@ pub fn run(request: RunRequest) -> i32 {
     }
 }
 
+/// Runs a resolved plan to its end (or an interrupt) and returns what it
+/// found, writing nothing: the caller reports.
+pub fn execute(plan: &Plan) -> Result<RunReport, String> {
+    Dispatcher::start(plan).and_then(|dispatcher| dispatcher.drive())
+}
+
 fn finish(plan: &Plan, report: RunReport) -> i32 {
     let summary = &report.summary;
+    if plan.setup.exhaustive.is_some() {
+        println!(
+            "powercut: exhaustive mode covered {} crash states (every crash point of a sync window × every subset of the last K volatile changes)",
+            summary.exhaustive_states
+        );
+    }
     println!(
         "powercut: {} trials, {} crash states in {:.1}s ({:.0}/s), {} violation(s), {} acknowledged commit(s) lost within policy promises{}",
         summary.trials,

@@ -15,6 +15,8 @@ use super::protocol::{TrialOutcome, WorkerSetup};
 use super::verify::{self, CycleInput, StateResult};
 use super::workload_child::{self, WorkloadRun};
 use crate::fault::FaultProfile;
+use crate::fault::exhaustive::{Exhaustive, sync_windows};
+use crate::fault::image::build_image;
 use crate::fault::points::choose_crash_points;
 use crate::report::{Failure, TrialRow};
 use crate::target::{EngineFactory, State};
@@ -29,6 +31,10 @@ use std::time::Instant;
 const SALT_CRASH_POINTS: u64 = 0xC4A5_0001;
 const SALT_FAIL_SYNC: u64 = 0xC4A5_0002;
 const SALT_CONTINUE: u64 = 0xC4A5_0003;
+const SALT_EXHAUSTIVE: u64 = 0xC4A5_0004;
+
+/// Exhaustive crash states verified per cycle at most.
+pub const EXHAUSTIVE_STATES_MAX: usize = 1 << 14;
 
 /// Under `fsync-error`, the sync that fails is drawn from `0..FAIL_SYNC_RANGE`.
 pub const FAIL_SYNC_RANGE: u64 = 48;
@@ -131,6 +137,18 @@ impl TrialPlan {
         }
     }
 
+    /// Crash cycles a trial of `fault` runs. A media fault destroys durable
+    /// history, which may legitimately take earlier cycles' commits with it;
+    /// the oracle judges one cycle's history at a time and could not tell
+    /// that loss from a wrong value, so media trials crash once.
+    pub fn cycles_for(&self, fault: FaultProfile) -> usize {
+        if fault == FaultProfile::Media {
+            1
+        } else {
+            self.cycles as usize
+        }
+    }
+
     /// The engine every cycle of the trial runs.
     pub fn factory(&self, trial: u64) -> EngineFactory {
         let combo = self.combo(trial);
@@ -165,7 +183,7 @@ impl TrialPlan {
             ..TrialOutcome::default()
         };
         let mut chain = Chain::default();
-        for cycle in 0..self.cycles as usize {
+        for cycle in 0..self.cycles_for(combo.fault) {
             outcome.row.cycles += 1;
             let Some(next) = self.run_cycle(trial, cycle, &chain, &mut outcome, bundles_left)?
             else {
@@ -221,6 +239,7 @@ impl TrialPlan {
             chain,
             events: &run.events,
             factory: &factory,
+            explain: false,
         };
         let results = verify::verify_states(&input, &states, Some(continue_at), bundles_left)?;
         let mut next = None;
@@ -228,6 +247,17 @@ impl TrialPlan {
             self.record(trial, chain, state, result, outcome);
             if results.iter().all(|r| r.violations.is_empty()) && result.continuation.is_some() {
                 next = result.continuation.clone();
+            }
+        }
+        if let Some(k) = self.setup.exhaustive {
+            let exhaustive = self.exhaustive_states(chain, &run, combo.fault, k, cycle_seed)?;
+            let results = verify::verify_states(&input, &exhaustive, None, bundles_left)?;
+            outcome.exhaustive_states += exhaustive.len() as u64;
+            for (state, result) in exhaustive.iter().zip(&results) {
+                self.record(trial, chain, state, result, outcome);
+                if !result.violations.is_empty() {
+                    next = None;
+                }
             }
         }
         if let Some(problem) = &run.problem {
@@ -245,19 +275,72 @@ impl TrialPlan {
             outcome.row.violations += 1;
             return Ok(None);
         }
-        Ok(next.map(|continuation| Chain {
-            image: continuation.image.into_iter().collect(),
-            state: continuation.state.into_iter().collect(),
-            crashes: {
-                let mut crashes = chain.crashes.clone();
-                let chosen = &states[continue_at];
-                crashes.push(Crash {
-                    point: chosen.point as u64,
-                    faults: chosen.faults.clone(),
-                });
-                crashes
-            },
+        let Some(continuation) = next else {
+            return Ok(None);
+        };
+        let chosen = &states[continue_at];
+        let image = build_image(
+            &chain.image,
+            &run.events,
+            chosen.point,
+            combo.fault,
+            u64::from(self.scenario.crash.sector_size),
+            &chosen.faults.to_choices(),
+        )
+        .map_err(|e| format!("cannot rebuild the continuation image: {e}"))?;
+        let mut crashes = chain.crashes.clone();
+        crashes.push(Crash {
+            point: chosen.point as u64,
+            faults: chosen.faults.clone(),
+        });
+        Ok(Some(Chain {
+            image: image.files,
+            state: continuation.state(),
+            crashes,
         }))
+    }
+
+    /// Every crash point of one sync window (chosen by the seed) and every
+    /// subset of the last `k` volatile changes at each, as explicit fates
+    /// (power loss without tearing; none under `process-crash` or `media`).
+    fn exhaustive_states(
+        &self,
+        chain: &Chain,
+        run: &WorkloadRun,
+        fault: FaultProfile,
+        k: u32,
+        cycle_seed: u64,
+    ) -> Result<Vec<CrashState>, String> {
+        if matches!(fault, FaultProfile::ProcessCrash | FaultProfile::Media) {
+            return Ok(Vec::new());
+        }
+        let windows: Vec<_> = sync_windows(&run.events)
+            .into_iter()
+            .filter(|window| !window.is_empty())
+            .collect();
+        if windows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(cycle_seed, SALT_EXHAUSTIVE));
+        let window = windows[rng.random_range(0..windows.len())].clone();
+        let sector_size = u64::from(self.scenario.crash.sector_size);
+        let mut enumeration =
+            Exhaustive::new(&chain.image, &run.events, window, k as usize, sector_size)
+                .map_err(|e| format!("exhaustive mode: {e}"))?;
+        let mut states = Vec::new();
+        while let Some(state) = enumeration
+            .next_state()
+            .map_err(|e| format!("exhaustive mode: {e}"))?
+        {
+            if states.len() == EXHAUSTIVE_STATES_MAX {
+                break;
+            }
+            states.push(CrashState {
+                point: state.crash_point,
+                faults: FaultSeed::Explicit(state.choices),
+            });
+        }
+        Ok(states)
     }
 
     /// The crash states of one cycle: biased crash points, several fault

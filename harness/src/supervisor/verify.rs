@@ -41,6 +41,8 @@ pub struct CycleInput<'a> {
     pub chain: &'a Chain,
     pub events: &'a [Event],
     pub factory: &'a dyn TargetFactory,
+    /// Tell each state's story in words (`replay --explain`).
+    pub explain: bool,
 }
 
 /// The verdict on one crash state.
@@ -55,14 +57,53 @@ pub struct StateResult {
     /// For the continuation state: its image and recovered state.
     pub continuation: Option<Continuation>,
     pub bundle: Option<String>,
+    /// The story in words, when asked for.
+    pub explanation: Option<String>,
 }
 
-/// The crash image a cycle continues from, and its recovered state (as
-/// pairs: JSON maps need string keys).
+/// The recovered state of the state a cycle continues from (the worker
+/// rebuilds its crash image itself), as base64 of length-prefixed pairs.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Continuation {
-    pub image: Vec<(String, Vec<u8>)>,
-    pub state: Vec<(Vec<u8>, Vec<u8>)>,
+    pub state: String,
+}
+
+impl Continuation {
+    pub fn new(state: &State) -> Continuation {
+        use base64::Engine as _;
+        let mut bytes = Vec::new();
+        for (key, value) in state {
+            for part in [key, value] {
+                bytes.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                bytes.extend_from_slice(part);
+            }
+        }
+        Continuation {
+            state: base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(&self.state)
+            .expect("the verifier encodes continuations");
+        let mut parts = Vec::new();
+        let mut rest = bytes.as_slice();
+        while !rest.is_empty() {
+            let (len, tail) = rest.split_at(4);
+            let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+            parts.push(tail[..len].to_vec());
+            rest = &tail[len..];
+        }
+        assert!(parts.len() % 2 == 0, "continuation holds key/value pairs");
+        let mut state = State::new();
+        let mut pairs = parts.into_iter();
+        while let (Some(key), Some(value)) = (pairs.next(), pairs.next()) {
+            state.insert(key, value);
+        }
+        state
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -243,21 +284,37 @@ fn verify_in_child(
                 .collect(),
             continuation: None,
             bundle: None,
+            explanation: None,
         };
         if continuation == Some(index) && result.violations.is_empty() {
             if let Some(recovered) = &checked.state {
-                result.continuation = Some(Continuation {
-                    image: image.files.clone().into_iter().collect(),
-                    state: recovered.clone().into_iter().collect(),
-                });
+                result.continuation = Some(Continuation::new(recovered));
             }
         }
-        if !result.violations.is_empty() && bundles_left > 0 {
-            if let Some(dir) =
-                write_bundle(input, state, &image.files, &image.fates, &history, &checked)
-            {
-                bundles_left -= 1;
-                result.bundle = Some(dir);
+        let wants_bundle = !result.violations.is_empty() && bundles_left > 0;
+        if wants_bundle || input.explain {
+            let contents = bundle_for(input, state, &image, &history, &checked);
+            if input.explain {
+                result.explanation = Some(contents.explanation.clone());
+            }
+            let dir = input
+                .plan
+                .setup
+                .failures_dir
+                .as_ref()
+                .filter(|_| wants_bundle);
+            if let Some(dir) = dir {
+                let name = contents
+                    .case_id
+                    .parse::<super::case::CaseId>()
+                    .map(|c| c.bundle_name());
+                let written = name.ok().and_then(|name| {
+                    bundle::write(std::path::Path::new(dir), &name, &contents).ok()
+                });
+                if let Some(path) = written {
+                    bundles_left -= 1;
+                    result.bundle = Some(path.to_string_lossy().into_owned());
+                }
             }
         }
         if !send(&Frame::Done(index, Box::new(result)), out) {
@@ -448,15 +505,14 @@ fn write_probe(target: &mut dyn Target, promise: Promise) -> Result<Vec<u8>, Str
     Ok(value)
 }
 
-fn write_bundle(
+/// Everything a failure bundle holds for one crash state.
+fn bundle_for(
     input: &CycleInput<'_>,
     state: &CrashState,
-    files: &BTreeMap<String, Vec<u8>>,
-    fates: &crate::fault::image::FateLog,
+    image: &crate::fault::image::CrashImage,
     history: &History,
     checked: &Checked,
-) -> Option<String> {
-    let dir = input.plan.setup.failures_dir.as_ref()?;
+) -> Bundle {
     let case = input.plan.case_id(
         input.trial,
         input.chain,
@@ -465,11 +521,6 @@ fn write_bundle(
             faults: state.faults.clone(),
         },
     );
-    let acked_prefix = history
-        .txns()
-        .iter()
-        .rposition(|txn| txn.ack.is_some())
-        .map_or(0, |last| last + 1);
     let violations: Vec<String> = checked
         .verdict
         .violations
@@ -481,17 +532,24 @@ fn write_bundle(
         .enumerate()
         .map(|(index, event)| format!("{index:>6} {}\n", super::explain::describe_event(event)))
         .collect();
-    let contents = Bundle {
+    let story = super::explain::Story {
+        case: &case,
+        events: &input.events[..state.point],
+        history,
+        fates: &image.fates,
+        recovery_summary: &checked.recovery_summary,
+        violations: &checked.verdict.violations,
+        recovered: checked.state.as_ref(),
+        segment_size: input.plan.factory(input.trial).config.segment_size,
+    };
+    Bundle {
         case_id: case.to_string(),
         scenario_toml: input.plan.setup.scenario_toml.clone(),
         verdict_json: serde_json::to_string_pretty(&violations).expect("serialises"),
-        explanation: super::explain::explain(fates, &checked.recovery_summary, &violations),
+        explanation: story.tell(),
         trace,
-        image: files.clone(),
+        image: image.files.clone(),
         recovered: checked.state.clone(),
-        expected: Some(history.state_after(acked_prefix)),
-    };
-    bundle::write(std::path::Path::new(dir), &case.bundle_name(), &contents)
-        .ok()
-        .map(|path| path.to_string_lossy().into_owned())
+        expected: Some(history.state_after(super::explain::acked_prefix(history))),
+    }
 }

@@ -254,7 +254,7 @@ struct CrashFile {
 impl Default for CrashFile {
     fn default() -> CrashFile {
         CrashFile {
-            points_per_trial: 8,
+            points_per_trial: 32,
             states_per_point: 4,
             sector_size: 512,
             recovery_time_limit: "10s".to_string(),

@@ -1,0 +1,127 @@
+//! The reference engine under each fsync policy, on real files with real
+//! fsyncs ([`RealStorage`]) and real time ([`SystemClock`]).
+//!
+//! Each configuration opens a fresh database directory. Threads commit
+//! through [`Engine::commit`] (so `group` runs its own leader/follower
+//! protocol); a ticker thread calls [`Engine::tick`] every millisecond for
+//! every policy (it is the `interval:MS` flusher, and it lets automatic
+//! checkpoints happen the same way under every policy). The buffer pool holds
+//! the whole page file, so no eviction forces a WAL flush (the write-ahead
+//! rule) and `none` measures the commit path alone; checkpoints still run
+//! every [`Config::default`] `checkpoint_wal_bytes`.
+//!
+//! `fsyncs_per_commit` is the engine's own `wal_syncs / commits` over the
+//! measurement (page-file syncs at checkpoints are not counted, as SQLite's
+//! database-file syncs are not in its column).
+
+use super::runner::{TxnOutcome, run_committers};
+use super::{BenchError, Measured, RunSpec, TxnInputs};
+use engine::storage::RealStorage;
+use engine::{Config, Engine, FsyncPolicy, SystemClock};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Pages in the benchmark's page file (16 MiB of 4 KiB pages).
+pub const PAGE_COUNT: u32 = 4096;
+/// Keys per page on average. A 4 KiB page holds about 30 entries of a 100-byte
+/// value; at 8 on average (keys hash to pages) a full page is a far tail
+/// event, and is counted as an abort if it happens.
+pub const KEYS_PER_PAGE: u64 = 8;
+/// The key space of one run, shared out in disjoint ranges per thread.
+pub const KEY_SPACE: u64 = PAGE_COUNT as u64 * KEYS_PER_PAGE;
+/// How often the ticker calls [`Engine::tick`].
+pub const TICK_PERIOD: Duration = Duration::from_millis(1);
+
+/// The configuration measured for `policy`.
+pub fn bench_config(policy: FsyncPolicy) -> Config {
+    Config {
+        policy,
+        page_count: PAGE_COUNT,
+        pool_pages: PAGE_COUNT,
+        ..Config::default()
+    }
+}
+
+/// Opens a database in `dir` on the real file system.
+pub fn open_real(dir: &Path, config: Config) -> Result<Engine, BenchError> {
+    let storage = RealStorage::new(dir).map_err(|source| BenchError::Dir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    Engine::open(Arc::new(storage), config, Arc::new(SystemClock::new()))
+        .map_err(engine_error("open"))
+}
+
+/// Measures one policy with `spec.threads` committing threads in its
+/// directory under `root` (created by the first round, reopened by later
+/// ones).
+pub fn bench_engine(
+    root: &Path,
+    policy: FsyncPolicy,
+    spec: RunSpec,
+) -> Result<Measured, BenchError> {
+    let name = policy.to_string().replace(':', "-");
+    let dir = root.join(format!("engine-{name}-{}t", spec.threads));
+    let engine = open_real(&dir, bench_config(policy))?;
+    let before = engine.stats();
+    let engine_ref = &engine;
+    let totals = with_ticker(engine_ref, || {
+        run_committers(spec.threads, spec.duration, |index| {
+            let mut inputs = TxnInputs::for_thread(spec, index);
+            Ok(move || engine_txn(engine_ref, &mut inputs))
+        })
+    })?;
+    let after = engine.stats();
+    engine.close().map_err(engine_error("close"))?;
+    assert!(after.commits - before.commits >= totals.commits);
+    Ok(Measured {
+        totals,
+        wal_syncs: after.wal_syncs - before.wal_syncs,
+        all_file_syncs: None,
+    })
+}
+
+/// Runs `work` while a ticker thread calls [`Engine::tick`] every
+/// [`TICK_PERIOD`]; the ticker's error, if any, wins.
+pub fn with_ticker<T>(
+    engine: &Engine,
+    work: impl FnOnce() -> Result<T, BenchError>,
+) -> Result<T, BenchError> {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let ticker = scope.spawn(|| {
+            while !stop.load(Ordering::Acquire) {
+                engine.tick().map_err(engine_error("tick"))?;
+                std::thread::sleep(TICK_PERIOD);
+            }
+            Ok::<(), BenchError>(())
+        });
+        let result = work();
+        stop.store(true, Ordering::Release);
+        ticker.join().unwrap_or(Err(BenchError::ThreadPanicked))?;
+        result
+    })
+}
+
+/// One transaction: begin, put one value, commit. A write conflict or a full
+/// page rolls it back and counts as an abort.
+pub fn engine_txn(engine: &Engine, inputs: &mut TxnInputs) -> Result<TxnOutcome, BenchError> {
+    let txn = engine.begin().map_err(engine_error("begin"))?;
+    let (key, value) = inputs.next_write();
+    match engine.put(txn, &key, value) {
+        Ok(()) => {}
+        Err(engine::Error::Conflict { .. } | engine::Error::PageFull { .. }) => {
+            engine.abort(txn).map_err(engine_error("abort"))?;
+            return Ok(TxnOutcome::Aborted);
+        }
+        Err(source) => return Err(engine_error("put")(source)),
+    }
+    engine.commit(txn).map_err(engine_error("commit"))?;
+    Ok(TxnOutcome::Committed)
+}
+
+pub fn engine_error(during: &'static str) -> impl Fn(engine::Error) -> BenchError {
+    move |source| BenchError::Engine { during, source }
+}

@@ -1,0 +1,282 @@
+//! `powercut replay CASE`: rebuild one crash state exactly and judge it again.
+//!
+//! CASE is a case id or a bundle directory. Every cycle of the case is run
+//! again with the workload killed exactly at its recorded crash point (the
+//! workload is deterministic, so the trace prefix is the same bytes), each
+//! crash image is rebuilt from its fault choices, and the last one is
+//! recovered and judged in a verifier child, as the run did.
+
+use super::case::{CaseId, Crash};
+use super::protocol::WorkerSetup;
+use super::trial::{Chain, CrashState, TrialPlan};
+use super::verify::{self, CycleInput, StateResult};
+use super::workload_child::{self, WorkloadRequest};
+use crate::exit;
+use crate::fault::image::{CrashImage, build_image};
+use crate::fault::trace::Event;
+use crate::report::bundle;
+use crate::workload::scenario;
+use std::path::{Path, PathBuf};
+
+/// A case, resolved to everything needed to rebuild it.
+pub struct Resolved {
+    pub case: CaseId,
+    pub plan: TrialPlan,
+}
+
+/// Resolves CASE (a case id or a bundle directory); the error is one line.
+pub fn resolve(argument: &str) -> Result<Resolved, String> {
+    let path = Path::new(argument);
+    let (text, bundled_toml) = if path.is_dir() {
+        let (case, toml) = bundle::read(path)?;
+        (case, Some(toml))
+    } else {
+        (argument.to_string(), None)
+    };
+    let case: CaseId = text
+        .parse()
+        .map_err(|e: super::case::CaseIdError| e.to_string())?;
+    let toml = match bundled_toml {
+        Some(toml) => toml,
+        None => scenario_text(&case.scenario)?,
+    };
+    let plan = plan_for(&case, toml)?;
+    Ok(Resolved { case, plan })
+}
+
+fn scenario_text(label: &str) -> Result<String, String> {
+    if let Some(text) = scenario::builtin_toml(label) {
+        return Ok(text.to_string());
+    }
+    let Some((name, hash)) = label.split_once('@') else {
+        return Err(format!(
+            "unknown scenario `{label}` in the case id (built-ins: {})",
+            scenario::Scenario::builtin_names().join(", ")
+        ));
+    };
+    let candidate = PathBuf::from("scenarios").join(format!("{name}.toml"));
+    match std::fs::read_to_string(&candidate) {
+        Ok(text) if format!("{:08x}", crc32c::crc32c(text.as_bytes())) == hash => Ok(text),
+        _ => Err(format!(
+            "scenario file `{name}` (hash {hash}) is not built in and not at {}: replay its bundle directory instead",
+            candidate.display()
+        )),
+    }
+}
+
+/// The trial plan that reproduces `case`: the scenario narrowed to the
+/// case's workload, policy and fault, with its bugs and workload limits.
+pub fn plan_for(case: &CaseId, toml: String) -> Result<TrialPlan, String> {
+    let bugs: Vec<String> = case.bugs.iter().map(|bug| bug.name().to_string()).collect();
+    let setup = WorkerSetup {
+        scenario_label: case.scenario.clone(),
+        scenario_toml: toml,
+        policies: vec![case.policy.to_string()],
+        faults: vec![case.fault.to_string()],
+        bugs,
+        cycles: Some(case.crashes.len() as u32),
+        seed: case.seed,
+        chaos: false,
+        exhaustive: None,
+        failures_dir: None,
+        bundles_max: 0,
+    };
+    let mut plan = TrialPlan::new(&setup).map_err(|e| format!("corrupt case or bundle: {e}"))?;
+    let workload = case
+        .workload
+        .parse()
+        .map_err(|e| format!("malformed case id: {e}"))?;
+    plan.scenario.workloads = vec![workload];
+    plan.combos = plan.scenario.combos();
+    if let Some(txns) = case.limits.txns_max {
+        plan.scenario.workload.txns_per_cycle =
+            plan.scenario.workload.txns_per_cycle.min(txns.max(1));
+    }
+    if let Some(value) = case.limits.value_len_max {
+        let tag = crate::workload::tag::TAG_LEN as u32;
+        let size = &mut plan.scenario.workload.value_size;
+        size.max = size.max.min(value.max(tag));
+        size.min = size.min.min(size.max);
+    }
+    Ok(plan)
+}
+
+/// The rebuilt crash state and its verdict.
+pub struct Replayed {
+    pub events: Vec<Event>,
+    pub image: CrashImage,
+    pub result: StateResult,
+    /// Problems of the workload process itself (a panic outside recovery).
+    pub workload_problem: Option<String>,
+}
+
+/// Runs the case's cycles again and judges its crash state.
+pub fn rebuild(resolved: &Resolved, explain: bool) -> Result<Replayed, String> {
+    let Resolved { case, plan } = resolved;
+    let trial = case.trial;
+    let combo = plan.combo(trial);
+    let factory = plan.factory(trial);
+    let spec = plan.scenario.cycle_spec(combo);
+    let sector_size = u64::from(plan.scenario.crash.sector_size);
+    let mut chain = Chain::default();
+    for (cycle, crash) in case.crashes.iter().enumerate() {
+        let cycle_seed = plan.cycle_seed(trial, cycle);
+        let run = workload_child::run(&WorkloadRequest {
+            factory: &factory,
+            spec: &spec,
+            chain: &chain,
+            cycle,
+            seed: cycle_seed,
+            fail_sync: plan.fail_sync(combo.fault, cycle_seed),
+            stop_at: Some(crash.point),
+            chaos_seed: None,
+        })?;
+        let point =
+            usize::try_from(crash.point).map_err(|_| "crash point too large".to_string())?;
+        if run.events.len() < point {
+            return Err(format!(
+                "cycle {cycle} recorded only {} operations, the case crashes at {point}: this case id does not belong to this binary or scenario",
+                run.events.len()
+            ));
+        }
+        let events = run.events[..point].to_vec();
+        let state = CrashState {
+            point,
+            faults: crash.faults.clone(),
+        };
+        let image = build_image(
+            &chain.image,
+            &events,
+            point,
+            combo.fault,
+            sector_size,
+            &state.faults.to_choices(),
+        )
+        .map_err(|e| format!("cannot rebuild the crash image: {e}"))?;
+        let last = cycle + 1 == case.crashes.len();
+        let input = CycleInput {
+            plan,
+            trial,
+            cycle,
+            chain: &chain,
+            events: &events,
+            factory: &factory,
+            explain: explain && last,
+        };
+        let mut bundles = 0;
+        let result = verify::verify_states(
+            &input,
+            std::slice::from_ref(&state),
+            (!last).then_some(0),
+            &mut bundles,
+        )?
+        .pop()
+        .expect("one state, one result");
+        if last {
+            return Ok(Replayed {
+                events,
+                image,
+                result,
+                workload_problem: run.problem.map(|p| format!("{}: {}", p.kind, p.message)),
+            });
+        }
+        let Some(continuation) = result.continuation else {
+            return Err(format!(
+                "cycle {cycle}'s crash state fails already ({}): replay `{}`",
+                result
+                    .violations
+                    .first()
+                    .map_or("no state".to_string(), |(kind, _)| kind.clone()),
+                CaseId {
+                    crashes: case.crashes[..=cycle].to_vec(),
+                    ..case.clone()
+                }
+            ));
+        };
+        let mut crashes: Vec<Crash> = chain.crashes.clone();
+        crashes.push(crash.clone());
+        chain = Chain {
+            image: image.files,
+            state: continuation.state(),
+            crashes,
+        };
+    }
+    unreachable!("a case id has at least one crash")
+}
+
+/// `powercut replay`; returns the exit code.
+pub fn main(argument: &str, explain: bool, keep_image: Option<&Path>, flaky: Option<u32>) -> i32 {
+    let resolved = match resolve(argument) {
+        Ok(resolved) => resolved,
+        Err(message) => {
+            eprintln!("powercut: {message}");
+            return exit::USAGE;
+        }
+    };
+    let runs = flaky.unwrap_or(1).max(1);
+    let mut reproduced = 0;
+    let mut first: Option<Replayed> = None;
+    for _ in 0..runs {
+        let replayed = match rebuild(&resolved, explain && first.is_none()) {
+            Ok(replayed) => replayed,
+            Err(message) => {
+                eprintln!("powercut: {message}");
+                return exit::HARNESS_FAILED;
+            }
+        };
+        if !replayed.result.violations.is_empty() {
+            reproduced += 1;
+        }
+        if let Some(first) = &first {
+            if first.image.files != replayed.image.files {
+                println!("the crash image differs between replays: the case is not deterministic");
+            }
+        } else {
+            first = Some(replayed);
+        }
+    }
+    let replayed = first.expect("at least one run");
+    if let Some(dir) = keep_image {
+        if let Err(message) = keep(dir, &replayed.image) {
+            eprintln!("powercut: {message}");
+            return exit::HARNESS_FAILED;
+        }
+        println!("crash image written to {}", dir.display());
+    }
+    print_verdict(&resolved.case, &replayed);
+    if runs > 1 {
+        println!("reproduced {reproduced} of {runs} replays");
+    }
+    if reproduced > 0 {
+        exit::VIOLATIONS
+    } else {
+        exit::OK
+    }
+}
+
+fn print_verdict(case: &CaseId, replayed: &Replayed) {
+    let result = &replayed.result;
+    if let Some(explanation) = &result.explanation {
+        println!("{explanation}");
+    }
+    if result.violations.is_empty() {
+        println!(
+            "did not reproduce: case {case} recovers to a valid state ({} acknowledged commit(s) at the crash, {} lost within the policy's promise)",
+            result.acked, result.acked_lost_permitted
+        );
+        return;
+    }
+    println!("reproduced: case {case}");
+    for (kind, message) in &result.violations {
+        println!("  {kind}: {message}");
+    }
+}
+
+fn keep(dir: &Path, image: &CrashImage) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for (name, bytes) in &image.files {
+        std::fs::write(dir.join(name), bytes)
+            .map_err(|e| format!("cannot write {}: {e}", dir.join(name).display()))?;
+    }
+    Ok(())
+}
