@@ -1,7 +1,8 @@
 //! The canaries (SPEC §6): a harness that reports "no violation" is only
 //! worth something if it catches the mistakes real engines make. Through the
 //! real binary: `powercut mutants` catches each of the 13 planted bugs
-//! within its budget and finds the correct engine clean; a bug that needs
+//! within its budget and finds the correct engine clean, and each caught
+//! case id replays to the same violation; a bug that needs
 //! two crash cycles (`no-tail-truncate`: appends after a torn tail, so the
 //! *next* recovery stops at the garbage) is caught by the default mix, not
 //! only by a hunt tailored to it; bad usage is one line and exit 2.
@@ -75,6 +76,11 @@ fn every_planted_bug_is_caught_within_its_budget_and_the_correct_engine_is_clean
             // The id `powercut run` prints, naming the bug it ran with.
             assert!(row[5].starts_with("pc1:"), "{row:?}");
             assert!(row[5].contains(&format!("bugs={}", &row[0])), "{row:?}");
+            // ... and `powercut replay` reproduces the same violation.
+            let replay = powercut(&["replay", &row[5]]);
+            let replayed = String::from_utf8_lossy(&replay.stdout);
+            assert_eq!(replay.status.code(), Some(1), "{row:?}: {replayed}");
+            assert!(replayed.contains(&row[4]), "{row:?}: {replayed}");
         }
     }
 }
