@@ -91,7 +91,9 @@ pub fn run(request: &WorkloadRequest<'_>) -> Result<WorkloadRun, String> {
     let sync_failed = events.iter().any(|event| {
         matches!(
             event,
-            Event::SyncData { failed: true, .. } | Event::SyncAll { failed: true, .. } | Event::SyncDir { failed: true }
+            Event::SyncData { failed: true, .. }
+                | Event::SyncAll { failed: true, .. }
+                | Event::SyncDir { failed: true }
         )
     });
     let problem = match received {
