@@ -35,7 +35,7 @@ pub struct TrialJob {
 /// A message from a worker.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum WorkerMessage {
-    Done(TrialOutcome),
+    Done(Box<TrialOutcome>),
     /// The worker cannot go on (it says why); the run fails with exit 3.
     Fatal(String),
 }

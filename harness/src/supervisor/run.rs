@@ -211,14 +211,14 @@ pub fn run(request: RunRequest) -> i32 {
             return exit::USAGE;
         }
     };
-    if let Some(out) = &plan.out {
-        if let Err(error) = std::fs::create_dir_all(out.join("failures")) {
-            eprintln!(
-                "powercut: cannot write reports to {}: {error}",
-                out.display()
-            );
-            return exit::HARNESS_FAILED;
-        }
+    if let Some(out) = &plan.out
+        && let Err(error) = std::fs::create_dir_all(out.join("failures"))
+    {
+        eprintln!(
+            "powercut: cannot write reports to {}: {error}",
+            out.display()
+        );
+        return exit::HARNESS_FAILED;
     }
     install_interrupt_handlers();
     match execute(&plan) {
@@ -258,11 +258,11 @@ fn finish(plan: &Plan, report: RunReport) -> i32 {
             ""
         }
     );
-    if let Some(out) = &plan.out {
-        if let Err(error) = report::write_all(out, &report) {
-            eprintln!("powercut: {error}");
-            return exit::HARNESS_FAILED;
-        }
+    if let Some(out) = &plan.out
+        && let Err(error) = report::write_all(out, &report)
+    {
+        eprintln!("powercut: {error}");
+        return exit::HARNESS_FAILED;
     }
     if summary.violations > 0 {
         exit::VIOLATIONS
@@ -403,7 +403,7 @@ impl<'plan> Dispatcher<'plan> {
             match self.events.recv_timeout(Duration::from_millis(50)) {
                 Ok(Event::Message(index, WorkerMessage::Done(outcome))) => {
                     self.workers[index].busy = false;
-                    self.record(outcome);
+                    self.record(*outcome);
                     if self.plan.stop_on_first_violation && self.report.summary.violations > 0 {
                         for worker in &mut self.workers {
                             worker.kill_group();

@@ -286,10 +286,11 @@ fn verify_in_child(
             bundle: None,
             explanation: None,
         };
-        if continuation == Some(index) && result.violations.is_empty() {
-            if let Some(recovered) = &checked.state {
-                result.continuation = Some(Continuation::new(recovered));
-            }
+        if continuation == Some(index)
+            && result.violations.is_empty()
+            && let Some(recovered) = &checked.state
+        {
+            result.continuation = Some(Continuation::new(recovered));
         }
         let wants_bundle = !result.violations.is_empty() && bundles_left > 0;
         if wants_bundle || input.explain {

@@ -34,7 +34,7 @@ pub fn main() -> i32 {
             Ok(outcome) => outcome,
             Err(message) => return fatal(&message),
         };
-        if !send(&WorkerMessage::Done(outcome)) {
+        if !send(&WorkerMessage::Done(Box::new(outcome))) {
             break;
         }
     }
