@@ -90,8 +90,10 @@ impl<'s> LogReader<'s> {
         };
         let len = file.len().map_err(io_error("len", &name))?;
         let len = usize::try_from(len.min(self.segment_size)).expect("segment fits memory");
+        // The buffer is reused from segment to segment; only growth is
+        // zeroed (the read overwrites every byte kept).
         let mut data = self.data.take().unwrap_or_default();
-        data.clear();
+        data.truncate(len);
         data.resize(len, 0);
         read_exact_at(file.as_ref(), 0, &mut data).map_err(io_error("read", &name))?;
         self.bytes_read += len as u64;
