@@ -11,7 +11,8 @@
 //!    appends never land after garbage (skipped by the `no-tail-truncate`
 //!    bug). Every segment in the redo range is synced too, since a process
 //!    crash may have left its bytes in the page cache only.
-//! 3. **Redo** repeats history from the checkpoint for every transaction:
+//! 3. **Redo** repeats history from the checkpoint for every transaction
+//!    (one segment at a time, each segment's records page by page):
 //!    a full-page image is applied only if the page on disk fails its
 //!    checks or is older than the image; an update or CLR only if the page's
 //!    pageLSN is below the record's LSN (skipped by `redo-no-pagelsn-check`).

@@ -51,8 +51,11 @@ pub struct LogReader<'s> {
     segment: Option<OpenSegment>,
     /// Offset in the segment of `window[0]`.
     window_start: u64,
-    /// Bytes of the open segment from `window_start`.
-    window: Vec<u8>,
+    /// Bytes of the open segment from `window_start`: `buffer[..window_len]`.
+    window_len: usize,
+    /// The window's storage, reused: it only grows (zeroed once), so a
+    /// read never pays for clearing memory it then overwrites.
+    buffer: Vec<u8>,
     /// The scan is about to replace the window and said so with `WindowDone`.
     window_done: bool,
     end: Option<LogEnd>,
@@ -86,7 +89,8 @@ impl<'s> LogReader<'s> {
             pos: start,
             segment: None,
             window_start: 0,
-            window: Vec::new(),
+            window_len: 0,
+            buffer: Vec::new(),
             window_done: false,
             end: None,
             bytes_read: 0,
@@ -101,7 +105,7 @@ impl<'s> LogReader<'s> {
 
     fn open(&mut self, start: Lsn) -> Result<()> {
         let name = segment_name(start);
-        self.window.clear();
+        self.window_len = 0;
         self.window_start = 0;
         let (file, len) = match self.storage.open(&name) {
             Ok(file) => {
@@ -123,12 +127,13 @@ impl<'s> LogReader<'s> {
         let left = segment.len.saturating_sub(offset);
         let len = usize::try_from(left.min(need.max(self.window_max) as u64))
             .expect("window fits memory");
-        // The buffer is reused; only growth is zeroed (the read overwrites
-        // every byte kept).
-        self.window.truncate(len);
-        self.window.resize(len, 0);
-        read_exact_at(file.as_ref(), offset, &mut self.window)
+        if self.buffer.len() < len {
+            self.buffer.resize(len, 0);
+        }
+        self.window_len = 0;
+        read_exact_at(file.as_ref(), offset, &mut self.buffer[..len])
             .map_err(io_error("read", &segment_name(segment.start)))?;
+        self.window_len = len;
         self.window_start = offset;
         self.bytes_read += len as u64;
         Ok(())
@@ -183,7 +188,7 @@ impl<'s> LogReader<'s> {
                 });
                 return Ok(Step::End);
             }
-            let window_end = self.window_start + self.window.len() as u64;
+            let window_end = self.window_start + self.window_len as u64;
             let in_window = offset >= self.window_start && offset < window_end;
             if !in_window && offset < segment_len {
                 if let Some(step) = self.window_done() {
@@ -194,8 +199,8 @@ impl<'s> LogReader<'s> {
             }
             let at = usize::try_from(offset.saturating_sub(self.window_start))
                 .expect("window offset fits memory")
-                .min(self.window.len());
-            let available = &self.window[at..];
+                .min(self.window_len);
+            let available = &self.buffer[at..self.window_len];
             let decoded = record::decode(available, self.pos, self.check_crc);
             if window_end < segment_len
                 && let Err(error) = &decoded
@@ -251,7 +256,7 @@ impl<'s> LogReader<'s> {
 
     /// The bytes of the window (empty if none is loaded).
     pub fn window(&self) -> &[u8] {
-        &self.window
+        &self.buffer[..self.window_len]
     }
 
     /// Decodes a record that [`LogReader::advance`] found valid in the
