@@ -7,9 +7,11 @@
 //! - [`oracle`]: what a recovered state must be, and the violations;
 //! - [`supervisor`]: forks, kills, recovers and verifies; case ids;
 //! - [`report`]: summary.json, trials.csv, junit.xml, bundles;
-//! - [`bench`]: `powercut bench engine|harness`.
+//! - [`bench`]: `powercut bench engine|harness`;
+//! - [`compare`]: `powercut compare`, the fsync-policy report.
 
 pub mod bench;
+pub mod compare;
 pub mod exit;
 pub mod fault;
 pub mod oracle;
