@@ -25,7 +25,7 @@ const POLICY_COLORS: [RGBColor; 6] = [
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
 ];
-const SQLITE_COLORS: [RGBColor; 2] = [RGBColor(110, 110, 110), RGBColor(170, 170, 170)];
+const SQLITE_COLORS: [RGBColor; 2] = [RGBColor(23, 190, 207), RGBColor(188, 189, 34)];
 
 /// One point: a policy's throughput and its loss under power loss.
 struct Point {
@@ -114,6 +114,7 @@ fn draw(
         .y_desc("commits/s, log scale (higher is faster)")
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| format!("{y:.0}"))
+        .light_line_style(WHITE)
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 15))
         .draw()?;
@@ -129,7 +130,7 @@ fn draw(
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
         chart.draw_series(std::iter::once(Text::new(
             name.clone(),
-            (x_max * 1.02, y),
+            (x_max * 0.45, y),
             ("sans-serif", 13).into_font().color(&color),
         )))?;
     }
