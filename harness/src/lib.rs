@@ -8,9 +8,11 @@
 //! - [`supervisor`]: forks, kills, recovers and verifies; case ids;
 //! - [`mutants`]: `powercut mutants`, the planted-bug detection table;
 //! - [`report`]: summary.json, trials.csv, junit.xml, bundles;
-//! - [`bench`]: `powercut bench engine|harness`.
+//! - [`bench`]: `powercut bench engine|harness`;
+//! - [`compare`]: `powercut compare`, the fsync-policy report.
 
 pub mod bench;
+pub mod compare;
 pub mod exit;
 pub mod fault;
 pub mod mutants;

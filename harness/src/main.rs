@@ -28,6 +28,8 @@ enum Command {
     Replay(ReplayArgs),
     /// Measure the engine (commits/s per fsync policy, against SQLite) or the harness (crash states/s).
     Bench(BenchArgs),
+    /// The fsync-policy report: throughput and crash losses per policy, as CSV and SVG.
+    Compare(harness::compare::cli::CompareArgs),
     /// Internal: a worker process of `powercut run` (reads trials on stdin).
     #[command(name = "__worker", hide = true)]
     Worker,
@@ -172,6 +174,7 @@ fn main() {
             args.flaky,
         ),
         Command::Bench(args) => bench(args),
+        Command::Compare(args) => harness::compare::cli::main(args),
         Command::Worker => harness::supervisor::worker::main(),
     };
     std::process::exit(code);

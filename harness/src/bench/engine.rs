@@ -80,6 +80,7 @@ pub fn bench_engine(
         totals,
         wal_syncs: after.wal_syncs - before.wal_syncs,
         all_file_syncs: None,
+        wal_bytes: Some(after.wal_bytes_written - before.wal_bytes_written),
     })
 }
 

@@ -135,6 +135,12 @@ pub struct BenchRow {
     /// SQLite only: syncs of every file (WAL and database) per commit.
     #[serde(skip)]
     pub syncs_all_files_per_commit: Option<f64>,
+    /// Latency, 99.9th percentile (not in [`CSV_COLUMNS`]).
+    #[serde(skip)]
+    pub p999_us: f64,
+    /// WAL bytes written per commit, where counted (the engine).
+    #[serde(skip)]
+    pub wal_bytes_per_commit: Option<f64>,
 }
 
 impl BenchRow {
@@ -160,6 +166,8 @@ impl BenchRow {
             commits: totals.commits,
             aborts: totals.aborts,
             syncs_all_files_per_commit: measured.all_file_syncs.and_then(per_commit),
+            p999_us: round_to(quantile(0.999), 1),
+            wal_bytes_per_commit: measured.wal_bytes.and_then(per_commit),
         }
     }
 }
@@ -172,6 +180,8 @@ pub struct Measured {
     pub wal_syncs: u64,
     /// Syncs of every file, where counted (SQLite).
     pub all_file_syncs: Option<u64>,
+    /// WAL bytes written during the measurement, where counted (the engine).
+    pub wal_bytes: Option<u64>,
 }
 
 impl Measured {
@@ -180,6 +190,7 @@ impl Measured {
             totals: RunTotals::empty(),
             wal_syncs: 0,
             all_file_syncs: None,
+            wal_bytes: None,
         }
     }
 
@@ -187,6 +198,10 @@ impl Measured {
         self.totals.add_round(&round.totals);
         self.wal_syncs += round.wal_syncs;
         self.all_file_syncs = match (self.all_file_syncs, round.all_file_syncs) {
+            (None, None) => None,
+            (mine, theirs) => Some(mine.unwrap_or(0) + theirs.unwrap_or(0)),
+        };
+        self.wal_bytes = match (self.wal_bytes, round.wal_bytes) {
             (None, None) => None,
             (mine, theirs) => Some(mine.unwrap_or(0) + theirs.unwrap_or(0)),
         };

@@ -60,6 +60,7 @@ pub fn bench_sqlite(root: &Path, sync: SqliteSync, spec: RunSpec) -> Result<Meas
         totals,
         wal_syncs: syncs.wal,
         all_file_syncs: Some(syncs.wal + syncs.other),
+        wal_bytes: None,
     })
 }
 

@@ -92,6 +92,20 @@ pub struct RunReport {
     pub trials: Vec<TrialRow>,
     /// Failures by `(policy, fault)` test case (see [`write_junit`]).
     pub failures: Vec<(TrialRow, Failure)>,
+    /// Loss windows and recovery times by `(policy, fault)` (for
+    /// `powercut compare`; not written by [`write_all`]).
+    pub crash_times: BTreeMap<(String, String), CrashTimes>,
+}
+
+/// The widest permitted loss and the recovery times of one policy × fault
+/// profile over a run.
+#[derive(Clone, Debug, Default)]
+pub struct CrashTimes {
+    /// Virtual µs between the oldest lost acknowledgement and the crash.
+    pub loss_window_max_us: u64,
+    /// Recovery times of the crash states whose recovery finished (wall
+    /// clock, in-memory disk), recorded as µs × 1000 (the histogram's ns).
+    pub recovery: crate::bench::latency::LatencyHistogram,
 }
 
 /// Writes `summary.json`, `trials.csv` and `junit.xml` into `dir`.
@@ -242,6 +256,7 @@ mod tests {
                     message: "txn 4 lost".into(),
                 },
             )],
+            ..RunReport::default()
         };
         write_all(dir.path(), &report).unwrap();
         let summary: Summary =

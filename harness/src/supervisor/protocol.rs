@@ -48,4 +48,11 @@ pub struct TrialOutcome {
     pub exhaustive_states: u64,
     /// Bundle directories this trial's worker wrote (under `--out`).
     pub bundles: Vec<String>,
+    /// The widest permitted loss of any crash state, in virtual µs.
+    #[serde(default)]
+    pub loss_window_max_us: u64,
+    /// Each verified crash state's recovery time (wall clock, in-memory
+    /// disk), in µs, in verification order.
+    #[serde(default)]
+    pub recovery_us: Vec<u64>,
 }

@@ -458,6 +458,15 @@ impl<'plan> Dispatcher<'plan> {
         summary.acked += row.acked;
         summary.acked_lost_permitted += row.acked_lost_permitted;
         summary.exhaustive_states += outcome.exhaustive_states;
+        let times = self
+            .report
+            .crash_times
+            .entry((row.policy.clone(), row.fault.clone()))
+            .or_default();
+        times.loss_window_max_us = times.loss_window_max_us.max(outcome.loss_window_max_us);
+        for &recovery_us in &outcome.recovery_us {
+            times.recovery.record_ns(recovery_us.saturating_mul(1000));
+        }
         for failure in &outcome.failures {
             summary.violations += 1;
             *summary

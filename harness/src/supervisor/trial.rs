@@ -389,6 +389,11 @@ impl TrialPlan {
         row.crash_states += 1;
         row.acked += result.acked;
         row.acked_lost_permitted += result.acked_lost_permitted;
+        outcome.loss_window_max_us = outcome.loss_window_max_us.max(result.loss_window_max_us);
+        if result.recovery_us > 0 {
+            // 0: recovery did not finish (hang, panic, error), a violation.
+            outcome.recovery_us.push(result.recovery_us);
+        }
         if let Some(bundle) = &result.bundle {
             outcome.bundles.push(bundle.clone());
         }

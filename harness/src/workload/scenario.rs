@@ -39,7 +39,7 @@ pub const OPEN_TXNS_MAX: u32 = 64;
 pub const CYCLES_MAX: u32 = 64;
 
 /// The built-in scenarios, by name (the file `scenarios/<name>.toml`).
-const BUILTINS: [(&str, &str); 7] = [
+const BUILTINS: [(&str, &str); 8] = [
     ("smoke", include_str!("../../../scenarios/smoke.toml")),
     ("bank", include_str!("../../../scenarios/bank.toml")),
     ("kv-churn", include_str!("../../../scenarios/kv-churn.toml")),
@@ -56,6 +56,7 @@ const BUILTINS: [(&str, &str); 7] = [
         include_str!("../../../scenarios/multi-crash.toml"),
     ),
     ("nightly", include_str!("../../../scenarios/nightly.toml")),
+    ("compare", include_str!("../../../scenarios/compare.toml")),
 ];
 
 /// The scenario `powercut run` uses when none is given.

@@ -1,0 +1,182 @@
+//! `powercut compare`: the CSV has exactly its header and every crash cell
+//! of an engine row is filled from measurement; the SVG is written and names
+//! the policies; a policy whose promise is broken (a planted bug, the
+//! canary) fails its check with exit 1 and says which check failed.
+//!
+//! Not checked here: the throughput numbers themselves (they depend on the
+//! disk and on other tenants of the machine), or `group` beating `always`
+//! (a one-thread run does not chart 8 threads; see `check_rows` below).
+
+use harness::compare::{CSV_COLUMNS, CompareRow, CrashSide, check_rows};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+const CRASH_COLUMNS: [&str; 8] = [
+    "crash_states",
+    "acked",
+    "acked_lost",
+    "loss_per_1000",
+    "max_loss_window_ms",
+    "violations",
+    "recovery_p50_ms",
+    "recovery_p99_ms",
+];
+
+fn compare(out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_powercut"))
+        .args([
+            "compare",
+            "--threads",
+            "1",
+            "--duration",
+            "2s",
+            "--jobs",
+            "2",
+        ])
+        .arg("--out")
+        .arg(out)
+        .arg("--bench-dir")
+        .arg(env!("CARGO_TARGET_TMPDIR"))
+        .args(extra)
+        .output()
+        .expect("run powercut")
+}
+
+#[test]
+fn the_csv_and_svg_hold_measured_rows_for_each_policy_and_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = compare(dir.path(), &["--policy", "always,none"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut reader = csv::Reader::from_path(dir.path().join("fsync-policies.csv")).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header, CSV_COLUMNS);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let keys: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r[0].to_string(), r[2].to_string()))
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("always", "power-loss"),
+        ("always", "process-crash"),
+        ("none", "power-loss"),
+        ("none", "process-crash"),
+        ("sqlite-full", ""),
+        ("sqlite-normal", ""),
+    ]
+    .iter()
+    .map(|(p, f)| (p.to_string(), f.to_string()))
+    .collect();
+    assert_eq!(keys, expected);
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for row in &rows {
+        assert_eq!(&row[1], "1", "threads");
+        assert!(row[column("commits_per_s")].parse::<f64>().unwrap() > 0.0);
+        let sqlite = row[0].starts_with("sqlite-");
+        for name in CRASH_COLUMNS {
+            let cell = &row[column(name)];
+            if sqlite {
+                assert!(cell.is_empty(), "{name} of {} must be empty", &row[0]);
+            } else {
+                cell.parse::<f64>()
+                    .unwrap_or_else(|_| panic!("{name} of {} {}: `{cell}`", &row[0], &row[2]));
+            }
+        }
+        if !sqlite {
+            assert!(row[column("crash_states")].parse::<u64>().unwrap() > 0);
+            assert!(row[column("acked")].parse::<u64>().unwrap() > 0);
+            assert!(row[column("recovery_p99_ms")].parse::<f64>().unwrap() > 0.0);
+            assert!(!row[column("wal_bytes_per_commit")].is_empty());
+        }
+    }
+    let none_power_loss = &rows[2];
+    assert!(
+        none_power_loss[column("acked_lost")]
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        none_power_loss[column("max_loss_window_ms")]
+            .parse::<f64>()
+            .unwrap()
+            > 0.0
+    );
+    let svg = std::fs::read_to_string(dir.path().join("fsync-policies.svg")).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    for name in ["always", "none", "sqlite-full", "commits/s"] {
+        assert!(svg.contains(name), "the chart names {name}");
+    }
+}
+
+/// Canary: with `skip-fsync` planted, `always` acknowledges commits it never
+/// synced, so a power cut loses them; the run must fail its `always` check.
+#[test]
+fn a_broken_promise_fails_its_check_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = compare(dir.path(), &["--policy", "always", "--bug", "skip-fsync"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("CHECK FAILED: always × power-loss"),
+        "{stdout}"
+    );
+    assert!(dir.path().join("fsync-policies.csv").exists());
+}
+
+fn side(acked_lost: u64, loss_window_max_us: u64) -> CrashSide {
+    CrashSide {
+        trials: 1,
+        crash_states: 10,
+        acked: 100,
+        acked_lost,
+        loss_window_max_us,
+        ..CrashSide::default()
+    }
+}
+
+fn throughput(policy: &str, commits_per_s: f64) -> CompareRow {
+    CompareRow {
+        policy: policy.into(),
+        threads: 8,
+        fault: "power-loss".into(),
+        commits_per_s: Some(commits_per_s),
+        ..CompareRow::default()
+    }
+}
+
+#[test]
+fn each_promise_is_checked_from_the_numbers() {
+    let mut crash = BTreeMap::new();
+    let mut put = |policy: &str, fault: &str, side: CrashSide| {
+        crash.insert((policy.to_string(), fault.to_string()), side);
+    };
+    put("always", "power-loss", side(0, 0));
+    put("group", "power-loss", side(1, 500));
+    put("interval:10", "power-loss", side(5, 11_000));
+    put("interval:1000", "power-loss", side(5, 1_200_000));
+    put("none", "power-loss", side(0, 0));
+    put("none", "process-crash", side(2, 100));
+    let rows = [throughput("always", 1000.0), throughput("group", 900.0)];
+    let failed = check_rows(&rows, &crash);
+    let expect = [
+        "group × power-loss: 1 acknowledged commit(s) lost",
+        "interval:1000 × power-loss: a loss window of 1200.000 ms",
+        "none × power-loss: no acknowledged commit was lost",
+        "none × process-crash: 2 acknowledged commit(s) lost to a process crash",
+        "group (900.0 commits/s) does not beat always (1000.0 commits/s) at 8 threads",
+    ];
+    for sentence in expect {
+        assert!(
+            failed.iter().any(|f| f.starts_with(sentence)),
+            "missing `{sentence}` in {failed:#?}"
+        );
+    }
+    assert_eq!(failed.len(), expect.len(), "{failed:#?}");
+}
