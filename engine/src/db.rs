@@ -140,6 +140,12 @@ pub struct FlushTarget {
     pub lsn: Lsn,
 }
 
+/// Checks that `config` is one the engine accepts (sizes, and a segment big
+/// enough for the largest record and a checkpoint), as `open` will.
+pub fn check_config(config: &Config) -> Result<()> {
+    validate(config).map(|_| ())
+}
+
 /// Checks a configuration; returns the bound on active transactions.
 fn validate(config: &Config) -> Result<usize> {
     let bad = |what: String| Err(Error::Config(what));

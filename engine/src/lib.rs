@@ -32,7 +32,7 @@ pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::{Bug, BugSet, Config, FsyncPolicy};
 pub use db::{
     ACTIVE_TXNS_MAX, CommitTicket, Engine, EngineStats, FlushTarget, RecoveryReport,
-    RecoveryTimings,
+    RecoveryTimings, check_config,
 };
 pub use error::{Error, Result};
 

@@ -462,9 +462,9 @@ impl Scenario {
             engine: file.engine,
             crash,
         };
-        let value_len_max = scenario
-            .engine_config(FsyncPolicy::Always, BugSet::NONE)
-            .value_len_max;
+        let engine_config = scenario.engine_config(FsyncPolicy::Always, BugSet::NONE);
+        engine::check_config(&engine_config).map_err(|e| format!("the [engine] table: {e}"))?;
+        let value_len_max = engine_config.value_len_max;
         if scenario.workload.value_size.max > value_len_max {
             return Err(format!(
                 "`workload.value_size` max {} exceeds the engine's value_len_max {value_len_max}",
