@@ -24,6 +24,8 @@ enum Command {
     Run(RunArgs),
     /// Rebuild one crash state from its case id (or bundle directory), recover and judge it again.
     Replay(ReplayArgs),
+    /// Reduce a failing case while the same violation kind persists; writes the minimal bundle.
+    Shrink(harness::supervisor::shrink::ShrinkArgs),
     /// Measure the engine (commits/s per fsync policy, against SQLite) or the harness (crash states/s).
     Bench(BenchArgs),
     /// Internal: a worker process of `powercut run` (reads trials on stdin).
@@ -143,6 +145,7 @@ fn main() {
             args.keep_image.as_deref(),
             args.flaky,
         ),
+        Command::Shrink(args) => harness::supervisor::shrink::main(&args),
         Command::Bench(args) => bench(args),
         Command::Worker => harness::supervisor::worker::main(),
     };
