@@ -306,14 +306,17 @@ impl Shrinker {
     }
 
     /// Re-chooses the last crash of `template`: the points of a grid over
-    /// `1..=point_max`, ascending, each with all changes dropped and with
-    /// seeded fates. Stops at the first smaller failing case.
+    /// `1..=point_max`, ascending, each with all changes dropped, with the
+    /// best case's fates before the point, and with seeded fates. Stops at the first smaller failing case.
     fn rechoose_crash(&mut self, template: &CaseId, point_max: u64, seed: u64) -> bool {
         let point_max = point_max.max(1);
         let step = point_max.div_ceil(POINT_SCAN_MAX).max(1);
         let mut point = step.min(point_max);
         loop {
-            let mut choices = vec![FaultSeed::Explicit(ExplicitFates::default())];
+            let mut choices = vec![
+                FaultSeed::Explicit(ExplicitFates::default()),
+                crash_at(self.best.case.crash(), point).faults,
+            ];
             choices.extend((0..SEEDS_PER_POINT_MAX).map(|i| FaultSeed::Seeded(mix(seed, i))));
             for faults in choices {
                 if self.accept(with_last(template, Crash { point, faults })) {
@@ -495,6 +498,17 @@ impl Shrinker {
     }
 }
 
+/// The `--explain` story, headed by the full case id (the verifier names
+/// the case without its workload limits).
+fn story_of(case: &CaseId, replayed: &Replayed) -> String {
+    let story = replayed.result.explanation.clone().unwrap_or_default();
+    let unlimited = CaseId {
+        limits: super::case::WorkloadLimits::default(),
+        ..case.clone()
+    };
+    story.replacen(&format!("Case {unlimited}\n"), &format!("Case {case}\n"), 1)
+}
+
 /// The minimal case's bundle: case id, scenario, verdict, story, trace, image.
 fn bundle_of(case: &CaseId, scenario_toml: &str, replayed: &Replayed) -> Bundle {
     let violations: Vec<String> = replayed
@@ -507,7 +521,7 @@ fn bundle_of(case: &CaseId, scenario_toml: &str, replayed: &Replayed) -> Bundle 
         case_id: case.to_string(),
         scenario_toml: scenario_toml.to_string(),
         verdict_json: serde_json::to_string_pretty(&violations).expect("serialises"),
-        explanation: replayed.result.explanation.clone().unwrap_or_default(),
+        explanation: story_of(case, replayed),
         trace: replayed
             .events
             .iter()
@@ -593,16 +607,8 @@ fn report(
             shrunk.kind
         ));
     }
-    if let Some(story) = &replayed.result.explanation {
-        // The story names the case without its workload limits.
-        let unlimited = CaseId {
-            limits: super::case::WorkloadLimits::default(),
-            ..case.clone()
-        };
-        let header = format!("Case {unlimited}\n");
-        let story = story.replacen(&header, &format!("Case {case}\n"), 1);
-        println!("{story}");
-    }
+    let story = story_of(case, &replayed);
+    println!("{story}");
     println!("minimal case ({}):", shrunk.kind);
     println!("  powercut replay {case}");
     println!(
