@@ -77,7 +77,8 @@ fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// (cycles, txns, ops, volatile writes, torn, value bytes) of one side of
 /// the printed reduction, e.g. "59 ops, 1 cycle, 7 txns, 1 volatile write (1 torn), 4621 value bytes".
-fn size_of(side: &str) -> (u64, u64, u64, u64, u64, u64) {
+/// Then the `txns=` and `value=` limits (`u64::MAX`: none).
+fn size_of(side: &str) -> (u64, u64, u64, u64, u64, u64, u64, u64) {
     let number_before = |word: &str| -> u64 {
         let at = side
             .find(word)
@@ -89,6 +90,11 @@ fn size_of(side: &str) -> (u64, u64, u64, u64, u64, u64) {
             .unwrap()
             .parse()
             .unwrap_or_else(|_| panic!("a number before `{word}` in `{side}`"))
+    };
+    let limit = |name: &str| -> u64 {
+        side.split(", ")
+            .find_map(|part| part.strip_prefix(name))
+            .map_or(u64::MAX, |n| n.parse().expect("a limit"))
     };
     let torn = if side.contains(" torn)") {
         number_before(" torn)")
@@ -102,6 +108,8 @@ fn size_of(side: &str) -> (u64, u64, u64, u64, u64, u64) {
         number_before(" volatile write"),
         torn,
         number_before(" value bytes"),
+        limit("txns="),
+        limit("value="),
     )
 }
 
@@ -200,10 +208,10 @@ fn no_tail_truncate_is_replayed_and_shrunk() {
     caught_replayed_and_shrunk("no-tail-truncate");
 }
 
-/// The remaining planted bugs the smoke scenario catches in 8 trials:
-/// `cargo test --release -p harness --test shrink -- --ignored`.
+/// The other planted bugs the smoke scenario catches in 8 trials
+/// (replay-past-torn, ignore-fsync-error and redo-no-pagelsn-check need
+/// longer runs or other scenarios).
 #[test]
-#[ignore = "slower: four more bugs (about a minute on two busy cores)"]
 fn more_bugs_are_replayed_and_shrunk() {
     for bug in [
         "group-ack-beyond-flush",

@@ -85,6 +85,10 @@ pub struct Size {
     pub media: bool,
     /// Bytes of values written by the last cycle's transactions.
     pub value_bytes: usize,
+    /// The case's workload limits (`u32::MAX`: the scenario's own); a
+    /// lower limit that keeps the same trace prefix is still smaller.
+    pub txns_limit: u32,
+    pub value_limit: u32,
 }
 
 impl Size {
@@ -110,6 +114,8 @@ impl Size {
                 .filter(|record| matches!(record.fate, ChangeFate::Torn(_)))
                 .count(),
             media: fates.media.is_some(),
+            txns_limit: case.limits.txns_max.unwrap_or(u32::MAX),
+            value_limit: case.limits.value_len_max.unwrap_or(u32::MAX),
             value_bytes: replayed
                 .events
                 .iter()
@@ -125,7 +131,7 @@ impl Size {
     }
 
     /// The order candidates are compared in (smaller is better).
-    pub fn key(&self) -> (usize, usize, u64, usize, usize, bool, usize) {
+    pub fn key(&self) -> (usize, usize, u64, usize, usize, bool, usize, u32, u32) {
         (
             self.cycles,
             self.txns,
@@ -134,6 +140,8 @@ impl Size {
             self.torn,
             self.media,
             self.value_bytes,
+            self.txns_limit,
+            self.value_limit,
         )
     }
 }
@@ -155,7 +163,14 @@ impl fmt::Display for Size {
         if self.media {
             write!(f, ", a media fault")?;
         }
-        write!(f, ", {} value bytes", self.value_bytes)
+        write!(f, ", {} value bytes", self.value_bytes)?;
+        if self.txns_limit != u32::MAX {
+            write!(f, ", txns={}", self.txns_limit)?;
+        }
+        if self.value_limit != u32::MAX {
+            write!(f, ", value={}", self.value_limit)?;
+        }
+        Ok(())
     }
 }
 
@@ -349,7 +364,8 @@ impl Shrinker {
         }
     }
 
-    /// Step 3: fewer transactions, then smaller values; with `rechoose`, a
+    /// Step 3: fewer transactions, then smaller values (halved, else cut by
+    /// a quarter, while the case fails); with `rechoose`, a
     /// changed trace gets its last crash re-chosen.
     fn smaller_workload(&mut self, rechoose: bool) {
         let Ok(plan) = replay::plan_for(&self.best.case, self.scenario_toml.clone()) else {
@@ -360,9 +376,11 @@ impl Shrinker {
         let tag = crate::workload::tag::TAG_LEN as u32;
         for _ in 0..HALVINGS_MAX {
             let current = self.best.case.limits.txns_max.unwrap_or(txns).min(txns);
-            if current <= 1
-                || !self.limit_step(rechoose, |limits| limits.txns_max = Some(current / 2))
-            {
+            let smaller = [current / 2, current - current / 4]
+                .into_iter()
+                .filter(|target| (1..current).contains(target))
+                .any(|target| self.limit_step(rechoose, |limits| limits.txns_max = Some(target)));
+            if !smaller {
                 break;
             }
         }
@@ -374,9 +392,13 @@ impl Shrinker {
                 .value_len_max
                 .unwrap_or(value)
                 .min(value);
-            if current / 2 < tag
-                || !self.limit_step(rechoose, |limits| limits.value_len_max = Some(current / 2))
-            {
+            let smaller = [current / 2, current - current / 4]
+                .into_iter()
+                .filter(|target| (tag..current).contains(target))
+                .any(|target| {
+                    self.limit_step(rechoose, |limits| limits.value_len_max = Some(target))
+                });
+            if !smaller {
                 break;
             }
         }
@@ -401,7 +423,9 @@ impl Shrinker {
         self.rechoose_crash(&case, point_max, seed)
     }
 
-    /// Step 4: an earlier crash point in the last cycle.
+    /// Step 4: an earlier crash point in the last cycle: big steps back
+    /// first, then the points just after an acknowledgment or a sync (where
+    /// a promise starts), earliest first.
     fn earlier_point(&mut self) {
         for _ in 0..STEPS_BACK_MAX {
             let point = self.best.case.crash().point;
@@ -412,10 +436,39 @@ impl Shrinker {
                 moved = self.accept(with_last(&self.best.case, crash));
                 step /= 2;
             }
+            for after in self.promise_points() {
+                if moved {
+                    break;
+                }
+                let crash = crash_at(self.best.case.crash(), after);
+                moved = self.accept(with_last(&self.best.case, crash));
+            }
             if !moved {
                 return;
             }
         }
+    }
+
+    /// Points just after an acknowledgment or a sync in the last cycle,
+    /// before its crash, earliest first; at most [`POINT_SCAN_MAX`].
+    fn promise_points(&self) -> Vec<u64> {
+        let point = self.best.case.crash().point;
+        (1u64..)
+            .zip(&self.best.replayed.events)
+            .filter(|(_, event)| {
+                matches!(
+                    event,
+                    Event::Acked { .. }
+                        | Event::CheckpointAcked
+                        | Event::SyncData { .. }
+                        | Event::SyncAll { .. }
+                        | Event::SyncDir { .. }
+                )
+            })
+            .map(|(after, _)| after)
+            .filter(|after| *after < point)
+            .take(POINT_SCAN_MAX as usize)
+            .collect()
     }
 
     fn fates(&self) -> Option<ExplicitFates> {
