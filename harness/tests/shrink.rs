@@ -209,7 +209,7 @@ fn no_tail_truncate_is_replayed_and_shrunk() {
 }
 
 /// The other planted bugs the smoke scenario catches in 8 trials
-/// (replay-past-torn, ignore-fsync-error and redo-no-pagelsn-check need
+/// (replay-past-torn and ignore-fsync-error need
 /// longer runs or other scenarios).
 #[test]
 fn more_bugs_are_replayed_and_shrunk() {
@@ -218,6 +218,7 @@ fn more_bugs_are_replayed_and_shrunk() {
         "no-dir-fsync",
         "early-checkpoint",
         "early-wal-removal",
+        "redo-no-pagelsn-check",
     ] {
         caught_replayed_and_shrunk(bug);
     }
