@@ -26,6 +26,8 @@ enum Command {
     Mutants(MutantsArgs),
     /// Rebuild one crash state from its case id (or bundle directory), recover and judge it again.
     Replay(ReplayArgs),
+    /// Reduce a failing case while the same violation kind persists; writes the minimal bundle.
+    Shrink(harness::supervisor::shrink::ShrinkArgs),
     /// Measure the engine (commits/s per fsync policy, against SQLite) or the harness (crash states/s).
     Bench(BenchArgs),
     /// The fsync-policy report: throughput and crash losses per policy, as CSV and SVG.
@@ -173,6 +175,7 @@ fn main() {
             args.keep_image.as_deref(),
             args.flaky,
         ),
+        Command::Shrink(args) => harness::supervisor::shrink::main(&args),
         Command::Bench(args) => bench(args),
         Command::Compare(args) => harness::compare::cli::main(args),
         Command::Worker => harness::supervisor::worker::main(),

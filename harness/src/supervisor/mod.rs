@@ -9,6 +9,7 @@ pub mod explain;
 pub mod protocol;
 pub mod replay;
 pub mod run;
+pub mod shrink;
 pub mod trial;
 pub mod verify;
 pub mod worker;
