@@ -88,6 +88,7 @@ pub fn plan_for(case: &CaseId, toml: String) -> Result<TrialPlan, String> {
         .map_err(|e| format!("malformed case id: {e}"))?;
     plan.scenario.workloads = vec![workload];
     plan.combos = plan.scenario.combos();
+    plan.limits = case.limits;
     if let Some(txns) = case.limits.txns_max {
         plan.scenario.workload.txns_per_cycle =
             plan.scenario.workload.txns_per_cycle.min(txns.max(1));

@@ -551,15 +551,9 @@ impl Shrinker {
     }
 }
 
-/// The `--explain` story, headed by the full case id (the verifier names
-/// the case without its workload limits).
-fn story_of(case: &CaseId, replayed: &Replayed) -> String {
-    let story = replayed.result.explanation.clone().unwrap_or_default();
-    let unlimited = CaseId {
-        limits: super::case::WorkloadLimits::default(),
-        ..case.clone()
-    };
-    story.replacen(&format!("Case {unlimited}\n"), &format!("Case {case}\n"), 1)
+/// The `--explain` story (headed by the full case id, limits included).
+fn story_of(replayed: &Replayed) -> String {
+    replayed.result.explanation.clone().unwrap_or_default()
 }
 
 /// The minimal case's bundle: case id, scenario, verdict, story, trace, image.
@@ -574,7 +568,7 @@ fn bundle_of(case: &CaseId, scenario_toml: &str, replayed: &Replayed) -> Bundle 
         case_id: case.to_string(),
         scenario_toml: scenario_toml.to_string(),
         verdict_json: serde_json::to_string_pretty(&violations).expect("serialises"),
-        explanation: story_of(case, replayed),
+        explanation: story_of(replayed),
         trace: replayed
             .events
             .iter()
@@ -660,7 +654,7 @@ fn report(
             shrunk.kind
         ));
     }
-    let story = story_of(case, &replayed);
+    let story = story_of(&replayed);
     println!("{story}");
     println!("minimal case ({}):", shrunk.kind);
     println!("  powercut replay {case}");

@@ -72,6 +72,8 @@ pub struct TrialPlan {
     pub combos: Vec<Combo>,
     pub bugs: BugSet,
     pub cycles: u32,
+    /// Workload reductions a shrunk case carries (none in a run).
+    pub limits: WorkloadLimits,
 }
 
 /// One crash state to verify: a crash point and its fault choices.
@@ -112,6 +114,7 @@ impl TrialPlan {
             scenario,
             bugs,
             cycles,
+            limits: WorkloadLimits::default(),
         })
     }
 
@@ -133,7 +136,7 @@ impl TrialPlan {
             seed: self.setup.seed,
             trial,
             crashes,
-            limits: WorkloadLimits::default(),
+            limits: self.limits,
         }
     }
 
