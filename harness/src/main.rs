@@ -26,6 +26,8 @@ enum Command {
     Replay(ReplayArgs),
     /// Measure the engine (commits/s per fsync policy, against SQLite) or the harness (crash states/s).
     Bench(BenchArgs),
+    /// Join the reports of `run --shard K/N` into the report of the whole run.
+    Merge(MergeArgs),
     /// Internal: a worker process of `powercut run` (reads trials on stdin).
     #[command(name = "__worker", hide = true)]
     Worker,
@@ -90,6 +92,19 @@ struct ReplayArgs {
 }
 
 #[derive(Args, Debug)]
+struct MergeArgs {
+    /// Report directories written by `powercut run --shard K/N --out DIR`.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Write the merged summary.json, trials.csv, junit.xml and bundles here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Merge even if some shards are missing (the result is marked interrupted).
+    #[arg(long)]
+    partial: bool,
+}
+
+#[derive(Args, Debug)]
 struct BenchArgs {
     /// What to measure: `engine` or `harness`.
     target: String,
@@ -144,6 +159,9 @@ fn main() {
             args.flaky,
         ),
         Command::Bench(args) => bench(args),
+        Command::Merge(args) => {
+            harness::report::merge::main(&args.dirs, args.out.as_deref(), args.partial)
+        }
         Command::Worker => harness::supervisor::worker::main(),
     };
     std::process::exit(code);
