@@ -421,6 +421,10 @@ impl<'plan> Dispatcher<'plan> {
         if let Some(bar) = &self.progress {
             bar.finish_and_clear();
         }
+        // Workers finish out of order; reports list trials in order, so a
+        // run's reports do not depend on --jobs.
+        self.report.trials.sort_by_key(|row| row.trial);
+        self.report.failures.sort_by_key(|(row, _)| row.trial);
         let elapsed = self.started.elapsed().as_secs_f64();
         let summary = &mut self.report.summary;
         summary.elapsed_s = elapsed;
