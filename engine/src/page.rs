@@ -87,6 +87,7 @@ impl Page {
     /// Applies a physical operation, checking first that it fits the page as
     /// it is (right slot, right key, room). An operation applied twice (redo
     /// without the pageLSN check) fails here or visibly changes the page.
+    /// On failure the page is unchanged.
     pub fn apply(
         &mut self,
         op: Op,
@@ -95,6 +96,36 @@ impl Page {
         after: Option<&[u8]>,
         page_size: usize,
     ) -> Result<(), String> {
+        let used = self.check(op, slot, key, after, page_size)?;
+        match op {
+            Op::Insert => {
+                let value = after.expect("checked: insert has a value");
+                self.entries.insert(slot, (key.to_vec(), value.to_vec()));
+            }
+            Op::Replace => {
+                let value = after.expect("checked: replace has a value");
+                let stored = &mut self.entries[slot].1;
+                stored.clear();
+                stored.extend_from_slice(value);
+            }
+            Op::Remove => {
+                self.entries.remove(slot);
+            }
+        }
+        self.used = used;
+        Ok(())
+    }
+
+    /// Checks, without changing the page, that [`Page::apply`] with the
+    /// same arguments would succeed; returns the bytes used after it.
+    pub fn check(
+        &self,
+        op: Op,
+        slot: usize,
+        key: &[u8],
+        after: Option<&[u8]>,
+        page_size: usize,
+    ) -> Result<usize, String> {
         let count = self.entries.len();
         match op {
             Op::Insert => {
@@ -114,8 +145,7 @@ impl Page {
                 if grown > page_size {
                     return Err(format!("insert needs {grown} bytes of {page_size}"));
                 }
-                self.entries.insert(slot, (key.to_vec(), value.to_vec()));
-                self.used = grown;
+                Ok(grown)
             }
             Op::Replace => {
                 let value = after.ok_or("replace without a value")?;
@@ -125,18 +155,14 @@ impl Page {
                 if resized > page_size {
                     return Err(format!("replace needs {resized} bytes of {page_size}"));
                 }
-                let stored = &mut self.entries[slot].1;
-                stored.clear();
-                stored.extend_from_slice(value);
-                self.used = resized;
+                Ok(resized)
             }
             Op::Remove => {
                 self.check_slot(slot, key)?;
-                let (k, v) = self.entries.remove(slot);
-                self.used -= entry_len(k.len(), v.len());
+                let (k, v) = &self.entries[slot];
+                Ok(self.used - entry_len(k.len(), v.len()))
             }
         }
-        Ok(())
     }
 
     fn check_slot(&self, slot: usize, key: &[u8]) -> Result<(), String> {

@@ -11,7 +11,8 @@
 //!    appends never land after garbage (skipped by the `no-tail-truncate`
 //!    bug). Every segment in the redo range is synced too, since a process
 //!    crash may have left its bytes in the page cache only.
-//! 3. **Redo** repeats history from the checkpoint for every transaction:
+//! 3. **Redo** repeats history from the checkpoint for every transaction
+//!    (one segment at a time, each segment's records page by page):
 //!    a full-page image is applied only if the page on disk fails its
 //!    checks or is older than the image; an update or CLR only if the page's
 //!    pageLSN is below the record's LSN (skipped by `redo-no-pagelsn-check`).
@@ -46,19 +47,29 @@ pub struct Analysis {
     pub fpi_pages: BTreeSet<u32>,
 }
 
-fn reader<'s>(storage: &'s dyn Storage, config: &Config, start: Lsn) -> LogReader<'s> {
+/// Bytes analysis reads at a time: small enough that the records are still
+/// in the CPU cache when they are checked.
+pub const ANALYSIS_WINDOW_BYTES: usize = 1 << 20;
+
+fn reader<'s>(
+    storage: &'s dyn Storage,
+    config: &Config,
+    start: Lsn,
+    window_max: usize,
+) -> LogReader<'s> {
     LogReader::new(
         storage,
         config.segment_size,
         start,
         !config.bugs.has(Bug::NoCrcCheck),
         config.bugs.has(Bug::ReplayPastTorn),
+        window_max,
     )
 }
 
 /// Pass 1: analysis from the checkpoint at `checkpoint_lsn`.
 pub fn analyze(storage: &dyn Storage, config: &Config, checkpoint_lsn: Lsn) -> Result<Analysis> {
-    let mut scan = reader(storage, config, checkpoint_lsn);
+    let mut scan = reader(storage, config, checkpoint_lsn, ANALYSIS_WINDOW_BYTES);
     let (mut losers, mut next_txn) = match scan.next()? {
         Some(record) if record.lsn == checkpoint_lsn => match record.body {
             Body::Checkpoint { next_txn, active } => (
@@ -210,9 +221,10 @@ pub fn open_writer(
 
 /// Pass 3: redo from the checkpoint up to `end`.
 ///
-/// Redo goes one segment at a time: the scan validates the segment's
-/// records and notes the page of each update, CLR and full-page image; then
-/// the segment's records are applied page by page (each page's records in
+/// Redo goes one segment at a time (the scan reads a whole segment into its
+/// window): the scan validates the segment's records and notes the page of
+/// each update, CLR and full-page image; then the segment's records are
+/// applied page by page (each page's records in
 /// LSN order), so a page is fetched once per segment instead of once per
 /// record — with a pool smaller than the pages the log touches, fetching in
 /// LSN order evicts and rereads a page for nearly every record (InnoDB
@@ -227,16 +239,21 @@ pub fn redo(
     end: Lsn,
     report: &mut RecoveryReport,
 ) -> Result<()> {
-    let mut scan = reader(inner.storage.as_ref(), &inner.config, checkpoint_lsn);
+    let segment_len = usize::try_from(inner.config.segment_size).expect("segment fits memory");
+    let mut scan = reader(
+        inner.storage.as_ref(),
+        &inner.config,
+        checkpoint_lsn,
+        segment_len,
+    );
     let mut batch = RedoBatch::default();
-    let records_max =
-        usize::try_from(inner.config.segment_size).expect("segment fits memory") / HEADER_LEN;
+    let records_max = segment_len / HEADER_LEN;
     loop {
         let found = match scan.advance()? {
             Step::Record(found) if found.lsn < end => found,
             Step::Record(_) | Step::End => break,
-            Step::SegmentDone => {
-                batch.apply(inner, core, scan.segment(), report)?;
+            Step::WindowDone => {
+                batch.apply(inner, core, scan.window(), report)?;
                 continue;
             }
         };
@@ -246,7 +263,7 @@ pub fn redo(
             batch.records.push((page_id, found));
         }
     }
-    batch.apply(inner, core, scan.segment(), report)?;
+    batch.apply(inner, core, scan.window(), report)?;
     report.wal_bytes_replayed = end.saturating_sub(checkpoint_lsn);
     Ok(())
 }
@@ -260,23 +277,23 @@ fn page_changed(body: &Body<'_>) -> Option<u32> {
     }
 }
 
-/// The records of one segment still to redo.
+/// The records of one window of the scan (a segment) still to redo.
 #[derive(Default)]
 struct RedoBatch {
-    /// (page changed, where the record is in the segment), in LSN order.
+    /// (page changed, where the record is in the window), in LSN order.
     records: Vec<(u32, Found)>,
     /// (LSN, page) of the full-page images that repaired a page.
     repaired: Vec<(Lsn, u32)>,
 }
 
 impl RedoBatch {
-    /// Applies the batch, page by page, from `segment` (the bytes its
-    /// records were found in), and empties it.
+    /// Applies the batch, page by page, from `window` (the scan's window
+    /// its records were found in), and empties it.
     fn apply(
         &mut self,
         inner: &Inner,
         core: &mut Core,
-        segment: &[u8],
+        window: &[u8],
         report: &mut RecoveryReport,
     ) -> Result<()> {
         // Stable: each page's records stay in LSN order.
@@ -286,7 +303,7 @@ impl RedoBatch {
             if failed.as_ref().is_some_and(|(lsn, _)| found.lsn > *lsn) {
                 continue;
             }
-            match redo_record(inner, core, &record_in(segment, found)) {
+            match redo_record(inner, core, &record_in(window, found)) {
                 Ok((applied, repaired)) => {
                     report.records_redone += u64::from(applied);
                     if let Some(page_id) = repaired {

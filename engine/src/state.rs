@@ -70,13 +70,16 @@ pub struct Change<'a> {
 }
 
 /// Logs `change` (after a full-page image if due) and applies it to the
-/// cached page. The page must fit the change; callers check first.
+/// cached page, in place: the change is checked against the page first (a
+/// change that does not fit is an error and nothing is logged), so no copy
+/// of the page is needed to apply it. Callers check for room first.
 pub fn log_and_apply(inner: &Inner, core: &mut Core, change: &Change<'_>) -> Result<Lsn> {
     let page_size = inner.pages.page_size;
     let frame = core.pool.fetch(change.page_id, &inner.pages, &inner.log)?;
-    let mut trial = frame.page.clone();
-    trial
-        .apply(change.op, change.slot, change.key, change.after, page_size)
+    // Checked before anything is logged; applied in place once logged.
+    frame
+        .page
+        .check(change.op, change.slot, change.key, change.after, page_size)
         .map_err(|what| Error::corruption("pages", frame.page.lsn, what))?;
     if !inner.config.bugs.has(Bug::NoFullPageImages) && core.fpi_done.insert(change.page_id) {
         let image = frame.page.encode(page_size);
@@ -109,8 +112,16 @@ pub fn log_and_apply(inner: &Inner, core: &mut Core, change: &Change<'_>) -> Res
         lsn > frame.page.lsn || frame.page.lsn == 0,
         "pageLSN increases"
     );
-    trial.lsn = lsn;
-    frame.page = trial;
+    if let Err(what) = frame
+        .page
+        .apply(change.op, change.slot, change.key, change.after, page_size)
+    {
+        panic!(
+            "page {} changed between check and apply: {what}",
+            change.page_id
+        );
+    }
+    frame.page.lsn = lsn;
     frame.dirty = true;
     Ok(lsn)
 }

@@ -6,12 +6,14 @@
 //! - [`workload`]: scenarios and the seeded workload driver;
 //! - [`oracle`]: what a recovered state must be, and the violations;
 //! - [`supervisor`]: forks, kills, recovers and verifies; case ids;
+//! - [`mutants`]: `powercut mutants`, the planted-bug detection table;
 //! - [`report`]: summary.json, trials.csv, junit.xml, bundles;
 //! - [`bench`]: `powercut bench engine|harness`.
 
 pub mod bench;
 pub mod exit;
 pub mod fault;
+pub mod mutants;
 pub mod oracle;
 pub mod report;
 pub mod supervisor;

@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Torture the engine: run trials of a scenario, crash them, recover, check.
     Run(RunArgs),
+    /// Planted-bug detection table: hunt each of the 13 bugs, then run the correct engine.
+    Mutants(MutantsArgs),
     /// Rebuild one crash state from its case id (or bundle directory), recover and judge it again.
     Replay(ReplayArgs),
     /// Measure the engine (commits/s per fsync policy, against SQLite) or the harness (crash states/s).
@@ -74,6 +76,25 @@ struct RunArgs {
     /// Also enumerate every crash point between two syncs and every subset of the last K volatile writes.
     #[arg(long, value_name = "K")]
     exhaustive: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+struct MutantsArgs {
+    /// Wall-clock budget per bug, and for the correct engine, e.g. 10s.
+    #[arg(long)]
+    budget: Option<String>,
+    /// Parallel worker processes [default: all cores].
+    #[arg(long)]
+    jobs: Option<u32>,
+    /// Write the table as CSV to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// The run seed of every hunt.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Hunt only these bugs (repeatable; default: all 13).
+    #[arg(long = "bug")]
+    bugs: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -152,6 +173,13 @@ fn main() {
     };
     let code = match cli.command {
         Command::Run(args) => run(args),
+        Command::Mutants(args) => harness::mutants::run(harness::mutants::MutantsRequest {
+            budget: args.budget,
+            jobs: args.jobs,
+            csv: args.csv,
+            seed: args.seed,
+            bugs: args.bugs,
+        }),
         Command::Replay(args) => harness::supervisor::replay::main(
             &args.case,
             args.explain,
@@ -183,6 +211,8 @@ fn run(args: RunArgs) -> i32 {
         out: args.out,
         chaos: args.chaos,
         exhaustive: args.exhaustive,
+        stop_on_first_violation: false,
+        quiet: false,
     };
     run(request)
 }

@@ -211,3 +211,22 @@ fn durations_parse() {
         assert!(parse_duration(bad).is_err(), "{bad} accepted");
     }
 }
+
+#[test]
+fn every_builtin_gives_an_engine_config_the_engine_accepts() {
+    // An invalid engine config makes every recovery fail: each crash state
+    // would be reported as a violation (checkpoint-storm once had 8 KiB
+    // segments, less than two 4 KiB full-page images).
+    for name in Scenario::builtin_names() {
+        let scenario = Scenario::builtin(name).unwrap();
+        for policy in &scenario.policies {
+            let config = scenario.engine_config(*policy, BugSet::default());
+            let storage: std::sync::Arc<dyn engine::storage::Storage> =
+                std::sync::Arc::new(engine::storage::MemStorage::new());
+            let clock = std::sync::Arc::new(engine::VirtualClock::new(0));
+            if let Err(error) = engine::Engine::open(storage, config, clock) {
+                panic!("{name} under {policy}: {error}");
+            }
+        }
+    }
+}

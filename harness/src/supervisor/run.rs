@@ -34,6 +34,12 @@ pub struct RunRequest {
     pub out: Option<PathBuf>,
     pub chaos: bool,
     pub exhaustive: Option<u32>,
+    /// Stop at the first trial that reports a violation (`powercut mutants`):
+    /// the report's `elapsed_s` is then the time to detect.
+    pub stop_on_first_violation: bool,
+    /// Print neither progress nor failure lines (library callers that make
+    /// their own table).
+    pub quiet: bool,
 }
 
 /// Workers at most, whatever `--jobs` says.
@@ -62,6 +68,8 @@ pub struct Plan {
     /// global, so shard outcomes do not depend on N's other shards).
     pub shard: Option<(u64, u64)>,
     pub out: Option<PathBuf>,
+    pub stop_on_first_violation: bool,
+    pub quiet: bool,
 }
 
 /// Parses `K/N` with `K < N`.
@@ -135,6 +143,8 @@ impl Plan {
             jobs,
             shard,
             out: request.out,
+            stop_on_first_violation: request.stop_on_first_violation,
+            quiet: request.quiet,
         })
     }
 }
@@ -156,6 +166,44 @@ fn install_interrupt_handlers() {
         // SAFETY: the handler only stores to an atomic.
         unsafe { sigaction(signal, &action) }.expect("install signal handler");
     }
+}
+
+/// Why a run produced no report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunError {
+    /// Bad input (exit 2), in one line.
+    Usage(String),
+    /// The harness itself failed (exit 3), in one line.
+    Harness(String),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Usage(_) => exit::USAGE,
+            RunError::Harness(_) => exit::HARNESS_FAILED,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            RunError::Usage(message) | RunError::Harness(message) => message,
+        }
+    }
+}
+
+/// True once Ctrl-C or SIGTERM asked the run to stop.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Runs a request to its report, for library callers (`powercut mutants`):
+/// writes no report files and prints no summary line. Worker processes are
+/// this executable re-run as `powercut __worker`.
+pub fn run_to_report(request: RunRequest) -> Result<RunReport, RunError> {
+    let plan = Plan::resolve(request).map_err(RunError::Usage)?;
+    install_interrupt_handlers();
+    execute(&plan).map_err(RunError::Harness)
 }
 
 /// Runs `powercut run`; returns the exit code.
@@ -328,11 +376,12 @@ impl<'plan> Dispatcher<'plan> {
             workers.push(worker);
         }
         let progress =
-            (std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()).then(|| {
-                let bar = indicatif::ProgressBar::new_spinner();
-                bar.enable_steady_tick(Duration::from_millis(200));
-                bar
-            });
+            (!plan.quiet && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none())
+                .then(|| {
+                    let bar = indicatif::ProgressBar::new_spinner();
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    bar
+                });
         let mut report = RunReport::default();
         report.summary.scenario = plan.setup.scenario_label.clone();
         report.summary.seed = plan.setup.seed;
@@ -388,6 +437,12 @@ impl<'plan> Dispatcher<'plan> {
                 Ok(Event::Message(index, WorkerMessage::Done(outcome))) => {
                     self.workers[index].busy = false;
                     self.record(*outcome);
+                    if self.plan.stop_on_first_violation && self.report.summary.violations > 0 {
+                        for worker in &mut self.workers {
+                            worker.kill_group();
+                        }
+                        break;
+                    }
                     self.hand_out(index)?;
                 }
                 Ok(Event::Message(_, WorkerMessage::Fatal(message))) => {
@@ -454,6 +509,7 @@ impl<'plan> Dispatcher<'plan> {
                 );
                 match &self.progress {
                     Some(bar) => bar.println(line),
+                    None if self.plan.quiet => {}
                     None => println!("{line}"),
                 }
             }
