@@ -30,7 +30,7 @@ if [[ -n ${POWERCUT_BIN:-} ]]; then
   bin=$POWERCUT_BIN
 else
   cargo build --release --quiet --bin powercut
-  bin=target/release/powercut
+  bin=${CARGO_TARGET_DIR:-target}/release/powercut
 fi
 
 args=(run --scenario "$scenario" --duration "$duration" --seed "$seed" --out "$out")
