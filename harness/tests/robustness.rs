@@ -386,6 +386,29 @@ fn an_unwritable_report_directory_is_exit_3_with_one_line() {
     }
 }
 
+/// The report folder vanishes during the run (a full or unmounted disk
+/// looks the same to the final write): the run ends with exit 3 and one
+/// line naming the report it could not write.
+#[test]
+fn a_report_folder_lost_during_the_run_is_exit_3_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let child = command(&["run", "--duration", "3s", "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::write(&out, b"not a folder any more").unwrap();
+    let result = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot write report"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 /// Bad input beyond `run_cli.rs`'s cases: one line, exit 2, no panic.
 #[test]
 fn more_bad_input_gets_one_line_and_exit_2() {
