@@ -32,6 +32,8 @@ enum Command {
     Bench(BenchArgs),
     /// The fsync-policy report: throughput and crash losses per policy, as CSV and SVG.
     Compare(harness::compare::cli::CompareArgs),
+    /// Join the reports of `run --shard K/N` into the report of the whole run.
+    Merge(MergeArgs),
     /// Internal: a worker process of `powercut run` (reads trials on stdin).
     #[command(name = "__worker", hide = true)]
     Worker,
@@ -115,6 +117,19 @@ struct ReplayArgs {
 }
 
 #[derive(Args, Debug)]
+struct MergeArgs {
+    /// Report directories written by `powercut run --shard K/N --out DIR`.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Write the merged summary.json, trials.csv, junit.xml and bundles here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Merge even if some shards are missing (the result is marked interrupted).
+    #[arg(long)]
+    partial: bool,
+}
+
+#[derive(Args, Debug)]
 struct BenchArgs {
     /// What to measure: `engine` or `harness`.
     target: String,
@@ -178,6 +193,9 @@ fn main() {
         Command::Shrink(args) => harness::supervisor::shrink::main(&args),
         Command::Bench(args) => bench(args),
         Command::Compare(args) => harness::compare::cli::main(args),
+        Command::Merge(args) => {
+            harness::report::merge::main(&args.dirs, args.out.as_deref(), args.partial)
+        }
         Command::Worker => harness::supervisor::worker::main(),
     };
     std::process::exit(code);

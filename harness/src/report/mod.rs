@@ -5,6 +5,7 @@
 //! Any failure to write is a [`ReportError`] (exit code 3), never a panic.
 
 pub mod bundle;
+pub mod merge;
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -108,11 +109,13 @@ pub struct CrashTimes {
     pub recovery: crate::bench::latency::LatencyHistogram,
 }
 
-/// Writes `summary.json`, `trials.csv` and `junit.xml` into `dir`.
+/// Writes `summary.json`, `trials.csv`, `failures.csv` and `junit.xml`
+/// into `dir`.
 pub fn write_all(dir: &Path, report: &RunReport) -> Result<(), ReportError> {
     fs::create_dir_all(dir).map_err(|e| ReportError::new(dir, e))?;
     write_summary(&dir.join("summary.json"), &report.summary)?;
     write_trials(&dir.join("trials.csv"), &report.trials)?;
+    merge::write_failures(&dir.join(merge::FAILURES_FILE), &report.failures)?;
     write_junit(&dir.join("junit.xml"), report)
 }
 

@@ -7,6 +7,7 @@ pub mod case;
 pub mod child;
 pub mod explain;
 pub mod protocol;
+pub mod recovery_fault;
 pub mod replay;
 pub mod run;
 pub mod shrink;

@@ -52,6 +52,9 @@ pub const FAILURES_LISTED_MAX: usize = 100;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Budget {
     Time(Duration),
+    /// The global trial range `0..T`. A shard `K/N` runs its part of it, the
+    /// trials `t < T` with `t % N == K`, so the N shards of `--trials T`
+    /// together run exactly the trials of the unsharded `--trials T`.
     Trials(u64),
 }
 
@@ -61,7 +64,8 @@ pub struct Plan {
     pub setup: WorkerSetup,
     pub budget: Budget,
     pub jobs: u32,
-    /// `(K, N)`: run trials `t` with `t % N == K`.
+    /// `(K, N)`: run trials `t` with `t % N == K` (trial numbers are
+    /// global, so shard outcomes do not depend on N's other shards).
     pub shard: Option<(u64, u64)>,
     pub out: Option<PathBuf>,
     pub stop_on_first_violation: bool,
@@ -283,6 +287,9 @@ struct Worker {
     process: std::process::Child,
     stdin: Option<ChildStdin>,
     busy: bool,
+    /// Once the worker is reaped its pid (and group id) may be reused by a
+    /// stranger's process: from then on it is never signalled again.
+    reaped: bool,
 }
 
 impl Worker {
@@ -294,10 +301,26 @@ impl Worker {
         writeln!(stdin, "{line}").map_err(|e| format!("cannot talk to a worker process: {e}"))
     }
 
-    fn kill_group(&mut self) {
+    /// Kills the worker's process group (the worker and every child it
+    /// forked) and reaps the worker. The group id is the worker's pid, which
+    /// stays reserved until the worker is reaped, so the signal can only
+    /// reach processes this run started.
+    /// Returns whether it signalled.
+    fn kill_group(&mut self) -> bool {
+        if self.reaped {
+            return false;
+        }
         let group = nix::unistd::Pid::from_raw(-(self.process.id() as i32));
         let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.process.wait();
+        self.reap();
+        true
+    }
+
+    fn reap(&mut self) -> Option<std::process::ExitStatus> {
+        self.stdin = None;
+        let status = self.process.wait().ok();
+        self.reaped = true;
+        status
     }
 }
 
@@ -306,8 +329,8 @@ struct Dispatcher<'plan> {
     workers: Vec<Worker>,
     events: mpsc::Receiver<Event>,
     started: Instant,
+    /// The next trial number to hand out (global across shards).
     next_trial: u64,
-    trials_started: u64,
     report: RunReport,
     progress: Option<indicatif::ProgressBar>,
 }
@@ -320,12 +343,23 @@ impl<'plan> Dispatcher<'plan> {
         let (sender, events) = mpsc::channel();
         let mut workers = Vec::new();
         for index in 0..plan.jobs as usize {
-            let mut process = Command::new(&exe)
+            let mut command = Command::new(&exe);
+            command
                 .arg("__worker")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
-                .process_group(0)
+                .process_group(0);
+            // SAFETY: prctl is async-signal-safe and touches no memory. A
+            // worker dies with the dispatcher even when the dispatcher is
+            // SIGKILLed and has no chance to kill the worker groups itself.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let mut process = command
                 .spawn()
                 .map_err(|e| format!("cannot start a worker process: {e}"))?;
             let stdout = process.stdout.take().expect("piped stdout");
@@ -336,6 +370,7 @@ impl<'plan> Dispatcher<'plan> {
                 process,
                 stdin,
                 busy: false,
+                reaped: false,
             };
             worker.send(&setup)?;
             workers.push(worker);
@@ -360,7 +395,6 @@ impl<'plan> Dispatcher<'plan> {
             events,
             started: Instant::now(),
             next_trial: first_trial,
-            trials_started: 0,
             report,
             progress,
         })
@@ -369,7 +403,7 @@ impl<'plan> Dispatcher<'plan> {
     fn budget_left(&self) -> bool {
         match self.plan.budget {
             Budget::Time(limit) => self.started.elapsed() < limit,
-            Budget::Trials(count) => self.trials_started < count,
+            Budget::Trials(count) => self.next_trial < count,
         }
     }
 
@@ -382,7 +416,6 @@ impl<'plan> Dispatcher<'plan> {
             trial: self.next_trial,
         };
         self.next_trial += self.plan.shard.map_or(1, |(_, n)| n);
-        self.trials_started += 1;
         self.workers[index].busy = true;
         self.workers[index].send(&serde_json::to_string(&job).expect("job serialises"))
     }
@@ -420,7 +453,7 @@ impl<'plan> Dispatcher<'plan> {
                 }
                 Ok(Event::Closed(index)) => {
                     open -= 1;
-                    let status = self.workers[index].process.wait();
+                    let status = self.workers[index].reap();
                     if self.workers[index].busy {
                         for worker in &mut self.workers {
                             worker.kill_group();
@@ -443,11 +476,15 @@ impl<'plan> Dispatcher<'plan> {
         if let Some(bar) = &self.progress {
             bar.finish_and_clear();
         }
+        // Workers finish out of order; reports list trials in order, so a
+        // run's reports do not depend on --jobs.
+        self.report.trials.sort_by_key(|row| row.trial);
+        self.report.failures.sort_by_key(|(row, _)| row.trial);
         let elapsed = self.started.elapsed().as_secs_f64();
         let summary = &mut self.report.summary;
         summary.elapsed_s = elapsed;
         summary.crash_states_per_s = summary.crash_states as f64 / elapsed.max(1e-9);
-        Ok(self.report)
+        Ok(std::mem::take(&mut self.report))
     }
 
     fn record(&mut self, outcome: TrialOutcome) {
@@ -501,6 +538,16 @@ impl<'plan> Dispatcher<'plan> {
     }
 }
 
+impl Drop for Dispatcher<'_> {
+    /// Whatever way the run ends (an error, an interrupt, the budget), no
+    /// worker outlives it and none is left a zombie.
+    fn drop(&mut self) {
+        for worker in &mut self.workers {
+            worker.kill_group();
+        }
+    }
+}
+
 fn read_worker(index: usize, stdout: std::process::ChildStdout, events: mpsc::Sender<Event>) {
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
@@ -526,5 +573,25 @@ mod tests {
             let error = parse_shard(bad).unwrap_err();
             assert!(error.starts_with("invalid --shard"), "{error}");
         }
+    }
+
+    /// A reaped worker's pid may belong to a stranger: signalling its group
+    /// again could kill processes this run never started.
+    #[test]
+    fn a_reaped_worker_is_never_signalled_again() {
+        let process = Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut worker = Worker {
+            process,
+            stdin: None,
+            busy: true,
+            reaped: false,
+        };
+        assert!(worker.kill_group(), "a live worker's group is killed");
+        assert!(worker.reaped);
+        assert!(!worker.kill_group(), "a reaped worker is never signalled");
     }
 }

@@ -10,6 +10,7 @@
 //! finding, and starts a new verifier child for the rest.
 
 use super::child::{self, ChildEnd, Received};
+use super::recovery_fault;
 use super::trial::{Chain, CrashState, TrialPlan, cycle_start_us, txn_id_base};
 use crate::fault::FaultProfile;
 use crate::fault::image::ImageBuilder;
@@ -224,14 +225,26 @@ fn verify_in_child(
     let sector_size = u64::from(input.plan.scenario.crash.sector_size);
     let mut builder = ImageBuilder::new(&input.chain.image, input.events, sector_size);
     let invariants = combo.workload.invariants(&input.plan.scenario.workload);
+    let send = |frame: &Frame, out: &mut child::FrameWriter| {
+        out.send(&serde_json::to_vec(frame).expect("frame serialises"))
+            .is_ok()
+    };
+    // Test-only (see `recovery_fault`): read here, in the verifier child only.
+    let planted = match recovery_fault::from_env() {
+        Ok(fault) => fault.map(|fault| recovery_fault::MisbehavingFactory { fault }),
+        Err(message) => {
+            send(&Frame::HarnessError(message), out);
+            return 1;
+        }
+    };
     for (index, state) in states.iter().enumerate().skip(first) {
-        let send = |frame: &Frame, out: &mut child::FrameWriter| {
-            out.send(&serde_json::to_vec(frame).expect("frame serialises"))
-                .is_ok()
-        };
         if !send(&Frame::Start(index), out) {
             return 1;
         }
+        let factory: &dyn TargetFactory = match &planted {
+            Some(planted) if recovery_fault::fires_at(input.cycle, index) => planted,
+            _ => input.factory,
+        };
         let choices = state.faults.to_choices();
         let image = match builder.image_at(state.point, combo.fault, &choices) {
             Ok(image) => image,
@@ -255,7 +268,7 @@ fn verify_in_child(
             fsync_allowance_us: FSYNC_ALLOWANCE_US,
         };
         let checked = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            check_state(input.factory, &image.files, &history, promise, &invariants)
+            check_state(factory, &image.files, &history, promise, &invariants)
         })) {
             Ok(checked) => checked,
             Err(_) => Checked {
