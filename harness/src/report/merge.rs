@@ -101,6 +101,7 @@ pub fn read_report(dir: &Path) -> Result<RunReport, String> {
         summary,
         trials,
         failures,
+        ..RunReport::default()
     })
 }
 
@@ -412,6 +413,7 @@ mod tests {
             },
             trials: rows,
             failures,
+            ..RunReport::default()
         }
     }
 
