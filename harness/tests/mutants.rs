@@ -7,15 +7,8 @@
 //! *next* recovery stops at the garbage) is caught by the default mix, not
 //! only by a hunt tailored to it; bad usage is one line and exit 2.
 
-use std::process::Command;
-
-fn powercut(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_powercut"))
-        .args(args)
-        .env("CI", "1")
-        .output()
-        .expect("run powercut")
-}
+mod common;
+use common::powercut;
 
 const BUGS: [&str; 13] = [
     "ack-before-fsync",

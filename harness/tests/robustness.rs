@@ -15,9 +15,12 @@
 //! Not checked here: a full disk during the run (bundle writes that fail
 //! are skipped; the final report write is covered by the unwritable cases).
 
+mod common;
+use common::{describe, summary};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const FAULT_ENV: &str = "POWERCUT_TEST_RECOVERY_FAULT";
@@ -39,23 +42,9 @@ fn fast_scenario(dir: &Path) -> PathBuf {
 }
 
 fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_powercut"));
-    command.args(args).env("CI", "1").env_remove(FAULT_ENV);
+    let mut command = common::command(args);
+    command.env_remove(FAULT_ENV);
     command
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn summary(dir: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json written");
-    serde_json::from_str(&text).expect("valid summary.json")
 }
 
 fn unique_marker(test: &str) -> String {

@@ -2,21 +2,10 @@
 //! scenario passes on the correct engine and writes well-formed reports;
 //! bad input gets one line and exit 2.
 
+mod common;
+use common::{first_case_id, powercut, summary};
+
 use std::path::Path;
-use std::process::Command;
-
-fn powercut(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_powercut"))
-        .args(args)
-        .env("CI", "1")
-        .output()
-        .expect("run powercut")
-}
-
-fn read_json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("report exists"))
-        .expect("valid JSON")
-}
 
 #[test]
 fn smoke_run_on_the_correct_engine_passes_and_writes_every_report() {
@@ -37,7 +26,7 @@ fn smoke_run_on_the_correct_engine_passes_and_writes_every_report() {
         "stdout: {stdout}\nstderr: {}",
         String::from_utf8_lossy(&result.stderr)
     );
-    let summary = read_json(&out.path().join("summary.json"));
+    let summary = summary(out.path());
     for field in [
         "trials",
         "crash_states",
@@ -97,14 +86,6 @@ fn bad_input_gets_one_line_and_exit_2() {
         );
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
-}
-
-fn first_case_id(stdout: &str) -> String {
-    stdout
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("powercut replay "))
-        .unwrap_or_else(|| panic!("no failure printed:\n{stdout}"))
-        .to_string()
 }
 
 /// Determinism (SPEC §5.2): the same binary and case id rebuild a

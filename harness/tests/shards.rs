@@ -3,31 +3,12 @@
 //! so N shards merged equal the unsharded run; `powercut merge` keeps every
 //! failure and refuses reports that do not belong together.
 
+mod common;
+use common::{describe, powercut, summary};
+
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn powercut(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_powercut"))
-        .args(args)
-        .env("CI", "1")
-        .output()
-        .expect("run powercut")
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn summary(dir: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json");
-    serde_json::from_str(&text).expect("valid summary.json")
-}
+use std::process::Output;
 
 /// `trials.csv` rows without `elapsed_ms` (the only column that depends on
 /// the machine), in file order.

@@ -1,0 +1,43 @@
+//! Helpers the command-line tests share: run the real `powercut` binary
+//! (quiet, as in CI), show its output, read its reports.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// `powercut ARGS`, with `CI` set so no progress bar is drawn.
+pub fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_powercut"));
+    command.args(args).env("CI", "1");
+    command
+}
+
+/// Runs `powercut ARGS` to the end.
+pub fn powercut(args: &[&str]) -> Output {
+    command(args).output().expect("run powercut")
+}
+
+/// Exit status and both streams, for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A report directory's `summary.json`.
+pub fn summary(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json written");
+    serde_json::from_str(&text).expect("valid summary.json")
+}
+
+/// The case id of the first failure a run printed.
+pub fn first_case_id(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("powercut replay "))
+        .unwrap_or_else(|| panic!("no failure printed:\n{stdout}"))
+        .to_string()
+}
