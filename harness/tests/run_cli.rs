@@ -52,6 +52,12 @@ fn smoke_run_on_the_correct_engine_passes_and_writes_every_report() {
         "{trials}"
     );
     assert!(trials.lines().count() > 1);
+    assert!(
+        !out.path()
+            .join(harness::supervisor::run::ROW_SPILL_FILE)
+            .exists(),
+        "the rows spilled during the run are removed once trials.csv is written"
+    );
     let junit = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
     assert!(
         junit.contains("<testsuite") && !junit.contains("<failure"),

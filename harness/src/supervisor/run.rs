@@ -8,7 +8,7 @@
 
 use super::protocol::{TrialJob, TrialOutcome, WorkerMessage, WorkerSetup};
 use crate::exit;
-use crate::report::{self, RunReport, bundle::BUNDLES_MAX};
+use crate::report::{self, RunReport, TrialRow, bundle::BUNDLES_MAX};
 use crate::workload::scenario;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::process::CommandExt;
@@ -42,6 +42,10 @@ pub struct RunRequest {
     pub quiet: bool,
 }
 
+/// The file under `--out` that holds trial rows during a run (removed when
+/// `trials.csv` is written).
+pub const ROW_SPILL_FILE: &str = ".trials-in-progress.csv";
+
 /// Workers at most, whatever `--jobs` says.
 pub const JOBS_MAX: u32 = 256;
 
@@ -70,6 +74,22 @@ pub struct Plan {
     pub out: Option<PathBuf>,
     pub stop_on_first_violation: bool,
     pub quiet: bool,
+    /// What happens to each trial's row during the run.
+    pub rows: RowKeeping,
+}
+
+/// Where the dispatcher keeps trial rows while a run goes on. A long run
+/// must not grow with its trial count, so `powercut run` spills them to a
+/// file under `--out` (or drops them without one) and reads them back only
+/// to write `trials.csv` and `junit.xml` at the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RowKeeping {
+    /// In memory, in the returned report (library callers: bounded runs).
+    Keep,
+    /// Appended to this file as they arrive; read back at the end.
+    Spill(PathBuf),
+    /// Not kept (no report will be written).
+    Drop,
 }
 
 /// Parses `K/N` with `K < N`.
@@ -145,6 +165,7 @@ impl Plan {
             out: request.out,
             stop_on_first_violation: request.stop_on_first_violation,
             quiet: request.quiet,
+            rows: RowKeeping::Keep,
         })
     }
 }
@@ -208,12 +229,16 @@ pub fn run_to_report(request: RunRequest) -> Result<RunReport, RunError> {
 
 /// Runs `powercut run`; returns the exit code.
 pub fn run(request: RunRequest) -> i32 {
-    let plan = match Plan::resolve(request) {
+    let mut plan = match Plan::resolve(request) {
         Ok(plan) => plan,
         Err(message) => {
             eprintln!("powercut: {message}");
             return exit::USAGE;
         }
+    };
+    plan.rows = match &plan.out {
+        Some(out) => RowKeeping::Spill(out.join(ROW_SPILL_FILE)),
+        None => RowKeeping::Drop,
     };
     if let Some(out) = &plan.out
         && let Err(error) = std::fs::create_dir_all(out.join("failures"))
@@ -333,6 +358,8 @@ struct Dispatcher<'plan> {
     next_trial: u64,
     report: RunReport,
     progress: Option<indicatif::ProgressBar>,
+    /// Rows spilled so far ([`RowKeeping::Spill`]).
+    spill: Option<csv::Writer<std::fs::File>>,
 }
 
 impl<'plan> Dispatcher<'plan> {
@@ -397,6 +424,7 @@ impl<'plan> Dispatcher<'plan> {
             next_trial: first_trial,
             report,
             progress,
+            spill: None,
         })
     }
 
@@ -476,6 +504,7 @@ impl<'plan> Dispatcher<'plan> {
         if let Some(bar) = &self.progress {
             bar.finish_and_clear();
         }
+        self.read_back_rows()?;
         // Workers finish out of order; reports list trials in order, so a
         // run's reports do not depend on --jobs.
         self.report.trials.sort_by_key(|row| row.trial);
@@ -534,7 +563,56 @@ impl<'plan> Dispatcher<'plan> {
                 summary.violations
             ));
         }
-        self.report.trials.push(row);
+        self.keep_row(row);
+    }
+
+    fn keep_row(&mut self, row: TrialRow) {
+        match &self.plan.rows {
+            RowKeeping::Keep => self.report.trials.push(row),
+            RowKeeping::Drop => {}
+            RowKeeping::Spill(path) => {
+                if self.spill.is_none() {
+                    self.spill = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .open(path)
+                        .ok()
+                        .map(csv::Writer::from_writer);
+                }
+                let written = self.spill.as_mut().map(|spill| spill.serialize(&row));
+                if !matches!(written, Some(Ok(()))) {
+                    // The disk refused: keep the row in memory instead, so
+                    // the report still lists it (or fails to write, exit 3).
+                    self.spill = None;
+                    self.report.trials.push(row);
+                }
+            }
+        }
+    }
+
+    /// Brings spilled rows back for the reports (through the open file, so
+    /// a report folder removed meanwhile still fails only at the report
+    /// write) and removes the spill file.
+    fn read_back_rows(&mut self) -> Result<(), String> {
+        use std::io::{Seek, SeekFrom};
+        let RowKeeping::Spill(path) = &self.plan.rows else {
+            return Ok(());
+        };
+        let Some(spill) = self.spill.take() else {
+            return Ok(());
+        };
+        let failed = |e: &dyn std::fmt::Display| {
+            format!("cannot read back trial rows from {}: {e}", path.display())
+        };
+        let mut file = spill.into_inner().map_err(|e| failed(&e.error()))?;
+        file.seek(SeekFrom::Start(0)).map_err(|e| failed(&e))?;
+        for row in csv::Reader::from_reader(file).deserialize::<TrialRow>() {
+            self.report.trials.push(row.map_err(|e| failed(&e))?);
+        }
+        let _ = std::fs::remove_file(path);
+        Ok(())
     }
 }
 
