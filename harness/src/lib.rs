@@ -12,6 +12,7 @@
 //! - [`compare`]: `powercut compare`, the fsync-policy report.
 
 pub mod bench;
+pub mod case;
 pub mod compare;
 pub mod exit;
 pub mod fault;
@@ -20,4 +21,5 @@ pub mod oracle;
 pub mod report;
 pub mod supervisor;
 pub mod target;
+pub mod triage;
 pub mod workload;

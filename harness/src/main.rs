@@ -27,7 +27,7 @@ enum Command {
     /// Rebuild one crash state from its case id (or bundle directory), recover and judge it again.
     Replay(ReplayArgs),
     /// Reduce a failing case while the same violation kind persists; writes the minimal bundle.
-    Shrink(harness::supervisor::shrink::ShrinkArgs),
+    Shrink(harness::triage::shrink::ShrinkArgs),
     /// Measure the engine (commits/s per fsync policy, against SQLite) or the harness (crash states/s).
     Bench(BenchArgs),
     /// The fsync-policy report: throughput and crash losses per policy, as CSV and SVG.
@@ -184,13 +184,13 @@ fn main() {
             seed: args.seed,
             bugs: args.bugs,
         }),
-        Command::Replay(args) => harness::supervisor::replay::main(
+        Command::Replay(args) => harness::triage::replay::main(
             &args.case,
             args.explain,
             args.keep_image.as_deref(),
             args.flaky,
         ),
-        Command::Shrink(args) => harness::supervisor::shrink::main(&args),
+        Command::Shrink(args) => harness::triage::shrink::main(&args),
         Command::Bench(args) => bench(args),
         Command::Compare(args) => harness::compare::cli::main(args),
         Command::Merge(args) => {

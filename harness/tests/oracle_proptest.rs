@@ -4,10 +4,10 @@
 
 use harness::fault::FaultProfile;
 use harness::fault::trace::{Event, WorkloadTxnId, Write};
+use harness::oracle::history::apply;
+use harness::oracle::tag::tagged_value;
 use harness::oracle::{History, Promise, ViolationKind, check};
 use harness::target::State;
-use harness::workload::driver::apply;
-use harness::workload::tag::tagged_value;
 use proptest::prelude::*;
 
 const BASE_ID: WorkloadTxnId = 1000;

@@ -5,10 +5,10 @@
 use engine::FsyncPolicy;
 use harness::fault::FaultProfile;
 use harness::fault::trace::{Event, WorkloadTxnId};
+use harness::oracle::tag::tagged_value;
 use harness::oracle::{History, Invariant, Promise, ViolationKind, check, state_hash};
 use harness::target::State;
 use harness::workload::bank::{BankTotal, account_key};
-use harness::workload::tag::tagged_value;
 use std::collections::BTreeSet;
 
 const BASE_ID: WorkloadTxnId = 100;

@@ -6,10 +6,10 @@ use engine::{FsyncPolicy, VirtualClock};
 use harness::fault::FaultProfile;
 use harness::fault::trace::{Event, VecSink, Write};
 use harness::oracle::Invariant;
+use harness::oracle::tag::{TAG_LEN, read_tag};
 use harness::oracle::{History, Promise, check};
 use harness::target::{State, Target, TargetError, TargetErrorKind, TargetResult, TxnHandle};
 use harness::workload::bank::BankTotal;
-use harness::workload::tag::{TAG_LEN, read_tag};
 use harness::workload::{
     CycleOutcome, CycleSpec, Scenario, WorkloadKind, WorkloadParams, run_cycle,
 };
@@ -120,7 +120,7 @@ impl Target for FakeTarget {
             });
         }
         let writes = self.open.remove(&txn).unwrap();
-        harness::workload::driver::apply(&mut self.committed, &writes);
+        harness::oracle::history::apply(&mut self.committed, &writes);
         match self.mode {
             AckMode::OnCommit => self.acks.push(txn),
             AckMode::OnFlush => self.unflushed.push(txn),

@@ -23,11 +23,9 @@
 
 pub mod engine;
 pub mod harness;
-pub mod latency;
 pub mod recovery;
 pub mod runner;
 pub mod sqlite;
-pub mod vfs;
 
 use ::engine::FsyncPolicy;
 use runner::RunTotals;

@@ -8,7 +8,7 @@
 //! timed. The first error stops every thread.
 
 use super::BenchError;
-use super::latency::LatencyHistogram;
+use crate::report::latency::LatencyHistogram;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

@@ -8,11 +8,12 @@
 //! Each transaction is `BEGIN IMMEDIATE; INSERT OR REPLACE` one 100-byte
 //! value at a random key of the thread's own range; `COMMIT`. Defaults are
 //! SQLite's own otherwise (`wal_autocheckpoint=1000` pages, page cache).
-//! Syncs are counted by [`super::vfs`]; `fsyncs_per_commit` is the WAL
+//! Syncs are counted by [`crate::target::sqlite::vfs`]; `fsyncs_per_commit` is the WAL
 //! file's syncs (as the engine's is its WAL's), the table also shows all.
 
 use super::runner::{TxnOutcome, run_committers};
-use super::{BenchError, Measured, RunSpec, TxnInputs, vfs};
+use super::{BenchError, Measured, RunSpec, TxnInputs};
+use crate::target::sqlite::vfs;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::Path;
 use std::time::Duration;

@@ -174,7 +174,7 @@ impl History {
         assert!(prefix_len <= self.txns.len(), "prefix beyond the history");
         let mut state = self.base.clone();
         for txn in &self.txns[..prefix_len] {
-            crate::workload::driver::apply(&mut state, &txn.writes);
+            apply(&mut state, &txn.writes);
         }
         state
     }
@@ -236,4 +236,14 @@ fn prefix_hashes(base: &State, txns: &[CommittedTxn]) -> Vec<u128> {
         hashes.push(hash);
     }
     hashes
+}
+
+/// Applies a transaction's writes, in order, to `state`.
+pub fn apply(state: &mut State, writes: &[Write]) {
+    for (key, value) in writes {
+        match value {
+            Some(value) => state.insert(key.clone(), value.clone()),
+            None => state.remove(key),
+        };
+    }
 }

@@ -7,7 +7,7 @@
 //! every transaction is all or nothing) that keeps every acknowledged commit
 //! the [`Promise`] keeps; the invariants must hold. Losses the promise
 //! permits are counted in the [`Verdict`]. When no prefix matches, the value
-//! tags (`workload::tag`) say who wrote each recovered value, and the
+//! tags ([`tag`]) say who wrote each recovered value, and the
 //! violations name the transactions, keys and LSNs involved.
 //!
 //! What this checker does NOT check:
@@ -26,6 +26,7 @@
 //!   its base (the previous cycle's recovered state, wholly required).
 
 pub mod history;
+pub mod tag;
 pub mod violation;
 
 pub use history::{Ack, CommittedTxn, DurablePoint, History, state_hash};
@@ -34,7 +35,6 @@ pub use violation::{Violation, ViolationKind, display_key, display_keys};
 use crate::fault::FaultProfile;
 use crate::fault::trace::WorkloadTxnId;
 use crate::target::State;
-use crate::workload::tag;
 use engine::FsyncPolicy;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -160,7 +160,7 @@ fn shards_of(summary: &Summary) -> Result<Vec<(u64, u64)>, String> {
     }
     listed
         .into_iter()
-        .map(|text| crate::supervisor::run::parse_shard(text))
+        .map(|text| super::shard::parse_shard(text))
         .collect()
 }
 

@@ -4,8 +4,9 @@
 //! The supervisor feeds one [`RunReport`]; the writers here only format it.
 //! Any failure to write is a [`ReportError`] (exit code 3), never a panic.
 
-pub mod bundle;
+pub mod latency;
 pub mod merge;
+pub mod shard;
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -106,7 +107,7 @@ pub struct CrashTimes {
     pub loss_window_max_us: u64,
     /// Recovery times of the crash states whose recovery finished (wall
     /// clock, in-memory disk), recorded as µs × 1000 (the histogram's ns).
-    pub recovery: crate::bench::latency::LatencyHistogram,
+    pub recovery: latency::LatencyHistogram,
 }
 
 /// Writes `summary.json`, `trials.csv`, `failures.csv` and `junit.xml`

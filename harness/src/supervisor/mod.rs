@@ -3,14 +3,10 @@
 //! dispatcher ([`run`]) touches signals, the terminal and the report sinks;
 //! workers and their children never do.
 
-pub mod case;
 pub mod child;
-pub mod explain;
 pub mod protocol;
 pub mod recovery_fault;
-pub mod replay;
 pub mod run;
-pub mod shrink;
 pub mod trial;
 pub mod verify;
 pub mod worker;

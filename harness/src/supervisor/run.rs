@@ -7,8 +7,9 @@
 //! Only this module touches signals, the terminal and the report sinks.
 
 use super::protocol::{TrialJob, TrialOutcome, WorkerMessage, WorkerSetup};
+use crate::case::bundle::BUNDLES_MAX;
 use crate::exit;
-use crate::report::{self, RunReport, TrialRow, bundle::BUNDLES_MAX};
+use crate::report::{self, RunReport, TrialRow};
 use crate::workload::scenario;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::process::CommandExt;
@@ -92,19 +93,6 @@ pub enum RowKeeping {
     Drop,
 }
 
-/// Parses `K/N` with `K < N`.
-pub fn parse_shard(text: &str) -> Result<(u64, u64), String> {
-    let parsed = text
-        .split_once('/')
-        .and_then(|(k, n)| Some((k.parse::<u64>().ok()?, n.parse::<u64>().ok()?)));
-    match parsed {
-        Some((k, n)) if n > 0 && k < n => Ok((k, n)),
-        _ => Err(format!(
-            "invalid --shard `{text}`: expected K/N with 0 <= K < N, e.g. 0/4"
-        )),
-    }
-}
-
 impl Plan {
     /// Checks everything the user gave; an error is one line (exit 2).
     pub fn resolve(request: RunRequest) -> Result<Plan, String> {
@@ -137,7 +125,11 @@ impl Plan {
                 scenario::Budget::Trials(trials) => Budget::Trials(trials),
             },
         };
-        let shard = request.shard.as_deref().map(parse_shard).transpose()?;
+        let shard = request
+            .shard
+            .as_deref()
+            .map(crate::report::shard::parse_shard)
+            .transpose()?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let jobs = request.jobs.unwrap_or(cores).min(JOBS_MAX);
         let failures_dir = request
@@ -642,16 +634,6 @@ fn read_worker(index: usize, stdout: std::process::ChildStdout, events: mpsc::Se
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shards_parse_and_bad_ones_are_refused() {
-        assert_eq!(parse_shard("0/4"), Ok((0, 4)));
-        assert_eq!(parse_shard("3/4"), Ok((3, 4)));
-        for bad in ["3/2", "4/4", "1/0", "x/2", "1", "-1/2"] {
-            let error = parse_shard(bad).unwrap_err();
-            assert!(error.starts_with("invalid --shard"), "{error}");
-        }
-    }
 
     /// A reaped worker's pid may belong to a stranger: signalling its group
     /// again could kill processes this run never started.

@@ -10,10 +10,10 @@
 //! state in isolated verifier children. One of the states, chosen by the
 //! seed, becomes the next cycle's starting image.
 
-use super::case::{CaseId, Crash, FaultSeed, WorkloadLimits};
 use super::protocol::{TrialOutcome, WorkerSetup};
 use super::verify::{self, CycleInput, StateResult};
 use super::workload_child::{self, WorkloadRun};
+use crate::case::id::{CaseId, Crash, FaultSeed, WorkloadLimits};
 use crate::fault::FaultProfile;
 use crate::fault::exhaustive::{Exhaustive, sync_windows};
 use crate::fault::image::build_image;

@@ -12,11 +12,11 @@
 use super::child::{self, ChildEnd, Received};
 use super::recovery_fault;
 use super::trial::{Chain, CrashState, TrialPlan, cycle_start_us, txn_id_base};
+use crate::case::bundle::{self, Bundle};
 use crate::fault::FaultProfile;
 use crate::fault::image::ImageBuilder;
 use crate::fault::trace::Event;
 use crate::oracle::{self, History, Invariant, Promise, ViolationKind};
-use crate::report::bundle::{self, Bundle};
 use crate::target::{State, Target, TargetErrorKind, TargetFactory};
 use engine::VirtualClock;
 use engine::storage::{MemStorage, Storage};
@@ -320,7 +320,7 @@ fn verify_in_child(
             if let Some(dir) = dir {
                 let name = contents
                     .case_id
-                    .parse::<super::case::CaseId>()
+                    .parse::<crate::case::id::CaseId>()
                     .map(|c| c.bundle_name());
                 let written = name.ok().and_then(|name| {
                     bundle::write(std::path::Path::new(dir), &name, &contents).ok()
@@ -530,7 +530,7 @@ fn bundle_for(
     let case = input.plan.case_id(
         input.trial,
         input.chain,
-        super::case::Crash {
+        crate::case::id::Crash {
             point: state.point as u64,
             faults: state.faults.clone(),
         },
@@ -544,9 +544,14 @@ fn bundle_for(
     let trace: String = input.events[..state.point]
         .iter()
         .enumerate()
-        .map(|(index, event)| format!("{index:>6} {}\n", super::explain::describe_event(event)))
+        .map(|(index, event)| {
+            format!(
+                "{index:>6} {}\n",
+                crate::case::explain::describe_event(event)
+            )
+        })
         .collect();
-    let story = super::explain::Story {
+    let story = crate::case::explain::Story {
         case: &case,
         events: &input.events[..state.point],
         history,
@@ -564,6 +569,6 @@ fn bundle_for(
         trace,
         image: image.files.clone(),
         recovered: checked.state.clone(),
-        expected: Some(history.state_after(super::explain::acked_prefix(history))),
+        expected: Some(history.state_after(crate::case::explain::acked_prefix(history))),
     }
 }

@@ -6,9 +6,10 @@
 //! I/O must go through the [`Storage`] it is opened on: that is where the
 //! harness records, injects faults and builds crash images.
 
-mod reference;
+mod engine;
+pub mod sqlite;
 
-pub use reference::{EngineFactory, EngineTarget};
+pub use self::engine::{EngineFactory, EngineTarget};
 
 use ::engine::Clock;
 use ::engine::storage::Storage;

@@ -5,7 +5,7 @@
 
 use super::driver::{PlannedValue, PlannedWrite};
 use super::scenario::WorkloadParams;
-use super::tag;
+use crate::oracle::tag;
 use crate::oracle::{Invariant, InvariantBreach};
 use crate::target::State;
 use rand::RngExt;

@@ -18,8 +18,9 @@
 //! unknown, so no later transaction is generated from the model.
 
 use super::scenario::{WorkloadKind, WorkloadParams};
-use super::{bank, kv, tag};
+use super::{bank, kv};
 use crate::fault::trace::{Event, EventSink, WorkloadTxnId, Write};
+use crate::oracle::tag;
 use crate::target::{
     State, Target, TargetError, TargetErrorKind, TargetFactory, TargetResult, TxnHandle,
 };
@@ -366,7 +367,7 @@ impl Driver<'_> {
                 self.sink.record(Event::CommitLogged { txn: txn.id, lsn });
                 self.outcome.issued += 1;
                 self.pending.insert(txn.handle, txn.id);
-                apply(&mut self.outcome.issued_state, &txn.done);
+                crate::oracle::history::apply(&mut self.outcome.issued_state, &txn.done);
                 self.poll_acks();
                 if matches!(self.spec.policy, FsyncPolicy::Group { .. })
                     && !self.flush_open
@@ -469,15 +470,5 @@ impl Driver<'_> {
         if error.kind != TargetErrorKind::Rejected && self.outcome.stopped.is_none() {
             self.outcome.stopped = Some(error);
         }
-    }
-}
-
-/// Applies a transaction's writes, in order, to `state`.
-pub fn apply(state: &mut State, writes: &[Write]) {
-    for (key, value) in writes {
-        match value {
-            Some(value) => state.insert(key.clone(), value.clone()),
-            None => state.remove(key),
-        };
     }
 }

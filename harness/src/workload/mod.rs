@@ -10,7 +10,6 @@ pub mod bank;
 pub mod driver;
 pub mod kv;
 pub mod scenario;
-pub mod tag;
 
 pub use driver::{CycleOutcome, CycleSpec, open_target, run_cycle};
 pub use scenario::{

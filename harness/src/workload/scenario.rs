@@ -529,7 +529,7 @@ impl Scenario {
 }
 
 fn validate_workload(params: &WorkloadParams) -> Result<(), String> {
-    let tag_len = u32::try_from(super::tag::TAG_LEN).expect("small");
+    let tag_len = u32::try_from(crate::oracle::tag::TAG_LEN).expect("small");
     let checks: [(bool, String); 8] = [
         (
             params.keys == 0 || params.keys > KEYS_MAX,

@@ -6,15 +6,15 @@
 //! crash image is rebuilt from its fault choices, and the last one is
 //! recovered and judged in a verifier child, as the run did.
 
-use super::case::{CaseId, Crash};
-use super::protocol::WorkerSetup;
-use super::trial::{Chain, CrashState, TrialPlan};
-use super::verify::{self, CycleInput, StateResult};
-use super::workload_child::{self, WorkloadRequest};
+use crate::case::bundle;
+use crate::case::id::{CaseId, Crash};
 use crate::exit;
 use crate::fault::image::{CrashImage, build_image};
 use crate::fault::trace::Event;
-use crate::report::bundle;
+use crate::supervisor::protocol::WorkerSetup;
+use crate::supervisor::trial::{Chain, CrashState, TrialPlan};
+use crate::supervisor::verify::{self, CycleInput, StateResult};
+use crate::supervisor::workload_child::{self, WorkloadRequest};
 use crate::workload::scenario;
 use std::path::{Path, PathBuf};
 
@@ -35,7 +35,7 @@ pub fn resolve(argument: &str) -> Result<Resolved, String> {
     };
     let case: CaseId = text
         .parse()
-        .map_err(|e: super::case::CaseIdError| e.to_string())?;
+        .map_err(|e: crate::case::id::CaseIdError| e.to_string())?;
     let toml = match bundled_toml {
         Some(toml) => toml,
         None => scenario_text(&case.scenario)?,
@@ -94,7 +94,7 @@ pub fn plan_for(case: &CaseId, toml: String) -> Result<TrialPlan, String> {
             plan.scenario.workload.txns_per_cycle.min(txns.max(1));
     }
     if let Some(value) = case.limits.value_len_max {
-        let tag = crate::workload::tag::TAG_LEN as u32;
+        let tag = crate::oracle::tag::TAG_LEN as u32;
         let size = &mut plan.scenario.workload.value_size;
         size.max = size.max.min(value.max(tag));
         size.min = size.min.min(size.max);

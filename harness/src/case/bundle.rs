@@ -10,7 +10,7 @@
 //! - `image/` — the crash image, as ordinary files;
 //! - `recovered.txt`, `expected.txt`, `diff.txt` — states, one key a line.
 
-use super::{ReportError, write_atomically};
+use crate::report::{ReportError, write_atomically};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};

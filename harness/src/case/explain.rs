@@ -1,13 +1,13 @@
 //! Failures told in words: the trace, what the crash did to volatile writes,
 //! what recovery found, and the violations.
 
-use super::case::CaseId;
+use crate::case::bundle::show_bytes;
+use crate::case::id::CaseId;
 use crate::fault::image::{ChangeFate, ChangeWhat, FateLog, MediaFault, SectorFate};
 use crate::fault::trace::Event;
+use crate::oracle::tag::read_tag;
 use crate::oracle::{History, Violation};
-use crate::report::bundle::show_bytes;
 use crate::target::State;
-use crate::workload::tag::read_tag;
 use std::fmt::Write as _;
 
 /// One trace event on one line.
@@ -29,7 +29,7 @@ pub fn describe_event(event: &Event) -> String {
             let keys: Vec<String> = writes
                 .iter()
                 .map(|(key, value)| {
-                    let key = crate::report::bundle::show_bytes(key);
+                    let key = crate::case::bundle::show_bytes(key);
                     match value {
                         Some(value) => format!("{key}={}B", value.len()),
                         None => format!("{key}=deleted"),

@@ -29,14 +29,14 @@
 //! fates are made explicit), sector-level edits inside a torn write
 //! (garbage to lost), and fewer operations inside one transaction.
 
-use super::case::{CaseId, Crash, FaultSeed};
-use super::explain::describe_event;
-use super::replay::{self, Replayed, Resolved};
-use super::trial::mix;
+use crate::case::bundle::{self, Bundle};
+use crate::case::explain::describe_event;
+use crate::case::id::{CaseId, Crash, FaultSeed};
 use crate::exit;
 use crate::fault::image::{ChangeFate, ExplicitFates};
 use crate::fault::trace::Event;
-use crate::report::bundle::{self, Bundle};
+use crate::supervisor::trial::mix;
+use crate::triage::replay::{self, Replayed, Resolved};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -373,7 +373,7 @@ impl Shrinker {
         };
         let workload = &plan.scenario.workload;
         let (txns, value) = (workload.txns_per_cycle, workload.value_size.max);
-        let tag = crate::workload::tag::TAG_LEN as u32;
+        let tag = crate::oracle::tag::TAG_LEN as u32;
         for _ in 0..HALVINGS_MAX {
             let current = self.best.case.limits.txns_max.unwrap_or(txns).min(txns);
             let smaller = [current / 2, current - current / 4]
@@ -409,7 +409,7 @@ impl Shrinker {
     fn limit_step(
         &mut self,
         rechoose: bool,
-        change: impl Fn(&mut super::case::WorkloadLimits),
+        change: impl Fn(&mut crate::case::id::WorkloadLimits),
     ) -> bool {
         let mut case = self.best.case.clone();
         change(&mut case.limits);
