@@ -11,7 +11,8 @@
 #   POWERCUT_NIGHTLY_OUT       report folder [target/nightly-reports]
 #   POWERCUT_SEED              run seed [today's date, YYYYMMDD]; every shard
 #                              of one run must get the same seed
-#   POWERCUT_SHARD             K/N: run shard K of N (CI matrix, k8s index)
+#   POWERCUT_SHARD             K/N: run shard K of N, K from 1 to N (CI
+#                              matrix entry, k8s completion index + 1)
 #   POWERCUT_JOBS              worker processes [all cores]
 #   POWERCUT_SCENARIO          scenario file [scenarios/nightly.toml]
 #   POWERCUT_BIN               a prebuilt powercut binary [built here]

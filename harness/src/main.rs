@@ -68,7 +68,7 @@ struct RunArgs {
     /// Crash cycles per trial (default: the scenario's).
     #[arg(long)]
     cycles: Option<u32>,
-    /// Run only shard K of N (K/N, 0-based K): a disjoint part of the trials.
+    /// Run only shard K of N (K/N, K from 1 to N): shards 1/N..N/N split the trials between them.
     #[arg(long)]
     shard: Option<String>,
     /// Directory for summary.json, trials.csv, junit.xml and failure bundles.

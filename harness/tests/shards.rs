@@ -1,6 +1,6 @@
 //! Sharding and merge (SPEC §7), through the real binary: `--trials T`
-//! names the global trial range `0..T` and shard `K/N` runs its part of it,
-//! so N shards merged equal the unsharded run; `powercut merge` keeps every
+//! names the global trial range `0..T` and shard `K/N` (K from 1) runs its
+//! part of it, so shards `1/N`..`N/N` merged equal the unsharded run; `powercut merge` keeps every
 //! failure and refuses reports that do not belong together.
 
 mod common;
@@ -45,13 +45,13 @@ fn run_into(out: &Path, extra: &[&str]) -> Output {
 #[test]
 fn two_shards_merged_equal_one_unsharded_run() {
     let dir = tempfile::tempdir().unwrap();
-    let [whole, shard0, shard1, merged] =
-        ["whole", "s0", "s1", "merged"].map(|n| dir.path().join(n));
+    let [whole, shard1, shard2, merged] =
+        ["whole", "s1", "s2", "merged"].map(|n| dir.path().join(n));
     let common = ["--seed", "11", "--trials", "7"];
     for (out, shard) in [
         (&whole, None),
-        (&shard0, Some("0/2")),
         (&shard1, Some("1/2")),
+        (&shard2, Some("2/2")),
     ] {
         let mut args = common.to_vec();
         if let Some(shard) = shard {
@@ -60,12 +60,14 @@ fn two_shards_merged_equal_one_unsharded_run() {
         let result = run_into(out, &args);
         assert_eq!(result.status.code(), Some(0), "{}", describe(&result));
     }
-    assert_eq!(trial_numbers(&shard0), vec![0, 2, 4, 6]);
-    assert_eq!(trial_numbers(&shard1), vec![1, 3, 5]);
+    assert_eq!(trial_numbers(&shard1), vec![0, 2, 4, 6]);
+    assert_eq!(trial_numbers(&shard2), vec![1, 3, 5]);
+    assert_eq!(summary(&shard1)["shard"], "1/2");
+    assert_eq!(summary(&shard2)["shard"], "2/2");
     let result = powercut(&[
         "merge",
+        shard2.to_str().unwrap(),
         shard1.to_str().unwrap(),
-        shard0.to_str().unwrap(),
         "--out",
         merged.to_str().unwrap(),
     ]);
@@ -82,12 +84,14 @@ fn two_shards_merged_equal_one_unsharded_run() {
         assert_eq!(one[field], joined[field], "{field}: {one} vs {joined}");
     }
     assert_eq!(joined["seed"], 11);
-    assert_eq!(joined["shards"], serde_json::json!(["0/2", "1/2"]));
+    assert_eq!(joined["shards"], serde_json::json!(["1/2", "2/2"]));
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(stdout.contains("(shards 1/2, 2/2)"), "{stdout}");
     assert_eq!(joined["interrupted"], false);
-    let elapsed_max = summary(&shard0)["elapsed_s"]
+    let elapsed_max = summary(&shard1)["elapsed_s"]
         .as_f64()
         .unwrap()
-        .max(summary(&shard1)["elapsed_s"].as_f64().unwrap());
+        .max(summary(&shard2)["elapsed_s"].as_f64().unwrap());
     assert_eq!(joined["elapsed_s"].as_f64().unwrap(), elapsed_max);
     let mut sorted = rows(&whole);
     sorted.sort_by_key(|row| row[0].parse::<u64>().unwrap());
@@ -111,12 +115,12 @@ fn two_shards_merged_equal_one_unsharded_run() {
 fn trials_count_the_global_range_under_sharding() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("s");
-    let result = run_into(&out, &["--trials", "5", "--shard", "1/3"]);
+    let result = run_into(&out, &["--trials", "5", "--shard", "2/3"]);
     assert_eq!(result.status.code(), Some(0), "{}", describe(&result));
     assert_eq!(trial_numbers(&out), vec![1, 4]);
-    assert_eq!(summary(&out)["shard"], "1/3");
+    assert_eq!(summary(&out)["shard"], "2/3");
     let empty = dir.path().join("empty");
-    let result = run_into(&empty, &["--trials", "2", "--shard", "2/3"]);
+    let result = run_into(&empty, &["--trials", "2", "--shard", "3/3"]);
     assert_eq!(result.status.code(), Some(0), "{}", describe(&result));
     assert_eq!(summary(&empty)["trials"], 0);
 }
@@ -126,7 +130,7 @@ fn trials_count_the_global_range_under_sharding() {
 #[test]
 fn merge_keeps_every_shards_failures_and_bundles() {
     let dir = tempfile::tempdir().unwrap();
-    let [shard0, shard1, merged] = ["s0", "s1", "merged"].map(|n| dir.path().join(n));
+    let [shard1, shard2, merged] = ["s1", "s2", "merged"].map(|n| dir.path().join(n));
     let canary = [
         "--bug",
         "skip-fsync",
@@ -135,7 +139,7 @@ fn merge_keeps_every_shards_failures_and_bundles() {
         "--fault",
         "power-loss",
     ];
-    for (out, shard) in [(&shard0, "0/2"), (&shard1, "1/2")] {
+    for (out, shard) in [(&shard1, "1/2"), (&shard2, "2/2")] {
         let mut args = canary.to_vec();
         args.extend(["--trials", "4", "--shard", shard]);
         let result = run_into(out, &args);
@@ -143,8 +147,8 @@ fn merge_keeps_every_shards_failures_and_bundles() {
     }
     let result = powercut(&[
         "merge",
-        shard0.to_str().unwrap(),
         shard1.to_str().unwrap(),
+        shard2.to_str().unwrap(),
         "--out",
         merged.to_str().unwrap(),
     ]);
@@ -154,15 +158,15 @@ fn merge_keeps_every_shards_failures_and_bundles() {
         "violations found: {}",
         describe(&result)
     );
-    let (a, b, joined) = (summary(&shard0), summary(&shard1), summary(&merged));
+    let (a, b, joined) = (summary(&shard1), summary(&shard2), summary(&merged));
     let count = |s: &serde_json::Value| s["violations"].as_u64().unwrap();
     assert!(count(&a) > 0 && count(&b) > 0);
     assert_eq!(count(&joined), count(&a) + count(&b));
     let failures = |s: &serde_json::Value| s["failures"].as_array().unwrap().len();
     assert_eq!(failures(&joined), failures(&a) + failures(&b));
     let bundles = |d: &Path| std::fs::read_dir(d.join("failures")).unwrap().count();
-    assert!(bundles(&shard0) > 0 && bundles(&shard1) > 0);
-    assert_eq!(bundles(&merged), bundles(&shard0) + bundles(&shard1));
+    assert!(bundles(&shard1) > 0 && bundles(&shard2) > 0);
+    assert_eq!(bundles(&merged), bundles(&shard1) + bundles(&shard2));
     let junit = std::fs::read_to_string(merged.join("junit.xml")).unwrap();
     assert!(
         junit.contains("<failure") && junit.contains("powercut replay pc1:"),
@@ -177,10 +181,10 @@ fn merge_keeps_every_shards_failures_and_bundles() {
 #[test]
 fn merge_refuses_bad_reports_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let [shard0, other_seed, corrupt, not_report] =
-        ["s0", "seed2", "corrupt", "plain"].map(|n| dir.path().join(n));
-    for (out, seed) in [(&shard0, "1"), (&other_seed, "2")] {
-        let result = run_into(out, &["--trials", "2", "--shard", "0/2", "--seed", seed]);
+    let [shard1, other_seed, corrupt, not_report] =
+        ["s1", "seed2", "corrupt", "plain"].map(|n| dir.path().join(n));
+    for (out, seed) in [(&shard1, "1"), (&other_seed, "2")] {
+        let result = run_into(out, &["--trials", "2", "--shard", "1/2", "--seed", seed]);
         assert_eq!(result.status.code(), Some(0), "{}", describe(&result));
     }
     std::fs::create_dir_all(&corrupt).unwrap();
@@ -188,19 +192,19 @@ fn merge_refuses_bad_reports_with_one_line() {
     std::fs::create_dir_all(&not_report).unwrap();
     let blocker = dir.path().join("regular-file");
     std::fs::write(&blocker, b"x").unwrap();
-    let [s0, seed2, corrupt, plain] =
-        [&shard0, &other_seed, &corrupt, &not_report].map(|p| p.to_str().unwrap().to_string());
+    let [s1, seed2, corrupt, plain] =
+        [&shard1, &other_seed, &corrupt, &not_report].map(|p| p.to_str().unwrap().to_string());
     let under_file = blocker.join("out").to_str().unwrap().to_string();
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
-        (vec!["merge", &s0], 2, "missing shard(s) 1/2"),
-        (vec!["merge", &s0, &s0], 2, "appears in both"),
-        (vec!["merge", &s0, &seed2], 2, "seed"),
+        (vec!["merge", &s1], 2, "missing shard(s) 2/2"),
+        (vec!["merge", &s1, &s1], 2, "appears in both"),
+        (vec!["merge", &s1, &seed2], 2, "seed"),
         (vec!["merge", &corrupt], 2, "malformed summary.json"),
         (vec!["merge", &plain], 2, "not a powercut report"),
         (vec!["merge", "/no/such/report"], 2, "not a powercut report"),
-        (vec!["merge", "--no-such-flag", &s0], 2, "--no-such-flag"),
+        (vec!["merge", "--no-such-flag", &s1], 2, "--no-such-flag"),
         (
-            vec!["merge", &s0, "--partial", "--out", &under_file],
+            vec!["merge", &s1, "--partial", "--out", &under_file],
             3,
             "cannot write report",
         ),
@@ -218,10 +222,31 @@ fn merge_refuses_bad_reports_with_one_line() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
-    let partial = powercut(&["merge", &s0, "--partial"]);
+    let partial = powercut(&["merge", &s1, "--partial"]);
     assert_eq!(
         partial.status.code(),
         Some(3),
         "a partial merge is incomplete"
     );
+}
+
+/// Shards count from 1: `--shard 0/2` (a habit from 0-based tools) is
+/// refused with one line that says so, exit 2, and runs nothing.
+#[test]
+fn shard_zero_is_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s");
+    for (shard, says) in [("0/2", "shards count from 1"), ("3/2", "1 <= K <= N")] {
+        let result = run_into(&out, &["--trials", "2", "--shard", shard]);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(
+            result.status.code(),
+            Some(2),
+            "{shard}: {}",
+            describe(&result)
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{shard}: {stderr}");
+        assert!(stderr.contains(says), "{shard}: {stderr}");
+        assert!(!out.join("summary.json").exists(), "{shard}: nothing ran");
+    }
 }

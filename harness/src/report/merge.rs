@@ -18,6 +18,7 @@
 //! line overrides (`--policy`, `--fault`, `--cycles`, `--bug`); reports do
 //! not record them (each case id does).
 
+use super::shard::Shard;
 use super::{Failure, ReportError, RunReport, Summary, TrialRow, write_all};
 use crate::exit;
 use serde::{Deserialize, Serialize};
@@ -147,20 +148,20 @@ fn read_failures(dir: &Path, trials: &[TrialRow]) -> Result<Vec<(TrialRow, Failu
     Ok(failures)
 }
 
-/// The shards a report covers, as `(K, N)`: its own shard, the shards it
-/// was merged from, or `0/1` for an unsharded run.
-fn shards_of(summary: &Summary) -> Result<Vec<(u64, u64)>, String> {
+/// The shards a report covers: its own shard, the shards it was merged
+/// from, or `1/1` for an unsharded run.
+fn shards_of(summary: &Summary) -> Result<Vec<Shard>, String> {
     let listed: Vec<&String> = if summary.shards.is_empty() {
         summary.shard.iter().collect()
     } else {
         summary.shards.iter().collect()
     };
     if listed.is_empty() {
-        return Ok(vec![(0, 1)]);
+        return Ok(vec![Shard::WHOLE]);
     }
     listed
         .into_iter()
-        .map(|text| super::shard::parse_shard(text))
+        .map(|text| Shard::parse(text).map_err(|e| format!("summary.json: {e}")))
         .collect()
 }
 
@@ -176,7 +177,7 @@ pub fn merge(reports: &[(PathBuf, RunReport)], partial: bool) -> Result<RunRepor
     let summary = &mut merged.summary;
     summary.scenario = first.summary.scenario.clone();
     summary.seed = first.summary.seed;
-    let mut shards: BTreeMap<u64, &Path> = BTreeMap::new();
+    let mut shards: BTreeMap<Shard, &Path> = BTreeMap::new();
     let mut shard_count = None;
     let mut trial_owner: BTreeMap<u64, &Path> = BTreeMap::new();
     for (dir, report) in reports {
@@ -194,14 +195,14 @@ pub fn merge(reports: &[(PathBuf, RunReport)], partial: bool) -> Result<RunRepor
         if theirs.seed != summary.seed {
             return Err(differs("seed", &summary.seed, &theirs.seed));
         }
-        for (k, n) in shards_of(theirs).map_err(|e| format!("{}: {e}", dir.display()))? {
-            let expected = *shard_count.get_or_insert(n);
-            if n != expected {
-                return Err(differs("shard count", &expected, &n));
+        for shard in shards_of(theirs).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let expected = *shard_count.get_or_insert(shard.count());
+            if shard.count() != expected {
+                return Err(differs("shard count", &expected, &shard.count()));
             }
-            if let Some(other) = shards.insert(k, dir) {
+            if let Some(other) = shards.insert(shard, dir) {
                 return Err(format!(
-                    "cannot merge: shard {k}/{n} appears in both {} and {}",
+                    "cannot merge: shard {shard} appears in both {} and {}",
                     other.display(),
                     dir.display()
                 ));
@@ -222,9 +223,9 @@ pub fn merge(reports: &[(PathBuf, RunReport)], partial: bool) -> Result<RunRepor
         merged.failures.extend(report.failures.iter().cloned());
     }
     let shard_count = shard_count.expect("at least one report");
-    let missing: Vec<String> = (0..shard_count)
-        .filter(|k| !shards.contains_key(k))
-        .map(|k| format!("{k}/{shard_count}"))
+    let missing: Vec<String> = Shard::all(shard_count)
+        .filter(|shard| !shards.contains_key(shard))
+        .map(|shard| shard.to_string())
         .collect();
     if !missing.is_empty() {
         if !partial {
@@ -235,10 +236,7 @@ pub fn merge(reports: &[(PathBuf, RunReport)], partial: bool) -> Result<RunRepor
         }
         summary.interrupted = true;
     }
-    summary.shards = shards
-        .keys()
-        .map(|k| format!("{k}/{shard_count}"))
-        .collect();
+    summary.shards = shards.keys().map(|shard| shard.to_string()).collect();
     summary.crash_states_per_s = summary.crash_states as f64 / summary.elapsed_s.max(1e-9);
     merged.trials.sort_by_key(|row| row.trial);
     merged.failures.sort_by_key(|(row, _)| row.trial);
@@ -422,8 +420,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a");
         let b = dir.path().join("b");
-        write_all(&a, &shard(0, 2, &[0, 2, 4], Some(2))).unwrap();
-        write_all(&b, &shard(1, 2, &[1, 3], None)).unwrap();
+        write_all(&a, &shard(1, 2, &[0, 2, 4], Some(2))).unwrap();
+        write_all(&b, &shard(2, 2, &[1, 3], None)).unwrap();
         let reports = vec![
             (b.clone(), read_report(&b).unwrap()),
             (a.clone(), read_report(&a).unwrap()),
@@ -435,11 +433,11 @@ mod tests {
         assert_eq!(summary.violations, 1);
         assert_eq!(summary.violations_by_kind["lost-ack"], 1);
         assert_eq!(summary.failures, vec!["pc1:t2".to_string()]);
-        assert_eq!(summary.shards, vec!["0/2".to_string(), "1/2".to_string()]);
+        assert_eq!(summary.shards, vec!["1/2".to_string(), "2/2".to_string()]);
         assert_eq!(summary.shard, None);
         assert_eq!(summary.jobs, 4);
-        assert!((summary.elapsed_s - 2.0).abs() < 1e-9);
-        assert!((summary.crash_states_per_s - 25.0).abs() < 1e-9);
+        assert!((summary.elapsed_s - 3.0).abs() < 1e-9);
+        assert!((summary.crash_states_per_s - 50.0 / 3.0).abs() < 1e-9);
         let trials: Vec<u64> = merged.trials.iter().map(|row| row.trial).collect();
         assert_eq!(trials, vec![0, 1, 2, 3, 4]);
         assert_eq!(merged.failures.len(), 1);
@@ -448,19 +446,27 @@ mod tests {
 
     #[test]
     fn duplicate_missing_and_mismatched_shards_are_refused() {
-        let a = (PathBuf::from("a"), shard(0, 2, &[0], None));
-        let again = (PathBuf::from("a2"), shard(0, 2, &[2], None));
+        let a = (PathBuf::from("a"), shard(1, 2, &[0], None));
+        let again = (PathBuf::from("a2"), shard(1, 2, &[2], None));
         let error = merge(&[a.clone(), again], false).unwrap_err();
-        assert!(error.contains("shard 0/2 appears in both"), "{error}");
+        assert!(error.contains("shard 1/2 appears in both"), "{error}");
         let error = merge(std::slice::from_ref(&a), false).unwrap_err();
-        assert!(error.contains("missing shard(s) 1/2"), "{error}");
+        assert!(error.contains("missing shard(s) 2/2"), "{error}");
         let partial = merge(std::slice::from_ref(&a), true).unwrap();
         assert!(partial.summary.interrupted);
-        let mut other_seed = shard(1, 2, &[1], None);
+        let mut other_seed = shard(2, 2, &[1], None);
         other_seed.summary.seed = 10;
         let error = merge(&[a.clone(), (PathBuf::from("b"), other_seed)], false).unwrap_err();
         assert!(error.contains("seed"), "{error}");
-        let overlapping = (PathBuf::from("b"), shard(1, 2, &[0], None));
+        let overlapping = (PathBuf::from("b"), shard(2, 2, &[0], None));
+        let error = merge(&[a.clone(), overlapping], false).unwrap_err();
+        assert!(error.contains("trial 0 appears in both"), "{error}");
+        let mut zero_based = shard(2, 2, &[1], None);
+        zero_based.summary.shard = Some("0/2".into());
+        zero_based.summary.shards = vec!["0/2".into()];
+        let error = merge(&[a.clone(), (PathBuf::from("old"), zero_based)], false).unwrap_err();
+        assert!(error.contains("shards count from 1"), "{error}");
+        let overlapping = (PathBuf::from("b"), shard(2, 2, &[0], None));
         let error = merge(&[a, overlapping], false).unwrap_err();
         assert!(error.contains("trial 0 appears in both"), "{error}");
     }

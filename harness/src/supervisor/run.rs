@@ -9,6 +9,7 @@
 use super::protocol::{TrialJob, TrialOutcome, WorkerMessage, WorkerSetup};
 use crate::case::bundle::BUNDLES_MAX;
 use crate::exit;
+use crate::report::shard::Shard;
 use crate::report::{self, RunReport, TrialRow};
 use crate::workload::scenario;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -58,7 +59,7 @@ pub const FAILURES_LISTED_MAX: usize = 100;
 pub enum Budget {
     Time(Duration),
     /// The global trial range `0..T`. A shard `K/N` runs its part of it, the
-    /// trials `t < T` with `t % N == K`, so the N shards of `--trials T`
+    /// trials `t < T` with `t % N == K - 1`, so the N shards of `--trials T`
     /// together run exactly the trials of the unsharded `--trials T`.
     Trials(u64),
 }
@@ -69,9 +70,9 @@ pub struct Plan {
     pub setup: WorkerSetup,
     pub budget: Budget,
     pub jobs: u32,
-    /// `(K, N)`: run trials `t` with `t % N == K` (trial numbers are
-    /// global, so shard outcomes do not depend on N's other shards).
-    pub shard: Option<(u64, u64)>,
+    /// Run only this shard's trials (trial numbers are global, so shard
+    /// outcomes do not depend on the other shards).
+    pub shard: Option<Shard>,
     pub out: Option<PathBuf>,
     pub stop_on_first_violation: bool,
     pub quiet: bool,
@@ -125,11 +126,7 @@ impl Plan {
                 scenario::Budget::Trials(trials) => Budget::Trials(trials),
             },
         };
-        let shard = request
-            .shard
-            .as_deref()
-            .map(crate::report::shard::parse_shard)
-            .transpose()?;
+        let shard = request.shard.as_deref().map(Shard::parse).transpose()?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let jobs = request.jobs.unwrap_or(cores).min(JOBS_MAX);
         let failures_dir = request
@@ -405,9 +402,9 @@ impl<'plan> Dispatcher<'plan> {
         report.summary.scenario = plan.setup.scenario_label.clone();
         report.summary.seed = plan.setup.seed;
         report.summary.jobs = plan.jobs;
-        report.summary.shard = plan.shard.map(|(k, n)| format!("{k}/{n}"));
+        report.summary.shard = plan.shard.map(|shard| shard.to_string());
         report.summary.shards = report.summary.shard.iter().cloned().collect();
-        let first_trial = plan.shard.map_or(0, |(k, _)| k);
+        let first_trial = plan.shard.map_or(0, Shard::first_trial);
         Ok(Dispatcher {
             plan,
             workers,
@@ -435,7 +432,8 @@ impl<'plan> Dispatcher<'plan> {
         let job = TrialJob {
             trial: self.next_trial,
         };
-        self.next_trial += self.plan.shard.map_or(1, |(_, n)| n);
+        assert!(self.plan.shard.is_none_or(|shard| shard.runs(job.trial)));
+        self.next_trial += self.plan.shard.map_or(1, Shard::count);
         self.workers[index].busy = true;
         self.workers[index].send(&serde_json::to_string(&job).expect("job serialises"))
     }
