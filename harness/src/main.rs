@@ -7,10 +7,19 @@ use clap::{Args, Parser, Subcommand};
 use harness::exit;
 use std::path::PathBuf;
 
+/// `powercut --version`: the package version and the commit it was built
+/// from (`harness/build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("POWERCUT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "powercut",
-    version,
+    version = VERSION,
     about = "Crash-consistency torture harness: kills, tears and recovers a WAL engine, then checks every acknowledged commit survived."
 )]
 struct Cli {
