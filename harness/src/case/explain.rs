@@ -212,7 +212,10 @@ impl Story<'_> {
         let _ = writeln!(text);
         text.push_str(&describe_fates(self.fates));
         let _ = writeln!(text);
-        let _ = writeln!(text, "What recovery found: {}", self.recovery_summary);
+        let _ = writeln!(text, "What recovery found:");
+        for line in self.recovery_summary.lines() {
+            let _ = writeln!(text, "  {line}");
+        }
         let _ = writeln!(text);
         self.tell_keys(&mut text);
         text

@@ -1,9 +1,14 @@
 //! [`EngineTarget`]: the reference engine behind the [`Target`] seam.
 
 use super::{State, Target, TargetError, TargetErrorKind, TargetFactory, TargetResult, TxnHandle};
-use ::engine::storage::Storage;
-use ::engine::{Clock, CommitTicket, Config, Engine, Error, FlushTarget};
-use std::sync::Arc;
+use ::engine::storage::{Storage, StorageFile, StorageLock, read_exact_at};
+use ::engine::wal::record::{self, Body};
+use ::engine::{Clock, CommitTicket, Config, Engine, Error, FlushTarget, RecoveryReport, TxnId};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Opens the reference engine with a fixed configuration.
 #[derive(Clone, Debug)]
@@ -17,9 +22,16 @@ impl TargetFactory for EngineFactory {
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
     ) -> TargetResult<Box<dyn Target>> {
-        let engine = Engine::open(storage, self.config.clone(), clock).map_err(target_error)?;
+        let storage = Arc::new(KeepRemovedWal {
+            inner: storage,
+            keeping: AtomicBool::new(true),
+            removed: Mutex::new(Vec::new()),
+        });
+        let opened = Engine::open(storage.clone(), self.config.clone(), clock);
+        storage.keeping.store(false, Ordering::SeqCst);
         Ok(Box::new(EngineTarget {
-            engine,
+            engine: opened.map_err(target_error)?,
+            storage,
             pending: Vec::new(),
             flush_target: None,
         }))
@@ -30,6 +42,8 @@ impl TargetFactory for EngineFactory {
 /// API.
 pub struct EngineTarget {
     engine: Engine,
+    /// The engine's storage, with the WAL segments recovery removed.
+    storage: Arc<KeepRemovedWal>,
     /// Issued commits not yet acknowledged, in issue order.
     pending: Vec<CommitTicket>,
     /// The group flush begun and not yet finished.
@@ -133,10 +147,206 @@ impl Target for EngineTarget {
     }
 
     fn recovery_summary(&self) -> String {
-        format!("{:?}", self.engine.recovery_report())
+        let report = self.engine.recovery_report();
+        let names = if report.losers.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.storage.workload_txns(&report.losers)
+        };
+        describe_recovery(report, &names)
     }
 
     fn close(self: Box<Self>) -> TargetResult<()> {
         self.engine.close().map_err(target_error)
     }
+}
+
+/// The storage the engine runs on, which keeps a copy of every WAL segment
+/// removed while `keeping` (during [`Engine::open`]), so the words about a
+/// recovery can name its losers by the records it read: the checkpoint that
+/// ends recovery removes the segments that held them. Everything else is
+/// passed through unchanged (reads are not events of the recording storage,
+/// so the trace stays the same).
+struct KeepRemovedWal {
+    inner: Arc<dyn Storage>,
+    keeping: AtomicBool,
+    /// `(segment name, its bytes)`, in removal order.
+    removed: Mutex<Vec<(String, Vec<u8>)>>,
+}
+
+/// Records read from the WAL to name the losers, at most (the WAL of a
+/// crash image is a few segments; this bounds a garbage one).
+const LOSER_SCAN_RECORDS_MAX: usize = 1 << 20;
+
+impl KeepRemovedWal {
+    fn read_all(&self, name: &str) -> io::Result<Vec<u8>> {
+        let file = self.inner.open(name)?;
+        let len = usize::try_from(file.len()?).map_err(io::Error::other)?;
+        let mut bytes = vec![0; len];
+        read_exact_at(file.as_ref(), 0, &mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// The workload's transaction id of each of `losers`, read from the
+    /// tag of a value it wrote (an update's new value, or the value a CLR
+    /// took away) in the WAL segments removed during recovery and those
+    /// still there. A loser that only deleted keys has none.
+    fn workload_txns(&self, losers: &[TxnId]) -> BTreeMap<TxnId, u64> {
+        let mut segments: Vec<(String, Vec<u8>)> = self
+            .removed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let live = self.inner.list().unwrap_or_default();
+        for name in live
+            .into_iter()
+            .filter(|n| ::engine::wal::parse_segment_name(n).is_some())
+        {
+            if let Ok(bytes) = self.read_all(&name) {
+                segments.push((name, bytes));
+            }
+        }
+        let mut names = BTreeMap::new();
+        let mut scanned = 0;
+        for (name, bytes) in &segments {
+            let start = ::engine::wal::parse_segment_name(name).expect("a segment name");
+            let mut offset = 0;
+            while offset < bytes.len() && scanned < LOSER_SCAN_RECORDS_MAX {
+                let Ok(record) = record::decode(&bytes[offset..], start + offset as u64, true)
+                else {
+                    break;
+                };
+                scanned += 1;
+                offset += record.encoded_len();
+                let value = match &record.body {
+                    Body::Update(update) => update.after,
+                    Body::Clr { update, .. } => update.before,
+                    _ => None,
+                };
+                if losers.contains(&record.txn)
+                    && let Some(txn) = value.and_then(workload_txn_of)
+                {
+                    names.entry(record.txn).or_insert(txn);
+                }
+            }
+        }
+        names
+    }
+}
+
+/// The workload transaction id a value carries: its first 8 bytes, little
+/// endian, as `oracle::tag` writes them (the target layer sits below the
+/// oracle, so it reads the id itself; `tests/explain.rs` checks the two
+/// agree).
+pub fn workload_txn_of(value: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(value.get(..8)?.try_into().ok()?))
+}
+
+impl Storage for KeepRemovedWal {
+    fn create(&self, name: &str) -> io::Result<Box<dyn StorageFile>> {
+        self.inner.create(name)
+    }
+
+    fn open(&self, name: &str) -> io::Result<Box<dyn StorageFile>> {
+        self.inner.open(name)
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        if self.keeping.load(Ordering::SeqCst)
+            && ::engine::wal::parse_segment_name(name).is_some()
+            && let Ok(bytes) = self.read_all(name)
+        {
+            let mut removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+            removed.push((name.to_string(), bytes));
+        }
+        self.inner.remove(name)
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        self.inner.list()
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        self.inner.sync_dir()
+    }
+
+    fn lock(&self) -> io::Result<StorageLock> {
+        self.inner.lock()
+    }
+}
+
+/// What recovery found, in words, one finding a line: where redo started,
+/// where the log ended and why, what was cut off and repaired, and the
+/// losers by the workload's transaction ids (`names`, from engine ids).
+pub fn describe_recovery(report: &RecoveryReport, names: &BTreeMap<TxnId, u64>) -> String {
+    if report.created {
+        return "no database was there: recovery created a new, empty one".to_string();
+    }
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "redo started at LSN {:#x}, from the checkpoint at LSN {:#x}: it read {} WAL bytes, {} records, and redid {} of them (the others were already on their pages)",
+        report.redo_start_lsn,
+        report.checkpoint_lsn,
+        report.wal_bytes_replayed,
+        report.records_scanned,
+        report.records_redone
+    );
+    let cut = match report.truncated_bytes {
+        0 => "nothing was cut off".to_string(),
+        bytes => format!("{bytes} bytes of torn tail were cut off"),
+    };
+    let _ = writeln!(
+        text,
+        "the log ends at LSN {:#x} because {}; {cut}",
+        report.log_end_lsn,
+        if report.log_end_reason.is_empty() {
+            "no record follows"
+        } else {
+            &report.log_end_reason
+        }
+    );
+    let _ = match report.pages_repaired.as_slice() {
+        [] => writeln!(text, "no page needed repair"),
+        pages => writeln!(
+            text,
+            "{} page(s) failed their checksum and were restored from full-page images: {}",
+            pages.len(),
+            pages
+                .iter()
+                .map(|p| format!("page {p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    if report.losers.is_empty() {
+        let _ = write!(
+            text,
+            "no loser transaction: every transaction in the log had committed or aborted"
+        );
+        return text;
+    }
+    let losers: Vec<String> = report
+        .losers
+        .iter()
+        .map(|engine_txn| match names.get(engine_txn) {
+            Some(txn) => format!("workload txn {txn} (engine txn {engine_txn})"),
+            None => format!(
+                "engine txn {engine_txn} (no value of its own in the log names its workload txn)"
+            ),
+        })
+        .collect();
+    let _ = write!(
+        text,
+        "{} loser transaction(s), with no commit or abort record: {}; {} compensation record(s) (CLRs) undid {}",
+        losers.len(),
+        losers.join(", "),
+        report.clrs_written,
+        if losers.len() == 1 { "it" } else { "them" }
+    );
+    text
 }
