@@ -8,6 +8,8 @@
 //! Not checked here: chaos-mode cases (timing-dependent), and the exact
 //! minimal case (the greedy search may change with the engine).
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -40,12 +42,7 @@ fn first_case(bug: &str, cwd: &Path) -> String {
         cwd,
     );
     assert_eq!(output.status.code(), Some(1), "{bug}: {}", text(&output));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    stdout
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("powercut replay "))
-        .unwrap_or_else(|| panic!("{bug}: no case id printed:\n{stdout}"))
-        .to_string()
+    common::first_case_id(&String::from_utf8_lossy(&output.stdout))
 }
 
 /// The first violation kind a reproduced replay prints.

@@ -4,6 +4,7 @@
 //! The supervisor feeds one [`RunReport`]; the writers here only format it.
 //! Any failure to write is a [`ReportError`] (exit code 3), never a panic.
 
+pub mod groups;
 pub mod latency;
 pub mod merge;
 pub mod shard;
@@ -97,6 +98,9 @@ pub struct RunReport {
     /// Loss windows and recovery times by `(policy, fault)` (for
     /// `powercut compare`; not written by [`write_all`]).
     pub crash_times: BTreeMap<(String, String), CrashTimes>,
+    /// Failures by kind × policy × fault, for the terminal (not written by
+    /// [`write_all`]: `failures.csv` lists every case).
+    pub groups: groups::FailureGroups,
 }
 
 /// The widest permitted loss and the recovery times of one policy × fault

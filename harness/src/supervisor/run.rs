@@ -9,6 +9,7 @@
 use super::protocol::{TrialJob, TrialOutcome, WorkerMessage, WorkerSetup};
 use crate::case::bundle::BUNDLES_MAX;
 use crate::exit;
+use crate::report::groups::{GroupKey, closing_line};
 use crate::report::shard::Shard;
 use crate::report::{self, RunReport, TrialRow};
 use crate::workload::scenario;
@@ -51,8 +52,20 @@ pub const ROW_SPILL_FILE: &str = ".trials-in-progress.csv";
 /// Workers at most, whatever `--jobs` says.
 pub const JOBS_MAX: u32 = 256;
 
-/// The failures printed and listed in `summary.json` at most.
+/// The failures listed in `summary.json` at most (the terminal shows one
+/// line per group of failures instead, [`crate::report::groups`]).
 pub const FAILURES_LISTED_MAX: usize = 100;
+
+/// How big a case is, to pick each group's smallest: the operations its
+/// cycles ran before their crashes, added up (an id that does not parse,
+/// which the workers never write, sorts last).
+fn case_operations(case_id: &str) -> u64 {
+    case_id
+        .parse::<crate::case::id::CaseId>()
+        .map_or(u64::MAX, |case| {
+            case.crashes.iter().map(|crash| crash.point).sum()
+        })
+}
 
 /// How long a run is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -254,8 +267,50 @@ pub fn execute(plan: &Plan) -> Result<RunReport, String> {
     Dispatcher::start(plan).and_then(|dispatcher| dispatcher.drive())
 }
 
+/// Trials a shard (or the whole run) runs out of the global range `0..count`.
+fn trials_in(count: u64, shard: Option<Shard>) -> u64 {
+    match shard {
+        None => count,
+        Some(shard) => count
+            .saturating_sub(shard.first_trial())
+            .div_ceil(shard.count()),
+    }
+}
+
+/// The bar a run shows on a terminal: for a timed run, the budget in
+/// milliseconds with the time elapsed and left; for `--trials`, the trials
+/// done with elapsed time and an estimate of the time left. Its message
+/// holds the counts so far.
+fn progress_bar(plan: &Plan) -> indicatif::ProgressBar {
+    use indicatif::{FormattedDuration, ProgressBar, ProgressState, ProgressStyle};
+    let (length, template) = match plan.budget {
+        Budget::Time(limit) => (
+            limit.as_millis() as u64,
+            "{spinner} [{bar:30}] {elapsed_precise} elapsed, {left} left · {msg}",
+        ),
+        Budget::Trials(count) => (
+            trials_in(count, plan.shard),
+            "{spinner} [{bar:30}] {pos}/{len} trials, {elapsed_precise} elapsed, ~{eta_precise} left · {msg}",
+        ),
+    };
+    let left = |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+        let ms = state.len().unwrap_or(0).saturating_sub(state.pos());
+        let _ = write!(out, "{}", FormattedDuration(Duration::from_millis(ms)));
+    };
+    let style = ProgressStyle::with_template(template)
+        .expect("a valid progress template")
+        .with_key("left", left)
+        .progress_chars("=> ");
+    let bar = ProgressBar::new(length).with_style(style);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
 fn finish(plan: &Plan, report: RunReport) -> i32 {
     let summary = &report.summary;
+    for line in report.groups.lines() {
+        println!("{line}");
+    }
     if plan.setup.exhaustive.is_some() {
         println!(
             "powercut: exhaustive mode covered {} crash states (every crash point of a sync window × every subset of the last K volatile changes)",
@@ -276,6 +331,16 @@ fn finish(plan: &Plan, report: RunReport) -> i32 {
             ""
         }
     );
+    if summary.violations > 0 {
+        let failures_csv = plan
+            .out
+            .as_ref()
+            .map(|out| out.join(report::merge::FAILURES_FILE).display().to_string());
+        println!(
+            "{}",
+            closing_line(&summary.violations_by_kind, failures_csv.as_deref())
+        );
+    }
     if let Some(out) = &plan.out
         && let Err(error) = report::write_all(out, &report)
     {
@@ -391,13 +456,9 @@ impl<'plan> Dispatcher<'plan> {
             worker.send(&setup)?;
             workers.push(worker);
         }
-        let progress =
-            (!plan.quiet && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none())
-                .then(|| {
-                    let bar = indicatif::ProgressBar::new_spinner();
-                    bar.enable_steady_tick(Duration::from_millis(200));
-                    bar
-                });
+        let on_terminal =
+            !plan.quiet && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+        let progress = on_terminal.then(|| progress_bar(plan));
         let mut report = RunReport::default();
         report.summary.scenario = plan.setup.scenario_label.clone();
         report.summary.seed = plan.setup.seed;
@@ -444,6 +505,7 @@ impl<'plan> Dispatcher<'plan> {
         }
         let mut open = self.workers.len();
         while open > 0 {
+            self.show_time();
             if INTERRUPTED.load(Ordering::SeqCst) {
                 for worker in &mut self.workers {
                     worker.kill_group();
@@ -506,6 +568,13 @@ impl<'plan> Dispatcher<'plan> {
         Ok(std::mem::take(&mut self.report))
     }
 
+    /// Moves a timed run's bar to the time spent.
+    fn show_time(&self) {
+        if let (Some(bar), Budget::Time(limit)) = (&self.progress, self.plan.budget) {
+            bar.set_position(self.started.elapsed().min(limit).as_millis() as u64);
+        }
+    }
+
     fn record(&mut self, outcome: TrialOutcome) {
         let summary = &mut self.report.summary;
         let row = outcome.row;
@@ -531,26 +600,28 @@ impl<'plan> Dispatcher<'plan> {
                 .or_insert(0) += 1;
             if summary.failures.len() < FAILURES_LISTED_MAX {
                 summary.failures.push(failure.case_id.clone());
-                let line = format!(
-                    "FAIL {} ({}): {}\n  powercut replay {}",
-                    failure.kind, row.policy, failure.message, failure.case_id
-                );
-                match &self.progress {
-                    Some(bar) => bar.println(line),
-                    None if self.plan.quiet => {}
-                    None => println!("{line}"),
-                }
             }
+            let key = GroupKey {
+                kind: failure.kind.clone(),
+                policy: row.policy.clone(),
+                fault: row.fault.clone(),
+            };
+            self.report
+                .groups
+                .add(key, &failure.case_id, case_operations(&failure.case_id));
             self.report.failures.push((row.clone(), failure.clone()));
         }
         if let Some(bar) = &self.progress {
-            let elapsed = self.started.elapsed().as_secs_f64().max(1e-9);
+            if let Budget::Trials(_) = self.plan.budget {
+                bar.inc(1);
+            }
+            let groups = match self.report.groups.len() {
+                0 => String::new(),
+                count => format!(" in {count} group(s)"),
+            };
             bar.set_message(format!(
-                "{} trials, {} crash states ({:.0}/s), {} violation(s)",
-                summary.trials,
-                summary.crash_states,
-                summary.crash_states as f64 / elapsed,
-                summary.violations
+                "{} trials, {} crash states, {} violation(s){groups}",
+                summary.trials, summary.crash_states, summary.violations
             ));
         }
         self.keep_row(row);

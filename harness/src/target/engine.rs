@@ -224,7 +224,7 @@ impl KeepRemovedWal {
                     _ => None,
                 };
                 if losers.contains(&record.txn)
-                    && let Some(txn) = value.and_then(workload_txn_of)
+                    && let Some(txn) = value.and_then(EngineTarget::workload_txn_of)
                 {
                     names.entry(record.txn).or_insert(txn);
                 }
@@ -234,12 +234,14 @@ impl KeepRemovedWal {
     }
 }
 
-/// The workload transaction id a value carries: its first 8 bytes, little
-/// endian, as `oracle::tag` writes them (the target layer sits below the
-/// oracle, so it reads the id itself; `tests/explain.rs` checks the two
-/// agree).
-pub fn workload_txn_of(value: &[u8]) -> Option<u64> {
-    Some(u64::from_le_bytes(value.get(..8)?.try_into().ok()?))
+impl EngineTarget {
+    /// The workload transaction id a value carries: its first 8 bytes,
+    /// little endian, as `oracle::tag` writes them (the target layer sits
+    /// below the oracle, so it reads the id itself; `tests/explain.rs`
+    /// checks the two agree).
+    pub fn workload_txn_of(value: &[u8]) -> Option<u64> {
+        Some(u64::from_le_bytes(value.get(..8)?.try_into().ok()?))
+    }
 }
 
 impl Storage for KeepRemovedWal {
@@ -349,4 +351,49 @@ pub fn describe_recovery(report: &RecoveryReport, names: &BTreeMap<TxnId, u64>) 
         if losers.len() == 1 { "it" } else { "them" }
     );
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_is_told_in_words_with_losers_by_workload_id() {
+        let report = RecoveryReport {
+            checkpoint_lsn: 0x200,
+            redo_start_lsn: 0x180,
+            log_end_lsn: 0x9000,
+            log_end_reason: "bad CRC in record at LSN 0x9000".into(),
+            truncated_bytes: 312,
+            wal_bytes_replayed: 4096,
+            records_scanned: 40,
+            records_redone: 12,
+            pages_repaired: vec![3, 7],
+            losers: vec![5, 9],
+            clrs_written: 4,
+            ..RecoveryReport::default()
+        };
+        let text = describe_recovery(&report, &BTreeMap::from([(5, 4_294_967_301)]));
+        for says in [
+            "redo started at LSN 0x180, from the checkpoint at LSN 0x200",
+            "redid 12 of them",
+            "the log ends at LSN 0x9000 because bad CRC in record at LSN 0x9000; 312 bytes of torn tail were cut off",
+            "2 page(s) failed their checksum and were restored from full-page images: page 3, page 7",
+            "2 loser transaction(s), with no commit or abort record: workload txn 4294967301 (engine txn 5), engine txn 9 (no value",
+            "4 compensation record(s) (CLRs) undid them",
+        ] {
+            assert!(text.contains(says), "{says}\n{text}");
+        }
+        assert!(!text.contains("RecoveryReport"), "{text}");
+        let clean = describe_recovery(&RecoveryReport::default(), &BTreeMap::new());
+        assert!(
+            clean.contains("nothing was cut off") && clean.contains("no loser"),
+            "{clean}"
+        );
+        let created = RecoveryReport {
+            created: true,
+            ..RecoveryReport::default()
+        };
+        assert!(describe_recovery(&created, &BTreeMap::new()).contains("created a new"));
+    }
 }

@@ -33,11 +33,15 @@ pub fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("valid summary.json")
 }
 
-/// The case id of the first failure a run printed.
+/// The case id of the first failure a run printed (a group line ends with
+/// `powercut replay CASE`).
 pub fn first_case_id(stdout: &str) -> String {
     stdout
         .lines()
-        .find_map(|line| line.trim().strip_prefix("powercut replay "))
+        .find_map(|line| {
+            line.split_once("powercut replay ")
+                .map(|(_, case)| case.trim())
+        })
         .unwrap_or_else(|| panic!("no failure printed:\n{stdout}"))
         .to_string()
 }
