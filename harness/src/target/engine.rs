@@ -304,10 +304,10 @@ pub fn describe_recovery(report: &RecoveryReport, names: &BTreeMap<TxnId, u64>) 
     };
     let _ = writeln!(
         text,
-        "the log ends at LSN {:#x} because {}; {cut}",
+        "the log ends at LSN {:#x}: {}; {cut}",
         report.log_end_lsn,
         if report.log_end_reason.is_empty() {
-            "no record follows"
+            "no valid record follows"
         } else {
             &report.log_end_reason
         }
@@ -377,7 +377,7 @@ mod tests {
         for says in [
             "redo started at LSN 0x180, from the checkpoint at LSN 0x200",
             "redid 12 of them",
-            "the log ends at LSN 0x9000 because bad CRC in record at LSN 0x9000; 312 bytes of torn tail were cut off",
+            "the log ends at LSN 0x9000: bad CRC in record at LSN 0x9000; 312 bytes of torn tail were cut off",
             "2 page(s) failed their checksum and were restored from full-page images: page 3, page 7",
             "2 loser transaction(s), with no commit or abort record: workload txn 4294967301 (engine txn 5), engine txn 9 (no value",
             "4 compensation record(s) (CLRs) undid them",
