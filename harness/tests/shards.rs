@@ -80,6 +80,7 @@ fn two_shards_merged_equal_one_unsharded_run() {
         "acked",
         "acked_lost_permitted",
         "violations",
+        "groups",
     ] {
         assert_eq!(one[field], joined[field], "{field}: {one} vs {joined}");
     }
@@ -130,7 +131,8 @@ fn trials_count_the_global_range_under_sharding() {
 #[test]
 fn merge_keeps_every_shards_failures_and_bundles() {
     let dir = tempfile::tempdir().unwrap();
-    let [shard1, shard2, merged] = ["s1", "s2", "merged"].map(|n| dir.path().join(n));
+    let [shard1, shard2, merged, whole] =
+        ["s1", "s2", "merged", "whole"].map(|n| dir.path().join(n));
     let canary = [
         "--bug",
         "skip-fsync",
@@ -174,6 +176,17 @@ fn merge_keeps_every_shards_failures_and_bundles() {
     );
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert!(stdout.contains("powercut replay "), "{stdout}");
+    assert!(stdout.contains("violations by kind: lost-ack"), "{stdout}");
+    // The groups (kind × policy × fault, count, smallest case) of the
+    // merged shards are those of the unsharded run.
+    let mut args = canary.to_vec();
+    args.extend(["--trials", "4"]);
+    let result = run_into(&whole, &args);
+    assert_eq!(result.status.code(), Some(1), "{}", describe(&result));
+    let one = summary(&whole);
+    assert_eq!(joined["violations"], one["violations"]);
+    assert_eq!(joined["groups"], one["groups"]);
+    assert!(!one["groups"]["groups"].as_array().unwrap().is_empty());
 }
 
 /// Reports that do not belong together, or are not reports, get one line

@@ -1,10 +1,13 @@
 //! Failures grouped for the terminal: one line per violation kind × fsync
 //! policy × fault profile, with its count and the replay line of its
 //! smallest case, so a run with thousands of violations prints a screenful
-//! (every case still goes to `failures.csv`).
+//! (every case still goes to `failures.csv`). `summary.json` keeps the
+//! groups, so `powercut merge` joins the shards' groups and prints the same.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
 /// Groups kept at most; failures of further groups are counted in
 /// [`FailureGroups::ungrouped`] (kinds × policies × faults of one scenario
@@ -33,19 +36,95 @@ pub struct Group {
 }
 
 /// Failures of a run by kind × policy × fault.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "GroupsOnDisk", from = "GroupsOnDisk")]
 pub struct FailureGroups {
     groups: BTreeMap<GroupKey, Group>,
     /// Failures that found no room in [`GROUPS_MAX`] groups.
     pub ungrouped: u64,
 }
 
+/// One group as `summary.json` lists it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct GroupRow {
+    kind: String,
+    policy: String,
+    fault: String,
+    count: u64,
+    smallest_case: String,
+    smallest_operations: u64,
+}
+
+/// [`FailureGroups`] in `summary.json`: a list (JSON keys are strings).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct GroupsOnDisk {
+    groups: Vec<GroupRow>,
+    ungrouped: u64,
+}
+
+impl From<FailureGroups> for GroupsOnDisk {
+    fn from(groups: FailureGroups) -> GroupsOnDisk {
+        GroupsOnDisk {
+            groups: groups
+                .groups
+                .into_iter()
+                .map(|(key, group)| GroupRow {
+                    kind: key.kind,
+                    policy: key.policy,
+                    fault: key.fault,
+                    count: group.count,
+                    smallest_case: group.smallest_case,
+                    smallest_operations: group.smallest_operations,
+                })
+                .collect(),
+            ungrouped: groups.ungrouped,
+        }
+    }
+}
+
+impl From<GroupsOnDisk> for FailureGroups {
+    fn from(disk: GroupsOnDisk) -> FailureGroups {
+        let mut groups = FailureGroups {
+            ungrouped: disk.ungrouped,
+            ..FailureGroups::default()
+        };
+        for row in disk.groups {
+            let key = GroupKey {
+                kind: row.kind,
+                policy: row.policy,
+                fault: row.fault,
+            };
+            groups.add_many(key, row.count, &row.smallest_case, row.smallest_operations);
+        }
+        groups
+    }
+}
+
 impl FailureGroups {
     /// Counts one failure; `operations` measures its case (fewer is
     /// smaller: the crash points of its cycles added up).
     pub fn add(&mut self, key: GroupKey, case_id: &str, operations: u64) {
+        self.add_many(key, 1, case_id, operations);
+    }
+
+    /// Joins another run's groups (a shard's, for `powercut merge`): counts
+    /// added, the smaller of the two smallest cases kept.
+    pub fn join(&mut self, other: &FailureGroups) {
+        for (key, group) in &other.groups {
+            self.add_many(
+                key.clone(),
+                group.count,
+                &group.smallest_case,
+                group.smallest_operations,
+            );
+        }
+        self.ungrouped += other.ungrouped;
+    }
+
+    /// Counts `count` failures of a group whose smallest is `case_id`.
+    fn add_many(&mut self, key: GroupKey, count: u64, case_id: &str, operations: u64) {
         if !self.groups.contains_key(&key) && self.groups.len() >= GROUPS_MAX {
-            self.ungrouped += 1;
+            self.ungrouped += count;
             return;
         }
         let group = self.groups.entry(key).or_insert_with(|| Group {
@@ -53,7 +132,7 @@ impl FailureGroups {
             smallest_case: case_id.to_string(),
             smallest_operations: operations,
         });
-        group.count += 1;
+        group.count += count;
         if (operations, case_id) < (group.smallest_operations, group.smallest_case.as_str()) {
             group.smallest_case = case_id.to_string();
             group.smallest_operations = operations;
@@ -131,17 +210,22 @@ impl FailureGroups {
     }
 }
 
-/// The line that ends a failing run: violations by kind, where every case
-/// is, and what to do next.
-pub fn closing_line(by_kind: &BTreeMap<String, u64>, failures_csv: Option<&str>) -> String {
+/// The line that ends a failing run (or merge): violations by kind, where
+/// every case is (`failures.csv` in the report folder `out`), and what to
+/// do next.
+pub fn closing_line(by_kind: &BTreeMap<String, u64>, out: Option<&Path>) -> String {
     let mut text = String::from("violations by kind: ");
     let kinds: Vec<String> = by_kind
         .iter()
         .map(|(kind, count)| format!("{kind} {count}"))
         .collect();
     text.push_str(&kinds.join(", "));
-    let _ = match failures_csv {
-        Some(path) => write!(text, "; every case is in {path}"),
+    let _ = match out {
+        Some(out) => write!(
+            text,
+            "; every case is in {}",
+            out.join(super::merge::FAILURES_FILE).display()
+        ),
         None => write!(text, "; --out DIR keeps every case in DIR/failures.csv"),
     };
     text.push_str("; `powercut shrink CASE` reduces one to a minimal case");
@@ -210,10 +294,34 @@ mod tests {
         assert!(FailureGroups::default().lines().is_empty());
     }
 
+    /// Shards' groups joined equal the groups of all their failures, and
+    /// survive `summary.json`.
+    #[test]
+    fn groups_join_and_round_trip_through_json() {
+        let failures = [
+            ("phantom", "always", "pc1:a", 30),
+            ("phantom", "always", "pc1:b", 12),
+            ("lost-ack", "group", "pc1:c", 40),
+            ("phantom", "always", "pc1:d", 50),
+        ];
+        let (mut whole, mut first, mut second) = Default::default();
+        for (i, (kind, policy, case, operations)) in failures.into_iter().enumerate() {
+            let shard: &mut FailureGroups = if i % 2 == 0 { &mut first } else { &mut second };
+            shard.add(key(kind, policy), case, operations);
+            FailureGroups::add(&mut whole, key(kind, policy), case, operations);
+        }
+        let mut joined = first.clone();
+        joined.join(&second);
+        assert_eq!(joined, whole);
+        let text = serde_json::to_string(&whole).unwrap();
+        assert!(text.contains("\"smallest_case\":\"pc1:b\""), "{text}");
+        assert_eq!(serde_json::from_str::<FailureGroups>(&text).unwrap(), whole);
+    }
+
     #[test]
     fn the_closing_line_counts_kinds_and_points_to_shrink() {
         let by_kind = BTreeMap::from([("lost-ack".to_string(), 3), ("phantom".to_string(), 9)]);
-        let line = closing_line(&by_kind, Some("out/failures.csv"));
+        let line = closing_line(&by_kind, Some(Path::new("out")));
         assert!(
             line.starts_with("violations by kind: lost-ack 3, phantom 9;"),
             "{line}"

@@ -258,6 +258,7 @@ fn add_totals(summary: &mut Summary, theirs: &Summary) {
     summary.interrupted |= theirs.interrupted;
     summary.exhaustive_states += theirs.exhaustive_states;
     summary.failures.extend(theirs.failures.iter().cloned());
+    summary.groups.join(&theirs.groups);
 }
 
 /// Copies every bundle under `from/failures/` to `to/failures/` (a bundle
@@ -334,6 +335,15 @@ pub fn main(dirs: &[PathBuf], out: Option<&Path>, partial: bool) -> i32 {
             return exit::HARNESS_FAILED;
         }
     }
+    if summary.groups.is_empty() {
+        // Reports of an older version keep no groups: list their cases.
+        for case in &summary.failures {
+            println!("  powercut replay {case}");
+        }
+    }
+    for line in summary.groups.lines() {
+        println!("{line}");
+    }
     println!(
         "powercut: merged {} report(s) (shards {}): {} trials, {} crash states, {} violation(s), {} acknowledged commit(s) lost within policy promises{}",
         reports.len(),
@@ -348,8 +358,11 @@ pub fn main(dirs: &[PathBuf], out: Option<&Path>, partial: bool) -> i32 {
             ""
         }
     );
-    for case in &summary.failures {
-        println!("  powercut replay {case}");
+    if summary.violations > 0 {
+        println!(
+            "{}",
+            super::groups::closing_line(&summary.violations_by_kind, out)
+        );
     }
     if summary.violations > 0 {
         exit::VIOLATIONS

@@ -58,6 +58,10 @@ pub struct Summary {
     pub exhaustive_states: u64,
     /// Case ids of failures, at most a bounded number.
     pub failures: Vec<String>,
+    /// Failures by kind × policy × fault, each with its count and smallest
+    /// case (absent from reports of older versions).
+    #[serde(default)]
+    pub groups: groups::FailureGroups,
 }
 
 /// One row of `trials.csv`: one trial (all its cycles and crash states).
@@ -98,9 +102,6 @@ pub struct RunReport {
     /// Loss windows and recovery times by `(policy, fault)` (for
     /// `powercut compare`; not written by [`write_all`]).
     pub crash_times: BTreeMap<(String, String), CrashTimes>,
-    /// Failures by kind × policy × fault, for the terminal (not written by
-    /// [`write_all`]: `failures.csv` lists every case).
-    pub groups: groups::FailureGroups,
 }
 
 /// The widest permitted loss and the recovery times of one policy × fault

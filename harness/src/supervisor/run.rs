@@ -308,7 +308,7 @@ fn progress_bar(plan: &Plan) -> indicatif::ProgressBar {
 
 fn finish(plan: &Plan, report: RunReport) -> i32 {
     let summary = &report.summary;
-    for line in report.groups.lines() {
+    for line in summary.groups.lines() {
         println!("{line}");
     }
     if plan.setup.exhaustive.is_some() {
@@ -332,13 +332,9 @@ fn finish(plan: &Plan, report: RunReport) -> i32 {
         }
     );
     if summary.violations > 0 {
-        let failures_csv = plan
-            .out
-            .as_ref()
-            .map(|out| out.join(report::merge::FAILURES_FILE).display().to_string());
         println!(
             "{}",
-            closing_line(&summary.violations_by_kind, failures_csv.as_deref())
+            closing_line(&summary.violations_by_kind, plan.out.as_deref())
         );
     }
     if let Some(out) = &plan.out
@@ -606,7 +602,7 @@ impl<'plan> Dispatcher<'plan> {
                 policy: row.policy.clone(),
                 fault: row.fault.clone(),
             };
-            self.report
+            summary
                 .groups
                 .add(key, &failure.case_id, case_operations(&failure.case_id));
             self.report.failures.push((row.clone(), failure.clone()));
@@ -615,7 +611,7 @@ impl<'plan> Dispatcher<'plan> {
             if let Budget::Trials(_) = self.plan.budget {
                 bar.inc(1);
             }
-            let groups = match self.report.groups.len() {
+            let groups = match summary.groups.len() {
                 0 => String::new(),
                 count => format!(" in {count} group(s)"),
             };
