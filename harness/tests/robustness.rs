@@ -162,8 +162,12 @@ fn a_hanging_or_crashing_recovery_is_a_finding_and_the_run_goes_on() {
             report["crash_states"].as_u64().unwrap() > 2,
             "{fault}: the other states were verified: {report}"
         );
+        // The run prints one line per group of failures; every failure's
+        // message is in failures.csv.
         let stdout = String::from_utf8_lossy(&result.stdout);
-        assert!(stdout.contains(says), "{fault}: {stdout}");
+        assert!(stdout.contains(&format!("× {kind} ")), "{fault}: {stdout}");
+        let failures = std::fs::read_to_string(out.join("failures.csv")).unwrap();
+        assert!(failures.contains(says), "{fault}: {failures}");
         let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
         assert!(
             junit.contains(&format!("type=\"{kind}\"")),

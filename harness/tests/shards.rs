@@ -4,7 +4,7 @@
 //! failure and refuses reports that do not belong together.
 
 mod common;
-use common::{describe, powercut, summary};
+use common::{assert_refused, describe, powercut, summary};
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -223,17 +223,7 @@ fn merge_refuses_bad_reports_with_one_line() {
         ),
     ];
     for (args, code, says) in cases {
-        let result = powercut(&args);
-        let stderr = String::from_utf8_lossy(&result.stderr);
-        assert_eq!(
-            result.status.code(),
-            Some(code),
-            "{args:?}: {}",
-            describe(&result)
-        );
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.contains(says), "{args:?}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_refused(&powercut(&args), code, says, &format!("{args:?}"));
     }
     let partial = powercut(&["merge", &s1, "--partial"]);
     assert_eq!(
@@ -251,15 +241,7 @@ fn shard_zero_is_refused_with_one_line() {
     let out = dir.path().join("s");
     for (shard, says) in [("0/2", "shards count from 1"), ("3/2", "1 <= K <= N")] {
         let result = run_into(&out, &["--trials", "2", "--shard", shard]);
-        let stderr = String::from_utf8_lossy(&result.stderr);
-        assert_eq!(
-            result.status.code(),
-            Some(2),
-            "{shard}: {}",
-            describe(&result)
-        );
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{shard}: {stderr}");
-        assert!(stderr.contains(says), "{shard}: {stderr}");
+        assert_refused(&result, 2, says, shard);
         assert!(!out.join("summary.json").exists(), "{shard}: nothing ran");
     }
 }

@@ -45,3 +45,19 @@ pub fn first_case_id(stdout: &str) -> String {
         .unwrap_or_else(|| panic!("no failure printed:\n{stdout}"))
         .to_string()
 }
+
+/// Asserts that a command was refused as bad input or a harness failure
+/// should be: exit `code`, one line on stderr that says `says`, no panic.
+/// `what` names the case in the failure message.
+pub fn assert_refused(output: &Output, code: i32, says: &str, what: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{what}: {}",
+        describe(output)
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{what}: {stderr}");
+    assert!(stderr.contains(says), "{what}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+}
