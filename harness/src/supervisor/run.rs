@@ -615,9 +615,13 @@ impl<'plan> Dispatcher<'plan> {
                 0 => String::new(),
                 count => format!(" in {count} group(s)"),
             };
+            let elapsed = self.started.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(
-                "{} trials, {} crash states, {} violation(s){groups}",
-                summary.trials, summary.crash_states, summary.violations
+                "{} trials, {} crash states ({:.0}/s), {} violation(s){groups}",
+                summary.trials,
+                summary.crash_states,
+                summary.crash_states as f64 / elapsed,
+                summary.violations
             ));
         }
         self.keep_row(row);
@@ -699,6 +703,20 @@ fn read_worker(index: usize, stdout: std::process::ChildStdout, events: mpsc::Se
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bar of a sharded `--trials` run counts the trials that shard
+    /// runs: the shards' counts add up to the run's.
+    #[test]
+    fn a_shards_bar_counts_its_own_trials() {
+        assert_eq!(trials_in(40, Shard::new(2, 3)), 13);
+        assert_eq!(trials_in(40, None), 40);
+        for count in 0..50 {
+            for shards in 1..7 {
+                let total: u64 = Shard::all(shards).map(|s| trials_in(count, Some(s))).sum();
+                assert_eq!(total, count, "{count} trials in {shards} shards");
+            }
+        }
+    }
 
     /// A reaped worker's pid may belong to a stranger: signalling its group
     /// again could kill processes this run never started.
