@@ -20,6 +20,7 @@ pub mod list;
 pub mod sqlite;
 
 pub use self::engine::{ENGINE_KIND, EngineFactory, EngineKind, EngineTarget};
+pub use self::sqlite::{SQLITE_KIND, SqliteFactory, SqliteKind, SqliteMode};
 
 use crate::fault::FaultProfile;
 use ::engine::storage::Storage;
@@ -97,7 +98,7 @@ pub trait TargetKind: Sync {
 }
 
 /// Every target, in the order `powercut targets` lists them.
-pub static TARGET_KINDS: &[&dyn TargetKind] = &[&ENGINE_KIND];
+pub static TARGET_KINDS: &[&dyn TargetKind] = &[&ENGINE_KIND, &SQLITE_KIND];
 
 /// The registry entry called `name`.
 pub fn target_kind(name: &str) -> Option<&'static dyn TargetKind> {
@@ -116,6 +117,8 @@ pub fn target_kind(name: &str) -> Option<&'static dyn TargetKind> {
 pub enum TargetMode {
     /// The reference engine under an fsync policy.
     Engine(FsyncPolicy),
+    /// SQLite in one journal mode × synchronous level.
+    Sqlite(SqliteMode),
 }
 
 impl TargetMode {
@@ -123,6 +126,7 @@ impl TargetMode {
     pub fn kind(&self) -> &'static dyn TargetKind {
         match self {
             TargetMode::Engine(_) => &ENGINE_KIND,
+            TargetMode::Sqlite(_) => &SQLITE_KIND,
         }
     }
 
@@ -130,6 +134,7 @@ impl TargetMode {
     pub fn promise(&self, fault: FaultProfile) -> PromiseKind {
         match self {
             TargetMode::Engine(policy) => self::engine::promise(*policy, fault),
+            TargetMode::Sqlite(mode) => mode.promise(fault),
         }
     }
 
@@ -138,10 +143,8 @@ impl TargetMode {
     /// outside its assumptions).
     pub fn outside_assumptions(&self, fault: FaultProfile) -> bool {
         match self {
-            TargetMode::Engine(_) => {
-                let _ = fault;
-                false
-            }
+            TargetMode::Engine(_) => false,
+            TargetMode::Sqlite(mode) => mode.outside_assumptions(fault),
         }
     }
 
@@ -149,6 +152,7 @@ impl TargetMode {
     pub fn leads_group_commit(&self) -> bool {
         match self {
             TargetMode::Engine(policy) => matches!(policy, FsyncPolicy::Group { .. }),
+            TargetMode::Sqlite(_) => false,
         }
     }
 
@@ -157,6 +161,7 @@ impl TargetMode {
     pub fn checkpoint_is_durable(&self) -> bool {
         match self {
             TargetMode::Engine(_) => true,
+            TargetMode::Sqlite(mode) => mode.checkpoint_is_durable(),
         }
     }
 
@@ -169,21 +174,28 @@ impl TargetMode {
                     ..settings.engine.clone()
                 },
             }),
+            TargetMode::Sqlite(mode) => Box::new(SqliteFactory {
+                mode: *mode,
+                bugs: settings.vfs_bugs,
+            }),
         }
     }
 }
 
 /// What opening a target needs besides its mode: the scenario's engine
-/// configuration (policy aside) with its planted bugs.
+/// configuration (policy aside) with its planted bugs, and the planted
+/// bugs of SQLite's VFS.
 #[derive(Clone, Debug)]
 pub struct TargetSettings {
     pub engine: Config,
+    pub vfs_bugs: sqlite::vfs::VfsBugSet,
 }
 
 impl fmt::Display for TargetMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TargetMode::Engine(policy) => write!(f, "{policy}"),
+            TargetMode::Sqlite(mode) => write!(f, "{}:{mode}", SQLITE_KIND.name()),
         }
     }
 }

@@ -533,6 +533,7 @@ impl Scenario {
     pub fn target_settings(&self, bugs: BugSet) -> TargetSettings {
         TargetSettings {
             engine: self.engine_config(FsyncPolicy::Always, bugs),
+            vfs_bugs: crate::target::sqlite::vfs::VfsBugSet::NONE,
         }
     }
 
