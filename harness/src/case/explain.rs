@@ -187,7 +187,7 @@ impl Story<'_> {
             case.trial,
             case.cycle() + 1,
             case.crashes.len(),
-            if case.bugs.is_empty() {
+            if case.bugs.is_empty() && case.vfs_bugs.is_empty() {
                 String::new()
             } else {
                 format!(
@@ -195,6 +195,7 @@ impl Story<'_> {
                     case.bugs
                         .iter()
                         .map(|b| b.name())
+                        .chain(case.vfs_bugs.iter().map(|b| b.name()))
                         .collect::<Vec<_>>()
                         .join(", ")
                 )

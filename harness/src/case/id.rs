@@ -25,7 +25,8 @@
 
 use crate::fault::FaultProfile;
 use crate::fault::image::{ChangeFate, ExplicitFates, FaultChoices, MediaFault, SectorFate};
-use crate::target::TargetMode;
+use crate::target::sqlite::vfs::{VfsBug, VfsBugSet};
+use crate::target::{PlantedBug, TargetMode};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use engine::{Bug, BugSet};
@@ -255,6 +256,8 @@ pub struct CaseId {
     pub target: TargetMode,
     pub fault: FaultProfile,
     pub bugs: BugSet,
+    /// Planted bugs of SQLite's VFS (written in `bugs=` with the engine's).
+    pub vfs_bugs: VfsBugSet,
     pub seed: u64,
     pub trial: u64,
     /// One crash per cycle; the last one is this case's crash state.
@@ -300,8 +303,13 @@ impl fmt::Display for CaseId {
         for crash in &self.crashes {
             write!(f, ":{}.{}", crash.point, crash.faults)?;
         }
-        if !self.bugs.is_empty() {
-            let names: Vec<&str> = self.bugs.iter().map(Bug::name).collect();
+        if !self.bugs.is_empty() || !self.vfs_bugs.is_empty() {
+            let names: Vec<&str> = self
+                .bugs
+                .iter()
+                .map(Bug::name)
+                .chain(self.vfs_bugs.iter().map(VfsBug::name))
+                .collect();
             write!(f, ":bugs={}", names.join(","))?;
         }
         if let Some(txns) = self.limits.txns_max {
@@ -361,7 +369,10 @@ fn parse_option(field: &str, case: &mut CaseId) -> Result<(), CaseIdError> {
     match key {
         "bugs" => {
             for name in value.split(',') {
-                case.bugs = case.bugs.with(name.parse::<Bug>().map_err(bad)?);
+                match name.parse::<PlantedBug>().map_err(bad)? {
+                    PlantedBug::Engine(bug) => case.bugs = case.bugs.with(bug),
+                    PlantedBug::Vfs(bug) => case.vfs_bugs = case.vfs_bugs.with(bug),
+                }
             }
         }
         "txns" => case.limits.txns_max = Some(number()?),
@@ -415,6 +426,7 @@ impl FromStr for CaseId {
             target,
             fault,
             bugs: BugSet::NONE,
+            vfs_bugs: VfsBugSet::NONE,
             seed,
             trial,
             crashes: Vec::new(),
@@ -423,7 +435,10 @@ impl FromStr for CaseId {
         for field in &fields[rest + 2..] {
             if field.contains('=') {
                 parse_option(field, &mut case)?;
-            } else if case.limits == WorkloadLimits::default() && case.bugs.is_empty() {
+            } else if case.limits == WorkloadLimits::default()
+                && case.bugs.is_empty()
+                && case.vfs_bugs.is_empty()
+            {
                 if case.crashes.len() == CYCLES_MAX {
                     return Err(bad(format!("more than {CYCLES_MAX} crash cycles")));
                 }
@@ -479,6 +494,7 @@ mod tests {
             target: TargetMode::Engine(engine::FsyncPolicy::Interval { ms: 10 }),
             fault: FaultProfile::PowerLoss,
             bugs: BugSet::NONE.with(Bug::NoUndo).with(Bug::SkipFsync),
+            vfs_bugs: VfsBugSet::NONE,
             seed: 42,
             trial: 17,
             crashes: vec![
@@ -564,6 +580,7 @@ mod tests {
                 target: TargetMode::Engine(engine::FsyncPolicy::Group { delay_us: 200 }),
                 fault: FaultProfile::TornGarbage,
                 bugs: BugSet::from_bits(bug_bits).unwrap(),
+                vfs_bugs: VfsBugSet::NONE.with(VfsBug::SyncNoop),
                 seed,
                 trial,
                 crashes: points

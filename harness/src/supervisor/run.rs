@@ -106,7 +106,7 @@ impl Plan {
             fault.parse::<crate::fault::FaultProfile>()?;
         }
         for bug in &request.bugs {
-            bug.parse::<engine::Bug>()?;
+            bug.parse::<crate::target::PlantedBug>()?;
         }
         if request.cycles == Some(0) {
             return Err("--cycles must be at least 1".into());

@@ -19,7 +19,8 @@ use crate::fault::exhaustive::{Exhaustive, sync_windows};
 use crate::fault::image::build_image;
 use crate::fault::points::choose_crash_points;
 use crate::report::{Failure, TrialRow};
-use crate::target::{State, TargetFactory};
+use crate::target::sqlite::vfs::VfsBugSet;
+use crate::target::{PlantedBug, State, TargetFactory, TargetSettings};
 use crate::workload::scenario::{Combo, Scenario};
 use engine::BugSet;
 use rand::{RngExt, SeedableRng};
@@ -71,6 +72,8 @@ pub struct TrialPlan {
     pub scenario: Scenario,
     pub combos: Vec<Combo>,
     pub bugs: BugSet,
+    /// Planted bugs of SQLite's VFS.
+    pub vfs_bugs: VfsBugSet,
     pub cycles: u32,
     /// Workload reductions a shrunk case carries (none in a run).
     pub limits: WorkloadLimits,
@@ -98,8 +101,12 @@ impl TrialPlan {
                 .collect::<Result<_, _>>()?;
         }
         let mut bugs = scenario.bugs;
+        let mut vfs_bugs = VfsBugSet::NONE;
         for bug in &setup.bugs {
-            bugs = bugs.with(bug.parse()?);
+            match bug.parse::<PlantedBug>()? {
+                PlantedBug::Engine(bug) => bugs = bugs.with(bug),
+                PlantedBug::Vfs(bug) => vfs_bugs = vfs_bugs.with(bug),
+            }
         }
         let cycles = setup.cycles.unwrap_or(scenario.cycles);
         Ok(TrialPlan {
@@ -107,6 +114,7 @@ impl TrialPlan {
             combos: scenario.combos(),
             scenario,
             bugs,
+            vfs_bugs,
             cycles,
             limits: WorkloadLimits::default(),
         })
@@ -127,6 +135,7 @@ impl TrialPlan {
             target: combo.target,
             fault: combo.fault,
             bugs: self.bugs,
+            vfs_bugs: self.vfs_bugs,
             seed: self.setup.seed,
             trial,
             crashes,
@@ -149,9 +158,16 @@ impl TrialPlan {
     /// Opens the target every cycle of the trial runs.
     pub fn factory(&self, trial: u64) -> Box<dyn TargetFactory> {
         let combo = self.combo(trial);
-        combo
-            .target
-            .factory(&self.scenario.target_settings(self.bugs))
+        combo.target.factory(&self.target_settings())
+    }
+
+    /// What opening the trial's target needs: the engine's configuration
+    /// and every planted bug.
+    pub fn target_settings(&self) -> TargetSettings {
+        TargetSettings {
+            vfs_bugs: self.vfs_bugs,
+            ..self.scenario.target_settings(self.bugs)
+        }
     }
 
     /// Which sync fails in this cycle (`fsync-error` only).

@@ -263,6 +263,32 @@ pub fn expand_targets(
     Ok(modes)
 }
 
+/// A planted bug of any target: the engine's, or SQLite's VFS's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    Engine(::engine::Bug),
+    Vfs(sqlite::vfs::VfsBug),
+}
+
+impl FromStr for PlantedBug {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<PlantedBug, String> {
+        if let Ok(bug) = name.parse::<sqlite::vfs::VfsBug>() {
+            return Ok(PlantedBug::Vfs(bug));
+        }
+        name.parse::<::engine::Bug>()
+            .map(PlantedBug::Engine)
+            .map_err(|_| {
+                let vfs: Vec<&str> = sqlite::vfs::VfsBug::ALL.iter().map(|b| b.name()).collect();
+                format!(
+                    "unknown planted bug `{name}` (the engine's, or SQLite's VFS's: {})",
+                    vfs.join(", ")
+                )
+            })
+    }
+}
+
 /// Fails with the one-line reason when a selected target's parts are
 /// missing here (SPEC §9: exit 2, never a silent skip).
 pub fn check_parts(modes: &[TargetMode]) -> Result<(), String> {

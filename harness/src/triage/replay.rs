@@ -76,7 +76,12 @@ fn scenario_text(label: &str) -> Result<String, String> {
 /// The trial plan that reproduces `case`: the scenario narrowed to the
 /// case's workload, policy and fault, with its bugs and workload limits.
 pub fn plan_for(case: &CaseId, toml: String) -> Result<TrialPlan, String> {
-    let bugs: Vec<String> = case.bugs.iter().map(|bug| bug.name().to_string()).collect();
+    let bugs: Vec<String> = case
+        .bugs
+        .iter()
+        .map(|bug| bug.name().to_string())
+        .chain(case.vfs_bugs.iter().map(|bug| bug.name().to_string()))
+        .collect();
     let setup = WorkerSetup {
         scenario_label: case.scenario.clone(),
         scenario_toml: toml,

@@ -10,9 +10,12 @@
 //! `ROLLBACK`, so the rollback path is exercised too. A checkpoint is
 //! `PRAGMA wal_checkpoint(TRUNCATE)` (nothing in DELETE mode).
 //!
-//! The connection is opened with `locking_mode=EXCLUSIVE` (WAL mode then
-//! needs no shared memory, which the VFS does not provide) and
-//! `temp_store=MEMORY` (no temporary files). SQLite's PRNG is seeded before
+//! In WAL mode the connection is opened with `locking_mode=EXCLUSIVE` (WAL
+//! mode then needs no shared memory, which the VFS does not provide); in
+//! DELETE mode it keeps `locking_mode=NORMAL`, because in exclusive mode
+//! SQLite zeroes the rollback journal's header at commit instead of
+//! deleting the journal (`pager_end_transaction`): that is PERSIST's commit,
+//! not DELETE's. Always `temp_store=MEMORY` (no temporary files). SQLite's PRNG is seeded before
 //! each open from a hash of the files there ([`prng_seed`]), so a case
 //! replays byte for byte.
 //!
@@ -380,8 +383,14 @@ impl SqliteTarget {
     /// replay) happens at the first read of the database, here.
     fn setup(&mut self) -> TargetResult<()> {
         let connection = self.connection();
+        let locking = match self.mode.journal {
+            Journal::Wal => "EXCLUSIVE",
+            Journal::Delete => "NORMAL",
+        };
         connection
-            .execute_batch("PRAGMA locking_mode=EXCLUSIVE; PRAGMA temp_store=MEMORY;")
+            .execute_batch(&format!(
+                "PRAGMA locking_mode={locking}; PRAGMA temp_store=MEMORY;"
+            ))
             .map_err(sqlite_error("locking_mode"))?;
         let journal: String = connection
             .pragma_update_and_check(None, "journal_mode", self.mode.journal_pragma(), |row| {

@@ -29,8 +29,7 @@
 //!
 //! Not like unix, on purpose:
 //! - locking is an in-process lock level per open file: a target holds one
-//!   connection on its storage (the [`Mount`] refuses a second), in
-//!   `locking_mode=EXCLUSIVE`, so no other process or connection exists to
+//!   connection on its storage, so no other process or connection exists to
 //!   exclude; `xCheckReservedLock` reports no other holder;
 //! - no shared memory (`iVersion` 1 methods, no `xShmMap`): WAL mode works
 //!   because the connection is in `locking_mode=EXCLUSIVE` first, when
