@@ -104,6 +104,9 @@ struct MutantsArgs {
     /// Hunt only these bugs (repeatable; default: all 13).
     #[arg(long = "bug")]
     bugs: Vec<String>,
+    /// `sqlite`: hunt the planted bugs of SQLite's VFS in its durable modes instead of the engine's.
+    #[arg(long)]
+    target: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -191,6 +194,7 @@ fn main() {
             csv: args.csv,
             seed: args.seed,
             bugs: args.bugs,
+            target: args.target,
         }),
         Command::Replay(args) => {
             harness::triage::replay::main(&harness::triage::replay::ReplayRequest {
