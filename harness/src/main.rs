@@ -162,6 +162,9 @@ struct BenchArgs {
     /// (harness) Worker processes [default: all cores].
     #[arg(long)]
     jobs: Option<u32>,
+    /// (harness) Targets, comma-separated, e.g. sqlite:wal-full [default: the engine].
+    #[arg(long = "target", value_delimiter = ',')]
+    target_modes: Vec<String>,
 }
 
 fn main() {
@@ -262,6 +265,7 @@ fn bench(args: BenchArgs) -> i32 {
             match harness::bench::harness::run_harness_bench(
                 duration,
                 args.jobs,
+                &args.target_modes,
                 &mut std::io::stdout(),
             ) {
                 Ok(_) => exit::OK,
