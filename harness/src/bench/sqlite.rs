@@ -1,6 +1,7 @@
-//! SQLite, the point of comparison: WAL mode, `synchronous=FULL` (the WAL
-//! is fsynced at every commit) and `synchronous=NORMAL` (fsynced only at
-//! checkpoints), on real files with real fsyncs, through the harness's own
+//! SQLite, the point of comparison, in any of its target modes
+//! ([`SqliteMode`]; `bench engine` measures `wal-full`, whose WAL is fsynced
+//! at every commit, and `wal-normal`, fsynced only at checkpoints), on real
+//! files with real fsyncs, through the harness's own
 //! SQLite VFS ([`crate::target::sqlite::vfs`], the one `--target sqlite`
 //! runs on) over a [`RealStorage`] directory, so the syncs are counted
 //! where they happen: `fsyncs_per_commit` is the WAL file's syncs (as the
@@ -18,41 +19,26 @@
 
 use super::runner::{TxnOutcome, run_committers};
 use super::{BenchError, Measured, RunSpec, TxnInputs};
+use crate::target::sqlite::SqliteMode;
 use crate::target::sqlite::vfs::{self, Mount, VfsBugSet};
 use engine::storage::RealStorage;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// The `synchronous` setting measured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SqliteSync {
-    Full,
-    Normal,
-}
-
-impl SqliteSync {
-    pub const ALL: [SqliteSync; 2] = [SqliteSync::Full, SqliteSync::Normal];
-
-    /// The `policy` column and the pragma's value.
-    pub fn name(self) -> &'static str {
-        match self {
-            SqliteSync::Full => "full",
-            SqliteSync::Normal => "normal",
-        }
-    }
-}
+/// The modes `bench engine` measures by default.
+pub const DEFAULT_MODES: [&str; 2] = ["wal-full", "wal-normal"];
 
 const INSERT: &str = "INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)";
 
 /// Measures one configuration in its database file under `root` (created by
 /// the first round, reopened by later ones).
-pub fn bench_sqlite(root: &Path, sync: SqliteSync, spec: RunSpec) -> Result<Measured, BenchError> {
+pub fn bench_sqlite(root: &Path, mode: SqliteMode, spec: RunSpec) -> Result<Measured, BenchError> {
     vfs::register().map_err(|code| BenchError::SqliteVfs { code })?;
     let storage = RealStorage::new(root)?;
     let mount = Mount::new(Arc::new(storage), VfsBugSet::NONE)?;
-    let path = mount.path(&format!("sqlite-{}-{}t.db", sync.name(), spec.threads));
-    let connection = Mutex::new(open(&path, sync)?);
+    let path = mount.path(&format!("sqlite-{mode}-{}t.db", spec.threads));
+    let connection = Mutex::new(open(&path, mode)?);
     let _only_measurement = vfs::exclusive();
     let syncs_before = vfs::sync_counts();
     let totals = run_committers(spec.threads, spec.duration, |index| {
@@ -79,25 +65,31 @@ pub fn bench_sqlite(root: &Path, sync: SqliteSync, spec: RunSpec) -> Result<Meas
     })
 }
 
-fn open(path: &str, sync: SqliteSync) -> Result<Connection, BenchError> {
+fn open(path: &str, mode: SqliteMode) -> Result<Connection, BenchError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags_and_vfs(path, flags, vfs::VFS_NAME)
         .map_err(sqlite_error("open"))?;
     connection
-        .execute_batch("PRAGMA locking_mode=EXCLUSIVE; PRAGMA temp_store=MEMORY;")
+        .execute_batch(&format!(
+            "PRAGMA locking_mode={}; PRAGMA temp_store=MEMORY;",
+            mode.locking_pragma()
+        ))
         .map_err(sqlite_error("locking_mode"))?;
-    let mode: String = connection
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(sqlite_error("journal_mode=WAL"))?;
-    if !mode.eq_ignore_ascii_case("wal") {
+    let journal: String = connection
+        .pragma_update_and_check(None, "journal_mode", mode.journal_pragma(), |row| {
+            row.get(0)
+        })
+        .map_err(sqlite_error("journal_mode"))?;
+    if !journal.eq_ignore_ascii_case(mode.journal_pragma()) {
         return Err(BenchError::SqliteSetup(format!(
-            "journal_mode is {mode}, not wal"
+            "journal_mode is {journal}, not {}",
+            mode.journal_pragma()
         )));
     }
     connection
-        .pragma_update(None, "synchronous", sync.name())
+        .pragma_update(None, "synchronous", mode.sync_pragma())
         .map_err(sqlite_error("synchronous"))?;
     connection
         .execute_batch(

@@ -89,6 +89,11 @@ pub struct TrialRow {
     /// Those by kind: `kind=count` joined by `;`.
     #[serde(default)]
     pub unpromised_kinds: String,
+    /// Crash states whose recovery was worse than losing commits (a hole,
+    /// a half transaction, a recovery error, a wrong value...), promised
+    /// or not.
+    #[serde(default)]
+    pub corrupt_states: u64,
 }
 
 /// One failure, for `junit.xml` and the console.
@@ -156,7 +161,7 @@ pub fn write_trials(path: &Path, rows: &[TrialRow]) -> Result<(), ReportError> {
 }
 
 /// The columns of `trials.csv`, in order.
-pub const TRIAL_COLUMNS: [&str; 15] = [
+pub const TRIAL_COLUMNS: [&str; 16] = [
     "trial",
     "scenario",
     "workload",
@@ -172,6 +177,7 @@ pub const TRIAL_COLUMNS: [&str; 15] = [
     "elapsed_ms",
     "unpromised",
     "unpromised_kinds",
+    "corrupt_states",
 ];
 
 /// `junit.xml`: one test suite per scenario, one test case per

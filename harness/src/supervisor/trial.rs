@@ -18,6 +18,7 @@ use crate::fault::FaultProfile;
 use crate::fault::exhaustive::{Exhaustive, sync_windows};
 use crate::fault::image::build_image;
 use crate::fault::points::choose_crash_points;
+use crate::oracle::ViolationKind;
 use crate::report::{Failure, TrialRow};
 use crate::target::sqlite::vfs::VfsBugSet;
 use crate::target::{PlantedBug, State, TargetFactory, TargetSettings};
@@ -422,6 +423,17 @@ impl TrialPlan {
         // verifier's own reclassification.
         let mut result = result.clone();
         result.set_promise(self.combo(trial).target.promise(self.combo(trial).fault));
+        let loss_only = |kind: &str| {
+            kind == ViolationKind::LostAck.name() || kind == ViolationKind::BeyondWindow.name()
+        };
+        if result
+            .violations
+            .iter()
+            .chain(&result.unpromised)
+            .any(|(kind, _)| !loss_only(kind))
+        {
+            row.corrupt_states += 1;
+        }
         for (kind, _) in &result.unpromised {
             row.unpromised += 1;
             *outcome.unpromised_by_kind.entry(kind.clone()).or_insert(0) += 1;

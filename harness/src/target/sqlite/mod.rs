@@ -142,14 +142,26 @@ impl SqliteMode {
         ]
     };
 
-    fn journal_pragma(self) -> &'static str {
+    /// `locking_mode`: EXCLUSIVE in WAL mode (no shared memory needed),
+    /// NORMAL in DELETE mode (in exclusive mode SQLite would zero the
+    /// journal's header at commit instead of deleting it).
+    pub fn locking_pragma(self) -> &'static str {
+        match self.journal {
+            Journal::Wal => "EXCLUSIVE",
+            Journal::Delete => "NORMAL",
+        }
+    }
+
+    /// `journal_mode`'s value.
+    pub fn journal_pragma(self) -> &'static str {
         match self.journal {
             Journal::Wal => "WAL",
             Journal::Delete => "DELETE",
         }
     }
 
-    fn sync_pragma(self) -> &'static str {
+    /// `synchronous`'s value.
+    pub fn sync_pragma(self) -> &'static str {
         match self.sync {
             Sync::Off => "OFF",
             Sync::Normal => "NORMAL",
@@ -383,10 +395,7 @@ impl SqliteTarget {
     /// replay) happens at the first read of the database, here.
     fn setup(&mut self) -> TargetResult<()> {
         let connection = self.connection();
-        let locking = match self.mode.journal {
-            Journal::Wal => "EXCLUSIVE",
-            Journal::Delete => "NORMAL",
-        };
+        let locking = self.mode.locking_pragma();
         connection
             .execute_batch(&format!(
                 "PRAGMA locking_mode={locking}; PRAGMA temp_store=MEMORY;"
