@@ -4,8 +4,10 @@
 //! files with real fsyncs, through the harness's own
 //! SQLite VFS ([`crate::target::sqlite::vfs`], the one `--target sqlite`
 //! runs on) over a [`RealStorage`] directory, so the syncs are counted
-//! where they happen: `fsyncs_per_commit` is the WAL file's syncs (as the
-//! engine's is its WAL's), the table also shows all.
+//! where they happen: `fsyncs_per_commit` is the WAL file's syncs in WAL
+//! mode (as the engine's is its WAL's) and every sync in DELETE mode (the
+//! journal and the database are synced at each commit); the table also
+//! shows all.
 //!
 //! That VFS has no shared memory, so the database is opened once, in
 //! `locking_mode=EXCLUSIVE`, and the committing threads share that one
@@ -19,8 +21,8 @@
 
 use super::runner::{TxnOutcome, run_committers};
 use super::{BenchError, Measured, RunSpec, TxnInputs};
-use crate::target::sqlite::SqliteMode;
 use crate::target::sqlite::vfs::{self, Mount, VfsBugSet};
+use crate::target::sqlite::{Journal, SqliteMode};
 use engine::storage::RealStorage;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::Path;
@@ -59,7 +61,13 @@ pub fn bench_sqlite(root: &Path, mode: SqliteMode, spec: RunSpec) -> Result<Meas
     let syncs = vfs::sync_counts().since(syncs_before);
     Ok(Measured {
         totals,
-        wal_syncs: syncs.wal,
+        // The log's syncs: the WAL's in WAL mode; in DELETE mode the
+        // rollback journal and the database are synced together at each
+        // commit, so all of them.
+        wal_syncs: match mode.journal {
+            Journal::Wal => syncs.wal,
+            Journal::Delete => syncs.wal + syncs.other,
+        },
         all_file_syncs: Some(syncs.wal + syncs.other),
         wal_bytes: None,
     })
