@@ -37,6 +37,8 @@ enum Command {
     Replay(ReplayArgs),
     /// Reduce a failing case while the same violation kind persists; writes the minimal bundle.
     Shrink(harness::triage::shrink::ShrinkArgs),
+    /// List every target, its modes, its promise per fault profile and whether its parts are installed.
+    Targets,
     /// Measure the engine (commits/s per fsync policy, against SQLite) or the harness (crash states/s).
     Bench(BenchArgs),
     /// The fsync-policy report: throughput and crash losses per policy, as CSV and SVG.
@@ -62,7 +64,10 @@ struct RunArgs {
     /// Number of trials instead of a time budget.
     #[arg(long)]
     trials: Option<u64>,
-    /// Fsync policies, comma-separated (default: the scenario's).
+    /// Targets, comma-separated: NAME (every mode) or NAME:MODE, e.g. engine, sqlite:wal-full (default: the scenario's; see `powercut targets`).
+    #[arg(long, value_delimiter = ',')]
+    target: Vec<String>,
+    /// Fsync policies of the engine target, comma-separated (default: the scenario's).
     #[arg(long, value_delimiter = ',')]
     policy: Vec<String>,
     /// Fault profiles, comma-separated (default: the scenario's).
@@ -108,6 +113,9 @@ struct MutantsArgs {
     /// Hunt only these bugs (repeatable; default: all 13).
     #[arg(long = "bug")]
     bugs: Vec<String>,
+    /// `sqlite`: hunt the planted bugs of SQLite's VFS in its durable modes instead of the engine's.
+    #[arg(long)]
+    target: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -123,6 +131,9 @@ struct ReplayArgs {
     /// Replay N times and report how often the violation reproduces.
     #[arg(long, value_name = "N")]
     flaky: Option<u32>,
+    /// Replay under this target mode (NAME:MODE) instead of the case's own.
+    #[arg(long)]
+    target: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -160,6 +171,9 @@ struct BenchArgs {
     /// (harness) Worker processes [default: all cores].
     #[arg(long)]
     jobs: Option<u32>,
+    /// (harness) Targets, comma-separated, e.g. sqlite:wal-full [default: the engine].
+    #[arg(long = "target", value_delimiter = ',')]
+    target_modes: Vec<String>,
 }
 
 fn main() {
@@ -192,13 +206,18 @@ fn main() {
             csv: args.csv,
             seed: args.seed,
             bugs: args.bugs,
+            target: args.target,
         }),
-        Command::Replay(args) => harness::triage::replay::main(
-            &args.case,
-            args.explain,
-            args.keep_image.as_deref(),
-            args.flaky,
-        ),
+        Command::Replay(args) => {
+            harness::triage::replay::main(&harness::triage::replay::ReplayRequest {
+                case: &args.case,
+                target: args.target.as_deref(),
+                explain: args.explain,
+                keep_image: args.keep_image.as_deref(),
+                flaky: args.flaky,
+            })
+        }
+        Command::Targets => harness::target::list::main(),
         Command::Shrink(args) => harness::triage::shrink::main(&args),
         Command::Bench(args) => bench(args),
         Command::Compare(args) => harness::compare::cli::main(args),
@@ -217,6 +236,7 @@ fn run(args: RunArgs) -> i32 {
         seed: args.seed,
         duration: args.duration,
         trials: args.trials,
+        targets: args.target,
         policies: args.policy,
         faults: args.fault,
         bugs: args.bugs,
@@ -254,6 +274,7 @@ fn bench(args: BenchArgs) -> i32 {
             match harness::bench::harness::run_harness_bench(
                 duration,
                 args.jobs,
+                &args.target_modes,
                 &mut std::io::stdout(),
             ) {
                 Ok(_) => exit::OK,

@@ -20,6 +20,7 @@ fn tiny_options(dir: &Path, policies: Vec<FsyncPolicy>, sqlite: bool) -> EngineB
         recovery: None,
         dir: Some(dir.to_path_buf()),
         seed: 7,
+        ..EngineBenchOptions::default()
     }
 }
 
@@ -51,7 +52,7 @@ fn sqlite_rows_have_the_csv_header_and_measured_syncs() {
     let mut out = Vec::new();
     let report = run_engine_bench(&options, &mut out).unwrap();
     let policies: Vec<&str> = report.rows.iter().map(|r| r.policy.as_str()).collect();
-    assert_eq!(policies, ["full", "normal"]);
+    assert_eq!(policies, ["wal-full", "wal-normal"]);
     assert!(
         report
             .rows

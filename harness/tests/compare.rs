@@ -1,6 +1,7 @@
 //! `powercut compare`: the CSV has exactly its header and every crash cell
-//! of an engine row is filled from measurement; the SVG is written and names
-//! the policies; a policy whose promise is broken (a planted bug, the
+//! of every row (engine policies and SQLite modes) is filled from
+//! measurement, with the mode's promise; the SVG is written and names the
+//! target modes; a policy whose promise is broken (a planted bug, the
 //! canary) fails its check with exit 1 and says which check failed.
 //!
 //! Not checked here: the throughput numbers themselves (they depend on the
@@ -65,8 +66,10 @@ fn the_csv_and_svg_hold_measured_rows_for_each_policy_and_fault() {
         ("always", "process-crash"),
         ("none", "power-loss"),
         ("none", "process-crash"),
-        ("sqlite-full", ""),
-        ("sqlite-normal", ""),
+        ("sqlite:wal-full", "power-loss"),
+        ("sqlite:wal-full", "process-crash"),
+        ("sqlite:wal-normal", "power-loss"),
+        ("sqlite:wal-normal", "process-crash"),
     ]
     .iter()
     .map(|(p, f)| (p.to_string(), f.to_string()))
@@ -76,23 +79,40 @@ fn the_csv_and_svg_hold_measured_rows_for_each_policy_and_fault() {
     for row in &rows {
         assert_eq!(&row[1], "1", "threads");
         assert!(row[column("commits_per_s")].parse::<f64>().unwrap() > 0.0);
-        let sqlite = row[0].starts_with("sqlite-");
+        let sqlite = row[0].starts_with("sqlite:");
         for name in crash_columns() {
             let cell = &row[column(name)];
-            if sqlite {
-                assert!(cell.is_empty(), "{name} of {} must be empty", &row[0]);
-            } else {
-                cell.parse::<f64>()
-                    .unwrap_or_else(|_| panic!("{name} of {} {}: `{cell}`", &row[0], &row[2]));
+            match *name {
+                "promise" => assert!(
+                    ["durable", "prefix", "none"].contains(&cell) || cell.starts_with("window:"),
+                    "{cell}"
+                ),
+                "within_promise" => assert_eq!(cell, "true", "{} {}", &row[0], &row[2]),
+                _ => {
+                    cell.parse::<f64>()
+                        .unwrap_or_else(|_| panic!("{name} of {} {}: `{cell}`", &row[0], &row[2]));
+                }
             }
         }
-        if !sqlite {
-            assert!(row[column("crash_states")].parse::<u64>().unwrap() > 0);
-            assert!(row[column("acked")].parse::<u64>().unwrap() > 0);
-            assert!(row[column("recovery_p99_ms")].parse::<f64>().unwrap() > 0.0);
-            assert!(!row[column("wal_bytes_per_commit")].is_empty());
-        }
+        assert!(row[column("crash_states")].parse::<u64>().unwrap() > 0);
+        assert!(row[column("acked")].parse::<u64>().unwrap() > 0);
+        assert!(row[column("recovery_p99_ms")].parse::<f64>().unwrap() > 0.0);
+        assert_eq!(row[column("wal_bytes_per_commit")].is_empty(), sqlite);
     }
+    let promise = |mode: &str, fault: &str| {
+        rows.iter()
+            .find(|r| &r[0] == mode && &r[2] == fault)
+            .map(|r| r[column("promise")].to_string())
+    };
+    assert_eq!(
+        promise("sqlite:wal-full", "power-loss").as_deref(),
+        Some("durable")
+    );
+    assert_eq!(
+        promise("sqlite:wal-normal", "power-loss").as_deref(),
+        Some("prefix")
+    );
+    assert_eq!(promise("none", "power-loss").as_deref(), Some("prefix"));
     let none_power_loss = &rows[2];
     assert!(
         none_power_loss[column("acked_lost")]
@@ -108,7 +128,7 @@ fn the_csv_and_svg_hold_measured_rows_for_each_policy_and_fault() {
     );
     let svg = std::fs::read_to_string(dir.path().join("fsync-policies.svg")).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
-    for name in ["always", "none", "sqlite-full", "commits/s"] {
+    for name in ["always", "none", "sqlite:wal-full", "commits/s"] {
         assert!(svg.contains(name), "the chart names {name}");
     }
 }

@@ -4,7 +4,8 @@
 //! fixed time, through the same dispatcher, workers and verifier children as
 //! `powercut run`, and reports crash states per second (each one a crash
 //! image built, recovered, judged by the oracle, recovered again, written to
-//! and reopened).
+//! and reopened). `--target` picks the target modes (default: the
+//! scenario's, the engine under its policies), e.g. `sqlite:wal-full`.
 
 use crate::supervisor::run::{Plan, RunRequest, execute};
 use std::io::Write;
@@ -25,15 +26,22 @@ pub struct HarnessBench {
 pub fn run_harness_bench(
     duration: Duration,
     jobs: Option<u32>,
+    targets: &[String],
     out: &mut dyn Write,
 ) -> Result<HarnessBench, String> {
     let request = RunRequest {
         scenario: Some("smoke".to_string()),
         seed: 1,
         duration: Some(format!("{}ms", duration.as_millis())),
+        targets: targets.to_vec(),
         faults: vec!["power-loss".to_string()],
         jobs,
         ..RunRequest::default()
+    };
+    let label = if targets.is_empty() {
+        "smoke".to_string()
+    } else {
+        format!("smoke on {}", targets.join(","))
     };
     let plan = Plan::resolve(request)?;
     let report = execute(&plan)?;
@@ -48,7 +56,7 @@ pub fn run_harness_bench(
     };
     writeln!(
         out,
-        "harness: smoke × power-loss, {} job(s): {} trials, {} crash states in {:.1}s = {:.0} crash states/s ({} violations)",
+        "harness: {label} × power-loss, {} job(s): {} trials, {} crash states in {:.1}s = {:.0} crash states/s ({} violations)",
         bench.jobs, bench.trials, bench.crash_states, bench.elapsed_s, bench.crash_states_per_s, bench.violations
     )
     .map_err(|e| format!("cannot write output: {e}"))?;

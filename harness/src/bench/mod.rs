@@ -27,10 +27,10 @@ pub mod recovery;
 pub mod runner;
 pub mod sqlite;
 
+use crate::target::sqlite::SqliteMode;
 use ::engine::FsyncPolicy;
 use runner::RunTotals;
 use serde::Serialize;
-use sqlite::SqliteSync;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -70,8 +70,10 @@ pub struct EngineBenchOptions {
     /// drifts (other tenants) weighs on every row alike rather than on
     /// whichever ran at the bad moment.
     pub rounds: u32,
-    /// Also measure SQLite (`synchronous=FULL` and `NORMAL`).
+    /// Also measure SQLite, in `sqlite_modes`.
     pub sqlite: bool,
+    /// The SQLite modes measured (default `wal-full`, `wal-normal`).
+    pub sqlite_modes: Vec<SqliteMode>,
     /// Write the rows here as CSV.
     pub csv: Option<PathBuf>,
     /// Also measure recovery speed and memory, with these options.
@@ -96,6 +98,10 @@ impl Default for EngineBenchOptions {
             duration: Duration::from_secs(3),
             rounds: 3,
             sqlite: true,
+            sqlite_modes: sqlite::DEFAULT_MODES
+                .iter()
+                .map(|mode| mode.parse().expect("built-in SQLite mode"))
+                .collect(),
             csv: None,
             recovery: None,
             dir: None,
@@ -315,14 +321,14 @@ impl TxnInputs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
     Engine(FsyncPolicy),
-    Sqlite(SqliteSync),
+    Sqlite(SqliteMode),
 }
 
 impl Target {
     fn measure(self, root: &Path, spec: RunSpec) -> Result<Measured, BenchError> {
         match self {
             Target::Engine(policy) => engine::bench_engine(root, policy, spec),
-            Target::Sqlite(sync) => sqlite::bench_sqlite(root, sync, spec),
+            Target::Sqlite(mode) => sqlite::bench_sqlite(root, mode, spec),
         }
     }
 
@@ -331,8 +337,8 @@ impl Target {
             Target::Engine(policy) => {
                 BenchRow::from_measured(System::Engine, &policy.to_string(), threads, measured)
             }
-            Target::Sqlite(sync) => {
-                BenchRow::from_measured(System::Sqlite, sync.name(), threads, measured)
+            Target::Sqlite(mode) => {
+                BenchRow::from_measured(System::Sqlite, &mode.to_string(), threads, measured)
             }
         }
     }
@@ -395,12 +401,12 @@ pub fn run_engine_bench(
 }
 
 fn configurations(options: &EngineBenchOptions) -> Vec<(Target, usize)> {
-    let sqlite = SqliteSync::ALL.iter().filter(|_| options.sqlite);
+    let sqlite = options.sqlite_modes.iter().filter(|_| options.sqlite);
     let targets: Vec<Target> = options
         .policies
         .iter()
         .map(|&policy| Target::Engine(policy))
-        .chain(sqlite.map(|&sync| Target::Sqlite(sync)))
+        .chain(sqlite.map(|&mode| Target::Sqlite(mode)))
         .collect();
     options
         .threads

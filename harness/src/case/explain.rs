@@ -178,16 +178,16 @@ impl Story<'_> {
         let case = self.case;
         let _ = writeln!(
             text,
-            "Case {case}\n  scenario {}, workload {}, policy {}, fault {}, seed {}, trial {}, cycle {} of {}{}\n",
+            "Case {case}\n  scenario {}, workload {}, target {}, fault {}, seed {}, trial {}, cycle {} of {}{}\n",
             case.scenario,
             case.workload,
-            case.policy,
+            case.target,
             case.fault,
             case.seed,
             case.trial,
             case.cycle() + 1,
             case.crashes.len(),
-            if case.bugs.is_empty() {
+            if case.bugs.is_empty() && case.vfs_bugs.is_empty() {
                 String::new()
             } else {
                 format!(
@@ -195,6 +195,7 @@ impl Story<'_> {
                     case.bugs
                         .iter()
                         .map(|b| b.name())
+                        .chain(case.vfs_bugs.iter().map(|b| b.name()))
                         .collect::<Vec<_>>()
                         .join(", ")
                 )

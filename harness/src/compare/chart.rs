@@ -1,10 +1,11 @@
 //! `fsync-policies.svg`: throughput against acknowledged-commit loss.
 //!
-//! One labelled point per engine policy at the chart's thread count (8 if
-//! measured, else the largest): x is acknowledged commits lost per 1,000
-//! acknowledged under `power-loss`, y is commits/s on a log scale. SQLite
-//! has no crash side, so its rows are horizontal reference lines at their
-//! throughput. Up and to the left is better.
+//! One labelled point per target mode (engine policies, SQLite modes) at
+//! the chart's thread count (8 if measured, else the largest): x is
+//! acknowledged commits lost per 1,000 acknowledged under `power-loss`, y
+//! is commits/s on a log scale. A mode measured without a crash side would
+//! be a horizontal reference line at its throughput. Up and to the left is
+//! better.
 
 use super::CompareRow;
 use crate::fault::FaultProfile;
@@ -17,13 +18,17 @@ pub const HEIGHT: u32 = 600;
 /// The thread count the chart prefers.
 pub const THREADS_PREFERRED: usize = 8;
 
-const POLICY_COLORS: [RGBColor; 6] = [
+const POLICY_COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
     RGBColor(255, 127, 14),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(23, 190, 207),
+    RGBColor(188, 189, 34),
 ];
 const SQLITE_COLORS: [RGBColor; 2] = [RGBColor(23, 190, 207), RGBColor(188, 189, 34)];
 
@@ -61,7 +66,9 @@ pub fn write_svg(path: &Path, rows: &[CompareRow]) -> Result<(), String> {
         .collect();
     let sqlite: Vec<(String, f64)> = rows
         .iter()
-        .filter(|row| row.threads == threads && row.policy.starts_with("sqlite-"))
+        .filter(|row| {
+            row.threads == threads && row.fault == power_loss && row.loss_per_1000.is_none()
+        })
         .filter_map(|row| Some((row.policy.clone(), row.commits_per_s.filter(|&c| c > 0.0)?)))
         .collect();
     let throughputs = points
@@ -100,7 +107,7 @@ fn draw(
     let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
     let caption = format!(
-        "fsync policies: throughput vs. acknowledged commits lost to a power cut ({threads} threads)"
+        "targets: throughput vs. acknowledged commits lost to a power cut ({threads} threads)"
     );
     let mut chart = ChartBuilder::on(&root)
         .caption(caption, ("sans-serif", 20))

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 /// `powercut compare [--policy P,...] [--threads N,...] [--duration D] [--out DIR]`.
 #[derive(clap::Args, Debug)]
 pub struct CompareArgs {
-    /// Fsync policies, comma-separated [default: always,group,interval:10,interval:1000,none].
+    /// Targets, comma-separated: NAME (every mode; `engine`: its --policy list) or NAME:MODE [default: engine,sqlite:wal-full,sqlite:wal-normal].
+    #[arg(long, value_delimiter = ',')]
+    pub target: Vec<String>,
+    /// Fsync policies of the engine, comma-separated [default: always,group,interval:10,interval:1000,none].
     #[arg(long, value_delimiter = ',')]
     pub policy: Vec<String>,
     /// Committing thread counts of the throughput side, comma-separated [default: 1,8].
@@ -71,6 +74,9 @@ pub fn main(args: CompareArgs) -> i32 {
 
 fn options(args: CompareArgs) -> Result<CompareOptions, String> {
     let mut options = CompareOptions::default();
+    if !args.target.is_empty() {
+        options.targets = args.target;
+    }
     if !args.policy.is_empty() {
         options.policies = args
             .policy

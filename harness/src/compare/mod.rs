@@ -1,15 +1,18 @@
-//! `powercut compare`: the fsync-policy report (SPEC §5.3).
+//! `powercut compare`: the fsync-policy report (SPEC §5.3, §9).
 //!
-//! Puts both sides of the fsync trade in one table, measured in one run:
+//! Puts both sides of the fsync trade in one table, measured in one run,
+//! for every target mode `--target` selects (default: the engine under its
+//! policies, and SQLite's `wal-full` and `wal-normal` beside it):
 //!
 //! - the throughput side: [`crate::bench::run_engine_bench`] on real files
-//!   with real fsyncs, per policy × committing threads, plus SQLite
-//!   (`sqlite-full`, `sqlite-normal`, WAL mode) beside it;
+//!   with real fsyncs, per target mode × committing threads;
 //! - the crash side: the real run machinery ([`crate::supervisor::run`]) on
-//!   the built-in `compare` scenario, per policy × fault profile
-//!   (`power-loss`, `process-crash`). The workload driver is single-threaded
-//!   and deterministic, so the crash side does not depend on the thread
-//!   count: one crash measurement per policy × fault serves every thread row.
+//!   the built-in `compare` scenario, per target mode × fault profile
+//!   (`power-loss`, `process-crash`), with the mode's promise there and
+//!   whether what was observed stays inside it. The workload driver is
+//!   single-threaded and deterministic, so the crash side does not depend
+//!   on the thread count: one crash measurement per mode × fault serves
+//!   every thread row.
 //!
 //! Then it checks what the numbers must show ([`check_rows`]) and writes
 //! `fsync-policies.csv` ([`CSV_COLUMNS`]) and `fsync-policies.svg`
@@ -22,8 +25,7 @@
 //! in-memory disk inside a verifier child.
 //!
 //! Not checked here: that the throughput numbers are stable between runs
-//! (fsync latency on a shared machine moves a lot; compare rows of one run),
-//! and anything about SQLite's durability (its crash columns stay empty).
+//! (fsync latency on a shared machine moves a lot; compare rows of one run).
 
 pub mod chart;
 pub mod cli;
@@ -32,6 +34,7 @@ use crate::bench::{self, BenchRow, EngineBenchOptions, System};
 use crate::fault::FaultProfile;
 use crate::supervisor::run::{Budget, Plan, RunRequest, execute};
 use crate::supervisor::verify::FSYNC_ALLOWANCE_US;
+use crate::target::{PromiseKind, TargetMode, expand_targets};
 use engine::FsyncPolicy;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -44,7 +47,7 @@ pub const SCENARIO: &str = "compare";
 /// The fault profiles of the crash side, in row order.
 pub const FAULTS: [FaultProfile; 2] = [FaultProfile::PowerLoss, FaultProfile::ProcessCrash];
 /// `fsync-policies.csv`'s header, in order.
-pub const CSV_COLUMNS: [&str; 17] = [
+pub const CSV_COLUMNS: [&str; 20] = [
     "policy",
     "threads",
     "fault",
@@ -60,6 +63,9 @@ pub const CSV_COLUMNS: [&str; 17] = [
     "loss_per_1000",
     "max_loss_window_ms",
     "violations",
+    "promise",
+    "corrupt_states",
+    "within_promise",
     "recovery_p50_ms",
     "recovery_p99_ms",
 ];
@@ -78,6 +84,8 @@ pub const CATCH_UP_TRIALS_MAX: usize = 64;
 /// What `powercut compare` measures.
 #[derive(Clone, Debug)]
 pub struct CompareOptions {
+    /// `--target` selectors (`engine` stands for `policies`).
+    pub targets: Vec<String>,
     pub policies: Vec<FsyncPolicy>,
     pub threads: Vec<usize>,
     /// The whole run's wall-clock budget: half for the throughput side
@@ -99,6 +107,7 @@ pub struct CompareOptions {
 impl Default for CompareOptions {
     fn default() -> CompareOptions {
         CompareOptions {
+            targets: DEFAULT_TARGETS.iter().map(|t| t.to_string()).collect(),
             policies: ["always", "group", "interval:10", "interval:1000", "none"]
                 .iter()
                 .map(|p| p.parse().expect("built-in policy"))
@@ -111,6 +120,16 @@ impl Default for CompareOptions {
             bugs: Vec::new(),
             bench_dir: None,
         }
+    }
+}
+
+/// The targets compared when `--target` is not given.
+pub const DEFAULT_TARGETS: [&str; 3] = ["engine", "sqlite:wal-full", "sqlite:wal-normal"];
+
+impl CompareOptions {
+    /// The target modes compared, in row order.
+    pub fn modes(&self) -> Result<Vec<TargetMode>, String> {
+        expand_targets(&self.targets, &self.policies)
     }
 }
 
@@ -148,6 +167,12 @@ pub struct CompareRow {
     pub loss_per_1000: Option<f64>,
     pub max_loss_window_ms: Option<f64>,
     pub violations: Option<u64>,
+    /// The mode's promise under this fault (durable, window:MS, prefix, none).
+    pub promise: String,
+    /// Crash states recovered to worse than a loss of commits.
+    pub corrupt_states: Option<u64>,
+    /// No violation: what was observed stays inside the promise.
+    pub within_promise: Option<bool>,
     pub recovery_p50_ms: Option<f64>,
     pub recovery_p99_ms: Option<f64>,
 }
@@ -161,6 +186,9 @@ pub struct CrashSide {
     pub acked_lost: u64,
     pub loss_window_max_us: u64,
     pub violations: u64,
+    pub corrupt_states: u64,
+    /// Violations where the promise is `none`, counted.
+    pub unpromised: u64,
     /// Violations by kind (e.g. `beyond-window`).
     pub violation_kinds: BTreeMap<String, u64>,
     pub recovery_p50_ms: f64,
@@ -199,8 +227,9 @@ pub fn run_compare(
         out,
         "crash side: scenario `{SCENARIO}`, faults power-loss and process-crash"
     )?;
-    let crash = crash_side(options, half)?;
-    let rows = build_rows(options, &bench_rows, &crash);
+    let modes = options.modes().map_err(CompareError::Usage)?;
+    let crash = crash_side(options, &modes, half)?;
+    let rows = build_rows(options, &modes, &bench_rows, &crash);
     let failed_checks = check_rows(&rows, &crash);
     write_csv(&options.out.join(CSV_NAME), &rows)?;
     chart::write_svg(&options.out.join(SVG_NAME), &rows).map_err(|message| {
@@ -227,8 +256,15 @@ pub fn run_compare(
 
 fn validate(options: &CompareOptions) -> Result<(), CompareError> {
     let usage = |message: String| Err(CompareError::Usage(message));
-    if options.policies.is_empty() {
+    let modes = match options.modes() {
+        Ok(modes) => modes,
+        Err(message) => return usage(message),
+    };
+    if options.policies.is_empty() && modes.iter().any(|m| matches!(m, TargetMode::Engine(_))) {
         return usage("--policy needs at least one policy".into());
+    }
+    if let Err(message) = crate::target::check_parts(&modes) {
+        return usage(message);
     }
     if options.threads.is_empty() {
         return usage("--threads needs at least one thread count".into());
@@ -260,13 +296,28 @@ fn validate(options: &CompareOptions) -> Result<(), CompareError> {
     Ok(())
 }
 
-/// Measures every policy and SQLite × every thread count in `budget`.
+/// Measures every target mode × every thread count in `budget`.
 fn throughput_side(
     options: &CompareOptions,
     budget: Duration,
     out: &mut dyn Write,
 ) -> Result<Vec<BenchRow>, CompareError> {
-    let configurations = (options.policies.len() + 2) * options.threads.len();
+    let modes = options.modes().map_err(CompareError::Usage)?;
+    let policies: Vec<FsyncPolicy> = modes
+        .iter()
+        .filter_map(|mode| match mode {
+            TargetMode::Engine(policy) => Some(*policy),
+            TargetMode::Sqlite(_) => None,
+        })
+        .collect();
+    let sqlite_modes: Vec<_> = modes
+        .iter()
+        .filter_map(|mode| match mode {
+            TargetMode::Sqlite(sqlite) => Some(*sqlite),
+            TargetMode::Engine(_) => None,
+        })
+        .collect();
+    let configurations = modes.len() * options.threads.len();
     let per_configuration = (budget / configurations as u32).max(CONFIGURATION_DURATION_MIN);
     let rounds = if per_configuration >= Duration::from_secs(1) {
         3
@@ -274,11 +325,12 @@ fn throughput_side(
         1
     };
     let bench_options = EngineBenchOptions {
-        policies: options.policies.clone(),
+        policies,
         threads: options.threads.clone(),
         duration: per_configuration,
         rounds,
-        sqlite: true,
+        sqlite: !sqlite_modes.is_empty(),
+        sqlite_modes,
         csv: None,
         recovery: None,
         dir: options.bench_dir.clone(),
@@ -292,14 +344,15 @@ fn throughput_side(
     Ok(report.rows)
 }
 
-/// Runs the crash side: every policy × fault in one timed run (trials go
-/// round-robin over the pairs), then one trial of any pair the time did not
-/// reach, so every crash cell is measured.
+/// Runs the crash side: every target mode × fault in one timed run (trials
+/// go round-robin over the pairs), then one trial of any pair the time did
+/// not reach, so every crash cell is measured.
 fn crash_side(
     options: &CompareOptions,
+    modes: &[TargetMode],
     budget: Duration,
 ) -> Result<BTreeMap<(String, String), CrashSide>, CompareError> {
-    let policies: Vec<String> = options.policies.iter().map(|p| p.to_string()).collect();
+    let policies: Vec<String> = modes.iter().map(|m| m.to_string()).collect();
     let faults: Vec<String> = FAULTS.iter().map(|f| f.to_string()).collect();
     let mut sides = BTreeMap::new();
     run_crash(
@@ -338,7 +391,7 @@ fn run_crash(
         scenario: Some(SCENARIO.to_string()),
         seed: options.seed,
         trials: Some(1),
-        policies: policies.to_vec(),
+        targets: policies.to_vec(),
         faults: faults.to_vec(),
         bugs: options.bugs.clone(),
         jobs: options.jobs,
@@ -360,6 +413,8 @@ fn run_crash(
         side.acked += row.acked;
         side.acked_lost += row.acked_lost_permitted;
         side.violations += row.violations;
+        side.corrupt_states += row.corrupt_states;
+        side.unpromised += row.unpromised;
     }
     for (row, failure) in &report.failures {
         if let Some(side) = by_pair.get_mut(&(row.policy.clone(), row.fault.clone())) {
@@ -387,42 +442,36 @@ fn run_crash(
     Ok(())
 }
 
-/// Joins the two sides: per policy × threads × fault, then SQLite per
-/// threads (throughput only).
+/// Joins the two sides: per target mode × threads × fault.
 pub fn build_rows(
     options: &CompareOptions,
+    modes: &[TargetMode],
     bench_rows: &[BenchRow],
     crash: &BTreeMap<(String, String), CrashSide>,
 ) -> Vec<CompareRow> {
     let mut rows = Vec::new();
-    let find = |system: System, policy: &str, threads: usize| {
+    let find = |mode: &TargetMode, threads: usize| {
+        let (system, policy) = match mode {
+            TargetMode::Engine(policy) => (System::Engine, policy.to_string()),
+            TargetMode::Sqlite(sqlite) => (System::Sqlite, sqlite.to_string()),
+        };
         bench_rows
             .iter()
             .find(|row| row.system == system && row.policy == policy && row.threads == threads)
     };
-    for policy in &options.policies {
-        let policy = policy.to_string();
+    for mode in modes {
+        let name = mode.to_string();
         for &threads in &options.threads {
-            let bench_row = find(System::Engine, &policy, threads);
+            let bench_row = find(mode, threads);
             for fault in FAULTS {
-                let fault = fault.to_string();
-                let mut row = throughput_row(&policy, threads, bench_row);
-                row.fault = fault.clone();
-                if let Some(side) = crash.get(&(policy.clone(), fault)) {
+                let mut row = throughput_row(&name, threads, bench_row);
+                row.fault = fault.to_string();
+                row.promise = mode.promise(fault).to_string();
+                if let Some(side) = crash.get(&(name.clone(), fault.to_string())) {
                     fill_crash(&mut row, side);
                 }
                 rows.push(row);
             }
-        }
-    }
-    for name in ["full", "normal"] {
-        for &threads in &options.threads {
-            let bench_row = find(System::Sqlite, name, threads);
-            rows.push(throughput_row(
-                &format!("sqlite-{name}"),
-                threads,
-                bench_row,
-            ));
         }
     }
     rows
@@ -456,6 +505,8 @@ fn fill_crash(row: &mut CompareRow, side: &CrashSide) {
     });
     row.max_loss_window_ms = Some(round_to(side.loss_window_max_us as f64 / 1000.0, 3));
     row.violations = Some(side.violations);
+    row.corrupt_states = Some(side.corrupt_states);
+    row.within_promise = Some(side.violations == 0);
     row.recovery_p50_ms = Some(side.recovery_p50_ms);
     row.recovery_p99_ms = Some(side.recovery_p99_ms);
 }
@@ -468,7 +519,14 @@ pub fn check_rows(
 ) -> Vec<String> {
     let mut failed = Vec::new();
     for ((policy, fault), side) in crash {
-        let parsed: Option<FsyncPolicy> = policy.parse().ok();
+        let mode: Option<TargetMode> = policy.parse().ok();
+        let parsed: Option<FsyncPolicy> = match mode {
+            Some(TargetMode::Engine(policy)) => Some(policy),
+            _ => None,
+        };
+        let promise = mode
+            .zip(fault.parse::<FaultProfile>().ok())
+            .map(|(m, f)| m.promise(f));
         let power_loss = fault == &FaultProfile::PowerLoss.to_string();
         if side.crash_states == 0 {
             failed.push(format!("{policy} × {fault}: no crash state was checked"));
@@ -481,18 +539,26 @@ pub fn check_rows(
                 .map(|(kind, count)| format!("{count} {kind}"))
                 .collect();
             failed.push(format!(
-                "{policy} × {fault}: {} violation(s) ({}); the policy promises none",
+                "{policy} × {fault}: {} violation(s) ({}); its promise there is {}",
                 side.violations,
-                kinds.join(", ")
+                kinds.join(", "),
+                promise.map_or("unknown".to_string(), |p| p.to_string())
             ));
         }
-        match parsed {
-            Some(FsyncPolicy::Always | FsyncPolicy::Group { .. }) if side.acked_lost > 0 => {
-                failed.push(format!(
-                    "{policy} × {fault}: {} acknowledged commit(s) lost; {policy} promises none",
+        if promise == Some(PromiseKind::Durable) && side.acked_lost > 0 {
+            failed.push(if power_loss {
+                format!(
+                    "{policy} × {fault}: {} acknowledged commit(s) lost; it promises durable",
                     side.acked_lost
-                ));
-            }
+                )
+            } else {
+                format!(
+                    "{policy} × {fault}: {} acknowledged commit(s) lost to a process crash; the OS keeps written data",
+                    side.acked_lost
+                )
+            });
+        }
+        match parsed {
             Some(FsyncPolicy::Interval { ms }) => {
                 let window_us = ms * 1000 + FSYNC_ALLOWANCE_US;
                 if side.loss_window_max_us > window_us {
@@ -510,18 +576,6 @@ pub fn check_rows(
                 ));
             }
             _ => {}
-        }
-        if !power_loss
-            && side.acked_lost > 0
-            && !matches!(
-                parsed,
-                Some(FsyncPolicy::Always | FsyncPolicy::Group { .. })
-            )
-        {
-            failed.push(format!(
-                "{policy} × {fault}: {} acknowledged commit(s) lost to a process crash; the OS keeps written data",
-                side.acked_lost
-            ));
         }
     }
     let commits_at = |policy: &str, threads: usize| {
@@ -582,6 +636,9 @@ fn row_cells(row: &CompareRow) -> Vec<String> {
         cell(row.loss_per_1000),
         cell(row.max_loss_window_ms),
         cell(row.violations),
+        row.promise.clone(),
+        cell(row.corrupt_states),
+        cell(row.within_promise),
         cell(row.recovery_p50_ms),
         cell(row.recovery_p99_ms),
     ]

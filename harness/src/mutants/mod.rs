@@ -13,6 +13,8 @@
 //! than a lost commit); that bugs are caught under every policy or profile
 //! (only where the hunt looks).
 
+pub mod vfs;
+
 use crate::exit;
 use crate::fault::FaultProfile;
 use crate::report::RunReport;
@@ -171,6 +173,8 @@ pub struct MutantsRequest {
     pub seed: u64,
     /// Only these bugs (empty: all 13); the correct engine always runs.
     pub bugs: Vec<String>,
+    /// `sqlite`: hunt the planted bugs of SQLite's VFS instead ([`vfs`]).
+    pub target: Option<String>,
 }
 
 /// The correct engine's fault profiles: every one.
@@ -231,6 +235,14 @@ pub fn run(request: MutantsRequest) -> i32 {
         .budget
         .clone()
         .unwrap_or_else(|| BUDGET_DEFAULT.to_string());
+    match request.target.as_deref() {
+        None | Some("engine") => {}
+        Some("sqlite") => return vfs::run(&request, &budget),
+        Some(other) => {
+            eprintln!("powercut: mutants --target: `{other}` has no planted bugs (engine, sqlite)");
+            return exit::USAGE;
+        }
+    }
     let hunts = match select(&request, &budget) {
         Ok(hunts) => hunts,
         Err(message) => {

@@ -18,8 +18,10 @@ use crate::fault::FaultProfile;
 use crate::fault::exhaustive::{Exhaustive, sync_windows};
 use crate::fault::image::build_image;
 use crate::fault::points::choose_crash_points;
+use crate::oracle::ViolationKind;
 use crate::report::{Failure, TrialRow};
-use crate::target::{EngineFactory, State};
+use crate::target::sqlite::vfs::VfsBugSet;
+use crate::target::{PlantedBug, State, TargetFactory, TargetSettings};
 use crate::workload::scenario::{Combo, Scenario};
 use engine::BugSet;
 use rand::{RngExt, SeedableRng};
@@ -71,6 +73,8 @@ pub struct TrialPlan {
     pub scenario: Scenario,
     pub combos: Vec<Combo>,
     pub bugs: BugSet,
+    /// Planted bugs of SQLite's VFS.
+    pub vfs_bugs: VfsBugSet,
     pub cycles: u32,
     /// Workload reductions a shrunk case carries (none in a run).
     pub limits: WorkloadLimits,
@@ -89,13 +93,7 @@ impl TrialPlan {
     pub fn new(setup: &WorkerSetup) -> Result<TrialPlan, String> {
         let mut scenario = Scenario::from_toml(&setup.scenario_toml, &setup.scenario_label)
             .map_err(|e| e.to_string())?;
-        if !setup.policies.is_empty() {
-            scenario.policies = setup
-                .policies
-                .iter()
-                .map(|p| p.parse())
-                .collect::<Result<_, _>>()?;
-        }
+        scenario.select(&setup.targets, &setup.policies)?;
         if !setup.faults.is_empty() {
             scenario.faults = setup
                 .faults
@@ -104,8 +102,12 @@ impl TrialPlan {
                 .collect::<Result<_, _>>()?;
         }
         let mut bugs = scenario.bugs;
+        let mut vfs_bugs = VfsBugSet::NONE;
         for bug in &setup.bugs {
-            bugs = bugs.with(bug.parse()?);
+            match bug.parse::<PlantedBug>()? {
+                PlantedBug::Engine(bug) => bugs = bugs.with(bug),
+                PlantedBug::Vfs(bug) => vfs_bugs = vfs_bugs.with(bug),
+            }
         }
         let cycles = setup.cycles.unwrap_or(scenario.cycles);
         Ok(TrialPlan {
@@ -113,6 +115,7 @@ impl TrialPlan {
             combos: scenario.combos(),
             scenario,
             bugs,
+            vfs_bugs,
             cycles,
             limits: WorkloadLimits::default(),
         })
@@ -130,9 +133,10 @@ impl TrialPlan {
         CaseId {
             scenario: self.setup.scenario_label.clone(),
             workload: combo.workload.name().to_string(),
-            policy: combo.policy,
+            target: combo.target,
             fault: combo.fault,
             bugs: self.bugs,
+            vfs_bugs: self.vfs_bugs,
             seed: self.setup.seed,
             trial,
             crashes,
@@ -152,11 +156,18 @@ impl TrialPlan {
         }
     }
 
-    /// The engine every cycle of the trial runs.
-    pub fn factory(&self, trial: u64) -> EngineFactory {
+    /// Opens the target every cycle of the trial runs.
+    pub fn factory(&self, trial: u64) -> Box<dyn TargetFactory> {
         let combo = self.combo(trial);
-        EngineFactory {
-            config: self.scenario.engine_config(combo.policy, self.bugs),
+        combo.target.factory(&self.target_settings())
+    }
+
+    /// What opening the trial's target needs: the engine's configuration
+    /// and every planted bug.
+    pub fn target_settings(&self) -> TargetSettings {
+        TargetSettings {
+            vfs_bugs: self.vfs_bugs,
+            ..self.scenario.target_settings(self.bugs)
         }
     }
 
@@ -179,7 +190,7 @@ impl TrialPlan {
                 trial,
                 scenario: self.setup.scenario_label.clone(),
                 workload: combo.workload.name().to_string(),
-                policy: combo.policy.to_string(),
+                policy: combo.target.to_string(),
                 fault: combo.fault.to_string(),
                 ..TrialRow::default()
             },
@@ -223,7 +234,7 @@ impl TrialPlan {
         let cycle_seed = self.cycle_seed(trial, cycle);
         let factory = self.factory(trial);
         let run = workload_child::run(&workload_child::WorkloadRequest {
-            factory: &factory,
+            factory: factory.as_ref(),
             spec: &self.scenario.cycle_spec(combo),
             chain,
             cycle,
@@ -241,7 +252,7 @@ impl TrialPlan {
             cycle,
             chain,
             events: &run.events,
-            factory: &factory,
+            factory: factory.as_ref(),
             explain: false,
         };
         let results = verify::verify_states(&input, &states, Some(continue_at), bundles_left)?;
@@ -270,6 +281,14 @@ impl TrialPlan {
                 point: run.events.len() as u64,
                 faults: FaultSeed::Seeded(0),
             };
+            if combo.target.promise(combo.fault) == crate::target::PromiseKind::None {
+                outcome.row.unpromised += 1;
+                *outcome
+                    .unpromised_by_kind
+                    .entry(problem.kind.name().to_string())
+                    .or_insert(0) += 1;
+                return Ok(None);
+            }
             outcome.failures.push(Failure {
                 case_id: self.case_id(trial, chain, crash).to_string(),
                 kind: problem.kind.name().to_string(),
@@ -400,6 +419,31 @@ impl TrialPlan {
         if let Some(bundle) = &result.bundle {
             outcome.bundles.push(bundle.clone());
         }
+        // A hang or crash of recovery is found in the worker, after the
+        // verifier's own reclassification.
+        let mut result = result.clone();
+        result.set_promise(self.combo(trial).target.promise(self.combo(trial).fault));
+        let loss_only = |kind: &str| {
+            kind == ViolationKind::LostAck.name() || kind == ViolationKind::BeyondWindow.name()
+        };
+        if result
+            .violations
+            .iter()
+            .chain(&result.unpromised)
+            .any(|(kind, _)| !loss_only(kind))
+        {
+            row.corrupt_states += 1;
+        }
+        for (kind, _) in &result.unpromised {
+            row.unpromised += 1;
+            *outcome.unpromised_by_kind.entry(kind.clone()).or_insert(0) += 1;
+        }
+        row.unpromised_kinds = outcome
+            .unpromised_by_kind
+            .iter()
+            .map(|(kind, count)| format!("{kind}={count}"))
+            .collect::<Vec<_>>()
+            .join(";");
         let Some((kind, message)) = result.violations.first() else {
             return;
         };
