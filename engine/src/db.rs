@@ -13,7 +13,7 @@
 //! ([`Engine::spawn_flusher`]).
 
 use crate::buffer::{BufferPool, PAGES_FILE, PageFile};
-use crate::checkpoint;
+use crate::checkpoint::{self, Checkpointer, Mode};
 use crate::clock::Clock;
 use crate::config::{Bug, Config, FsyncPolicy};
 use crate::control::{self, CONTROL_TMP_FILE, Control};
@@ -26,11 +26,12 @@ use crate::storage::{Storage, StorageLock};
 use crate::txn::{TxnTable, UndoEntry};
 use crate::wal::Log;
 use crate::wal::record::{
-    Body, CHECKPOINT_TXN_LEN, HEADER_LEN, NO_LSN, Op, SEGMENT_END_LEN, UPDATE_FIXED_LEN,
+    Body, CHECKPOINT_DIRTY_LEN, CHECKPOINT_FIXED_LEN, CHECKPOINT_TXN_LEN, HEADER_LEN, NO_LSN, Op,
+    SEGMENT_END_LEN, UPDATE_FIXED_LEN,
 };
-use crate::wal::writer::{Segment, WalWriter, parse_segment_name, segment_name};
+use crate::wal::writer::{Segment, WalWriter, open_segment, parse_segment_name, segment_name};
 use crate::{Lsn, TxnId};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -46,6 +47,8 @@ pub const SEGMENT_SIZE_MAX: u64 = 1 << 30;
 pub struct Engine {
     inner: Inner,
     core: Mutex<Core>,
+    /// The fuzzy checkpoint under way; taken before the core lock.
+    checkpointer: Mutex<Checkpointer>,
     report: RecoveryReport,
     timings: RecoveryTimings,
     /// Under `always`: one commit at a time writes and fsyncs.
@@ -64,9 +67,10 @@ pub struct Engine {
 pub struct RecoveryReport {
     /// The directory held no database; a new one was created.
     pub created: bool,
-    /// LSN of the checkpoint record recovery started from.
+    /// LSN of the begin record of the checkpoint recovery started from.
     pub checkpoint_lsn: Lsn,
-    /// Where redo started.
+    /// Where redo started: the oldest recLSN of the checkpoint's dirty page
+    /// table, or its begin record.
     pub redo_start_lsn: Lsn,
     /// The end of the valid log: the first byte after the last valid record.
     pub log_end_lsn: Lsn,
@@ -88,6 +92,10 @@ pub struct RecoveryReport {
     pub losers: Vec<TxnId>,
     /// Compensation records written by undo.
     pub clrs_written: u64,
+    /// Pages in the dirty page table of the checkpoint recovery started
+    /// from (redo starts at the oldest of their recLSNs, or at the
+    /// checkpoint's begin record if there are none).
+    pub checkpoint_dirty_pages: u64,
 }
 
 /// Where the time of [`Engine::open`]'s recovery went, in microseconds of
@@ -174,10 +182,17 @@ fn validate(config: &Config) -> Result<usize> {
             "segment_size {segment_size} must be at most {SEGMENT_SIZE_MAX} and at least twice the largest record ({record_max} bytes)"
         ));
     }
-    let checkpoint_room = (segment_size as usize / 2).saturating_sub(HEADER_LEN + 16);
+    // A checkpoint end record holds the dirty page table (at most the pool)
+    // and the active transactions; it must fit half a segment.
+    let dirty_table_len = CHECKPOINT_DIRTY_LEN * config.pool_pages as usize;
+    let checkpoint_room = (segment_size as usize / 2)
+        .saturating_sub(HEADER_LEN + CHECKPOINT_FIXED_LEN + dirty_table_len);
     let active_max = (checkpoint_room / CHECKPOINT_TXN_LEN).min(ACTIVE_TXNS_MAX);
     if active_max < 8 {
-        return bad("segment_size too small for a checkpoint record".to_string());
+        return bad(format!(
+            "segment_size {segment_size} too small for a checkpoint record of {} dirty pages",
+            config.pool_pages
+        ));
     }
     Ok(active_max)
 }
@@ -200,10 +215,10 @@ impl Engine {
             }
         })?;
         let fatal = Arc::new(Fatal::default());
-        let (inner, core, report, timings) = match control::read(storage.as_ref())? {
+        let (inner, core, report, timings, last_begin) = match control::read(storage.as_ref())? {
             None => {
                 let (inner, core, report) = create(storage, config, clock, fatal, active_max)?;
-                (inner, core, report, RecoveryTimings::default())
+                (inner, core, report, RecoveryTimings::default(), 0)
             }
             Some(found) => recover(storage, config, clock, fatal, active_max, found)?,
         };
@@ -211,6 +226,7 @@ impl Engine {
         Ok(Engine {
             inner,
             core: Mutex::new(core),
+            checkpointer: Mutex::new(Checkpointer::new(last_begin)),
             report,
             timings,
             always_lock: Mutex::new(()),
@@ -521,14 +537,25 @@ impl Engine {
                 log.sync_to(log.write_out()?)?;
             }
         }
+        self.checkpoint_tick()
+    }
+
+    /// The checkpoint's share of [`Engine::tick`]: one step of the
+    /// checkpoint under way, or the begin of one when
+    /// `checkpoint_wal_bytes` of WAL were appended since the last began.
+    fn checkpoint_tick(&self) -> Result<()> {
         let every = self.inner.config.checkpoint_wal_bytes;
-        if every > 0 {
-            let mut core = self.core();
-            if self.inner.log.next_lsn() - core.checkpoint_lsn >= every {
-                checkpoint::checkpoint(&self.inner, &mut core)?;
-            }
+        let mut state = self.checkpointer();
+        if state.is_running() {
+            checkpoint::step(&self.inner, &self.core, &mut state)?;
+        } else if every > 0 && self.inner.log.next_lsn() - state.last_begin >= every {
+            checkpoint::begin(&self.inner, &self.core, &mut state, Mode::Background)?;
         }
         Ok(())
+    }
+
+    fn checkpointer(&self) -> MutexGuard<'_, Checkpointer> {
+        self.checkpointer.lock().expect("checkpointer lock poisoned")
     }
 
     /// Starts a thread that calls [`Engine::tick`] every `period_us` of the
@@ -550,14 +577,20 @@ impl Engine {
         })
     }
 
-    /// Takes a checkpoint: flushes the WAL and all dirty pages, writes a
-    /// checkpoint record, replaces the control file atomically, and removes
-    /// WAL segments no longer needed. Every commit acknowledged before the
-    /// call is durable when it returns.
+    /// Takes a fuzzy checkpoint to completion (or completes the one under
+    /// way): begin record, the pages dirty for a whole checkpoint interval
+    /// written and synced, end record, control file, segments released.
+    /// Other threads go on committing meanwhile. Every commit acknowledged
+    /// before the call is durable when it returns.
     pub fn checkpoint(&self) -> Result<()> {
         self.inner.fatal.check()?;
-        let mut core = self.core();
-        checkpoint::checkpoint(&self.inner, &mut core).map(|_| ())
+        let mut state = self.checkpointer();
+        checkpoint::run(&self.inner, &self.core, &mut state, Mode::Background)
+    }
+
+    /// True while a checkpoint is under way (begun, not yet complete).
+    pub fn checkpoint_running(&self) -> bool {
+        self.checkpointer().is_running()
     }
 
     /// Every key and value, sorted by key, as the pages hold them now (call
@@ -603,12 +636,17 @@ impl Engine {
         if self.inner.fatal.is_stopped() {
             return Ok(());
         }
-        let mut core = self.core();
-        for txn in core.txns.ids() {
-            self.abort_locked(&mut core, txn)?;
+        let mut state = self.checkpointer();
+        {
+            let mut core = self.core();
+            for txn in core.txns.ids() {
+                self.abort_locked(&mut core, txn)?;
+            }
         }
-        checkpoint::checkpoint(&self.inner, &mut core)?;
-        Ok(())
+        if state.is_running() {
+            checkpoint::run(&self.inner, &self.core, &mut state, Mode::Background)?;
+        }
+        checkpoint::run(&self.inner, &self.core, &mut state, Mode::Full)
     }
 }
 
@@ -647,8 +685,7 @@ fn create(
         .map_err(io_error("write", PAGES_FILE))?;
     fatal.sync(bugs, PAGES_FILE, pages.sync_data())?;
     let name = segment_name(0);
-    let segment = storage.create(&name).map_err(io_error("create", &name))?;
-    fatal.sync(bugs, &name, segment.sync_data())?;
+    let segment = open_segment(storage.as_ref(), &fatal, bugs, &name, config.segment_size)?;
     fatal.sync(bugs, "the directory", storage.sync_dir())?;
     let writer = WalWriter::new(
         storage.clone(),
@@ -663,28 +700,32 @@ fn create(
         0,
     );
     let log = Log::new(writer, 0, fatal.clone(), bugs);
-    let checkpoint_lsn = log.append(
+    let checkpoint_lsn = log.append(0, NO_LSN, Body::CheckpointBegin)?;
+    assert_eq!(checkpoint_lsn, 0, "the first record starts the log");
+    let checkpoint_end_lsn = log.append(
         0,
         NO_LSN,
         Body::Checkpoint {
+            begin_lsn: checkpoint_lsn,
+            redo_lsn: checkpoint_lsn,
             next_txn: 1,
             active: Vec::new(),
+            dirty: Vec::new(),
         },
     )?;
-    assert_eq!(checkpoint_lsn, 0, "the first record starts the log");
     log.acknowledge(log.flush_all()?);
     let control = Control {
         page_size: config.page_size,
         page_count: config.page_count,
         segment_size: config.segment_size,
         checkpoint_lsn,
+        checkpoint_end_lsn,
     };
     control::write(storage.as_ref(), &control, &fatal, bugs)?;
     let core = Core {
         pool: BufferPool::new(config.pool_pages as usize),
         txns: TxnTable::new(1, active_max),
-        fpi_done: BTreeSet::new(),
-        checkpoint_lsn,
+        fpi_lsn: BTreeMap::new(),
     };
     let inner = make_inner(storage, config, clock, fatal, log, pages);
     let report = RecoveryReport {
@@ -724,7 +765,7 @@ fn recover(
     fatal: Arc<Fatal>,
     active_max: usize,
     control: Control,
-) -> Result<(Inner, Core, RecoveryReport, RecoveryTimings)> {
+) -> Result<(Inner, Core, RecoveryReport, RecoveryTimings, Lsn)> {
     if control.page_size != config.page_size
         || control.page_count != config.page_count
         || control.segment_size != config.segment_size
@@ -766,19 +807,23 @@ fn recover(
         lap_us = now_us;
         elapsed_us
     };
-    let analysis = recovery::analyze(storage.as_ref(), &config, checkpoint_lsn)?;
+    let analysis = recovery::analyze(
+        storage.as_ref(),
+        &config,
+        checkpoint_lsn,
+        control.checkpoint_end_lsn,
+    )?;
     timings.analysis_us = lap(clock.as_ref());
     let end = analysis.end.lsn;
-    let truncated =
-        recovery::truncate_tail(storage.as_ref(), &config, &fatal, checkpoint_lsn, end)?;
+    let redo_lsn = analysis.redo_lsn;
+    let truncated = recovery::truncate_tail(storage.as_ref(), &config, &fatal, redo_lsn, end)?;
     let writer = recovery::open_writer(&storage, &config, &fatal, end)?;
     let durable_end = writer.next_lsn();
     let log = Log::new(writer, durable_end, fatal.clone(), config.bugs);
     let mut core = Core {
         pool: BufferPool::new(config.pool_pages as usize),
         txns: TxnTable::new(analysis.next_txn, active_max),
-        fpi_done: analysis.fpi_pages.clone(),
-        checkpoint_lsn,
+        fpi_lsn: analysis.fpi_lsn.clone(),
     };
     let no_undo = config.bugs.has(Bug::NoUndo);
     let inner = make_inner(storage, config, clock, fatal, log, pages);
@@ -786,21 +831,25 @@ fn recover(
     let mut report = RecoveryReport {
         created: false,
         checkpoint_lsn,
-        redo_start_lsn: checkpoint_lsn,
+        redo_start_lsn: redo_lsn,
         log_end_lsn: end,
         log_end_reason: analysis.end.reason.clone(),
         truncated_bytes: truncated,
         losers: analysis.losers.keys().copied().collect(),
+        checkpoint_dirty_pages: analysis.dirty_pages,
         ..RecoveryReport::default()
     };
     timings.truncate_us = lap(inner.clock.as_ref());
-    recovery::redo(&inner, &mut core, checkpoint_lsn, end, &mut report)?;
+    recovery::redo(&inner, &mut core, redo_lsn, end, &mut report)?;
     timings.redo_us = lap(inner.clock.as_ref());
     if !no_undo {
         recovery::undo(&inner, &mut core, &analysis.losers, &mut report)?;
     }
     timings.undo_us = lap(inner.clock.as_ref());
-    checkpoint::checkpoint(&inner, &mut core)?;
+    let core = Mutex::new(core);
+    let mut state = Checkpointer::new(checkpoint_lsn);
+    checkpoint::run(&inner, &core, &mut state, Mode::Full)?;
+    let core = core.into_inner().expect("engine core lock poisoned");
     timings.checkpoint_us = lap(inner.clock.as_ref());
-    Ok((inner, core, report, timings))
+    Ok((inner, core, report, timings, state.last_begin))
 }
