@@ -836,11 +836,11 @@ fn recover(
         log_end_reason: analysis.end.reason.clone(),
         truncated_bytes: truncated,
         losers: analysis.losers.keys().copied().collect(),
-        checkpoint_dirty_pages: analysis.dirty_pages,
+        checkpoint_dirty_pages: analysis.dirty.len() as u64,
         ..RecoveryReport::default()
     };
     timings.truncate_us = lap(inner.clock.as_ref());
-    recovery::redo(&inner, &mut core, redo_lsn, end, &mut report)?;
+    recovery::redo(&inner, &mut core, &analysis, &mut report)?;
     timings.redo_us = lap(inner.clock.as_ref());
     if !no_undo {
         recovery::undo(&inner, &mut core, &analysis.losers, &mut report)?;

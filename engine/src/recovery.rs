@@ -56,8 +56,9 @@ pub struct Analysis {
     pub fpi_lsn: BTreeMap<u32, Lsn>,
     /// Where redo starts: the checkpoint's oldest recLSN, or its begin.
     pub redo_lsn: Lsn,
-    /// Pages in the checkpoint's dirty page table.
-    pub dirty_pages: u64,
+    /// The checkpoint's begin LSN and dirty page table (page → recLSN).
+    pub begin_lsn: Lsn,
+    pub dirty: BTreeMap<u32, Lsn>,
 }
 
 /// Bytes analysis reads at a time: small enough that the records are still
@@ -100,7 +101,7 @@ pub fn analyze(
             format!("the checkpoint end record named by the control file is unreadable: {error}"),
         )
     })?;
-    let (mut losers, mut next_txn, redo_lsn, dirty_pages) = match end_record.record().body {
+    let (mut losers, mut next_txn, redo_lsn, dirty) = match end_record.record().body {
         Body::Checkpoint {
             begin_lsn: begin,
             redo_lsn,
@@ -114,7 +115,10 @@ pub fn analyze(
                 .collect::<BTreeMap<_, _>>(),
             next_txn,
             redo_lsn,
-            dirty.len() as u64,
+            dirty
+                .into_iter()
+                .map(|page| (page.page_id, page.rec_lsn))
+                .collect::<BTreeMap<_, _>>(),
         ),
         other => {
             return Err(corrupt(
@@ -185,7 +189,8 @@ pub fn analyze(
         next_txn: next_txn.max(1),
         fpi_lsn,
         redo_lsn,
-        dirty_pages,
+        begin_lsn,
+        dirty,
     })
 }
 
@@ -292,10 +297,10 @@ pub fn open_writer(
 pub fn redo(
     inner: &Inner,
     core: &mut Core,
-    redo_lsn: Lsn,
-    end: Lsn,
+    analysis: &Analysis,
     report: &mut RecoveryReport,
 ) -> Result<()> {
+    let (redo_lsn, end) = (analysis.redo_lsn, analysis.end.lsn);
     let segment_len = usize::try_from(inner.config.segment_size).expect("segment fits memory");
     let mut scan = reader(
         inner.storage.as_ref(),
@@ -315,14 +320,41 @@ pub fn redo(
             }
         };
         report.records_scanned += 1;
-        if let Some(page_id) = page_changed(&scan.record(found).body) {
+        if let Some(page_id) = page_changed(&scan.record(found).body)
+            && analysis.needs_redo(page_id, found.lsn)
+        {
             assert!(batch.records.len() < records_max, "redo batch bound");
             batch.records.push((page_id, found));
         }
     }
     batch.apply(inner, core, scan.window(), report)?;
+    // Analysis validated the log from the checkpoint's begin record on; the
+    // stretch from the redo start to it is read only here, and must be whole.
+    if let Some(short) = scan.end().filter(|found| found.lsn < end) {
+        return Err(Error::corruption(
+            segment_name(short.lsn - short.lsn % inner.config.segment_size),
+            short.lsn,
+            format!(
+                "the log between the redo start {redo_lsn:#x} and the end {end:#x} is damaged: {}",
+                short.reason
+            ),
+        ));
+    }
     report.wal_bytes_replayed = end.saturating_sub(redo_lsn);
     Ok(())
+}
+
+impl Analysis {
+    /// Whether redo must look at the change of `page_id` at `lsn` (ARIES's
+    /// dirty page table test): from the checkpoint's begin on, always; before
+    /// it, only for a page of the table, from its recLSN on. Every other
+    /// change before the begin is in the page file, synced by the
+    /// checkpoint: the page is not even read, so a page torn since (its full
+    /// page image comes later, at or after the begin) is not read before
+    /// its image repairs it.
+    fn needs_redo(&self, page_id: u32, lsn: Lsn) -> bool {
+        lsn >= self.begin_lsn || self.dirty.get(&page_id).is_some_and(|&rec_lsn| lsn >= rec_lsn)
+    }
 }
 
 /// The page a record changes at redo, if any.
