@@ -6,7 +6,7 @@
 //! 1. **begin** (under the core lock): append a `CheckpointBegin` record at
 //!    LSN `b`; snapshot the active transaction table, the next transaction
 //!    id and the dirty page table (page → recLSN); full-page images restart
-//!    here (the `fpi-restart-at-end` bug restarts them at step 4 instead).
+//!    here.
 //! 2. **write** (a batch of pages per step): every page of the table whose
 //!    recLSN is below the *write limit* is written — the WAL is flushed past
 //!    its pageLSN first, outside the core lock, then the page is written
@@ -47,7 +47,7 @@ use std::sync::{Mutex, MutexGuard};
 
 /// Pages one write step writes at most (the core lock is held for their
 /// page-cache writes, a few microseconds each).
-pub const WRITE_BATCH_PAGES: usize = 8;
+pub const WRITE_BATCH_PAGES: usize = 4;
 /// Released segments kept as spares for reuse; the rest are removed.
 pub const SPARE_SEGMENTS_MAX: usize = 2;
 
@@ -113,9 +113,7 @@ pub fn begin(inner: &Inner, core: &Mutex<Core>, state: &mut Checkpointer, mode: 
     inner.fatal.check()?;
     let mut core = lock(core);
     let begin_lsn = inner.log.append(0, NO_LSN, Body::CheckpointBegin)?;
-    if !inner.config.bugs.has(Bug::FpiRestartAtEnd) {
-        core.fpi_lsn.clear();
-    }
+    core.fpi_lsn.clear();
     let dirty: BTreeMap<u32, Lsn> = core.pool.dirty_table().into_iter().collect();
     let write_limit = match mode {
         Mode::Background => state.last_begin.min(begin_lsn),
@@ -161,7 +159,7 @@ pub fn step(inner: &Inner, core: &Mutex<Core>, state: &mut Checkpointer) -> Resu
         Phase::End => {
             let running = state.running.take().expect("checked above");
             let begin_lsn = running.begin_lsn;
-            end(inner, core, running)?;
+            end(inner, running)?;
             state.last_begin = begin_lsn;
             inner.checkpoints.fetch_add(1, Ordering::Relaxed);
             Ok(true)
@@ -228,7 +226,7 @@ fn sync_pages(inner: &Inner) -> Result<()> {
 }
 
 /// Step 4: the end record, the control file, segment release.
-fn end(inner: &Inner, core: &Mutex<Core>, running: Running) -> Result<()> {
+fn end(inner: &Inner, running: Running) -> Result<()> {
     let bugs = inner.config.bugs;
     let log = &inner.log;
     let begin_lsn = running.begin_lsn;
@@ -253,13 +251,7 @@ fn end(inner: &Inner, core: &Mutex<Core>, running: Running) -> Result<()> {
             .map(|(&page_id, &rec_lsn)| DirtyPage { page_id, rec_lsn })
             .collect(),
     };
-    let end_lsn = {
-        let mut core = lock(core);
-        if bugs.has(Bug::FpiRestartAtEnd) {
-            core.fpi_lsn.clear();
-        }
-        log.append(0, NO_LSN, body)?
-    };
+    let end_lsn = log.append(0, NO_LSN, body)?;
     let flushed = log.flush_all()?;
     log.acknowledge(flushed);
     if bugs.has(Bug::EarlyWalRemoval) {

@@ -83,10 +83,18 @@ pub enum Bug {
     RedoNoPageLsnCheck,
     NoUndo,
     IgnoreFsyncError,
+    /// Redo starts at the checkpoint's begin record, not at the oldest
+    /// recLSN of its dirty page table.
     RedoFromCheckpoint,
+    /// Recovery does not check a record's LSN field against its position,
+    /// so a recycled segment's old records pass for new ones.
     StaleRecycledRecord,
+    /// Segments are released below the checkpoint's begin record, though
+    /// redo starts at an older recLSN.
     ReleaseIgnoresRecLsn,
-    FpiRestartAtEnd,
+    /// A page's recLSN is the update that dirtied it, even when its
+    /// full-page image of the interval came earlier.
+    RecLsnSkipsImage,
 }
 
 impl Bug {
@@ -108,7 +116,7 @@ impl Bug {
         Bug::RedoFromCheckpoint,
         Bug::StaleRecycledRecord,
         Bug::ReleaseIgnoresRecLsn,
-        Bug::FpiRestartAtEnd,
+        Bug::RecLsnSkipsImage,
     ];
 
     /// The name used on the command line and in scenario files.
@@ -130,7 +138,7 @@ impl Bug {
             Bug::RedoFromCheckpoint => "redo-from-checkpoint",
             Bug::StaleRecycledRecord => "stale-recycled-record",
             Bug::ReleaseIgnoresRecLsn => "release-ignores-reclsn",
-            Bug::FpiRestartAtEnd => "fpi-restart-at-end",
+            Bug::RecLsnSkipsImage => "reclsn-skips-image",
         }
     }
 

@@ -12,7 +12,10 @@
 //! page's pageLSN set to that record's LSN. A page that was clean gets its
 //! recLSN here: its full-page image of this checkpoint interval if it has
 //! one, else the update's LSN — so redo from the oldest recLSN always starts
-//! at or before the image that can repair the page if its next write tears.
+//! at or before the image that can repair the page if its next write tears
+//! (the `reclsn-skips-image` bug takes the update's LSN: a page written,
+//! then dirtied again in the same interval, has its image before its recLSN,
+//! where redo skips it).
 
 use crate::buffer::{BufferPool, PageFile};
 use crate::clock::Clock;
@@ -128,7 +131,11 @@ pub fn log_and_apply(inner: &Inner, core: &mut Core, change: &Change<'_>) -> Res
     frame.page.lsn = lsn;
     if !frame.dirty {
         let image_lsn = core.fpi_lsn.get(&change.page_id).copied();
-        frame.mark_dirty(image_lsn.map_or(lsn, |image| image.min(lsn)));
+        if inner.config.bugs.has(Bug::RecLsnSkipsImage) {
+            frame.mark_dirty(lsn);
+        } else {
+            frame.mark_dirty(image_lsn.map_or(lsn, |image| image.min(lsn)));
+        }
     }
     Ok(lsn)
 }
