@@ -40,7 +40,7 @@ use crate::control::{self, Control};
 use crate::error::Result;
 use crate::state::{Core, Inner};
 use crate::wal::record::{ActiveTxn, Body, DirtyPage, NO_LSN};
-use crate::wal::writer::{parse_segment_name, segment_name};
+use crate::wal::writer::{open_segment, parse_segment_name, segment_name};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
@@ -279,6 +279,57 @@ fn end(inner: &Inner, running: Running) -> Result<()> {
     Ok(())
 }
 
+/// The temporary name a spare segment is prepared under.
+pub const SPARE_TMP_FILE: &str = "wal-spare.tmp";
+
+/// Makes sure the segment after the current one exists, so the writer's
+/// next rotation only opens it: a released segment recycled there, or else
+/// a new one prepared here — created under [`SPARE_TMP_FILE`], filled with
+/// zeros and synced outside every lock, then renamed to the next name under
+/// the writer's lock (only if the writer has not moved on and the name is
+/// still free), and the directory synced. Returns whether it made one.
+pub fn ensure_spare(inner: &Inner) -> Result<bool> {
+    let size = inner.config.segment_size;
+    let bugs = inner.config.bugs;
+    let next = inner.log.lock_writer().current_start() + size;
+    let next_name = segment_name(next);
+    let storage = inner.storage.as_ref();
+    let names = inner.fatal.io("list", "the directory", storage.list())?;
+    if names.contains(&next_name) {
+        return Ok(false);
+    }
+    if names.iter().any(|name| name == SPARE_TMP_FILE) {
+        inner
+            .fatal
+            .io("remove", SPARE_TMP_FILE, storage.remove(SPARE_TMP_FILE))?;
+    }
+    let file = open_segment(storage, &inner.fatal, bugs, SPARE_TMP_FILE, size)?;
+    drop(file);
+    let placed = {
+        let writer = inner.log.lock_writer();
+        let free = writer.current_start() + size == next
+            && matches!(storage.open(&next_name), Err(ref e) if e.kind() == std::io::ErrorKind::NotFound);
+        if free {
+            inner.fatal.io(
+                "rename",
+                SPARE_TMP_FILE,
+                storage.rename(SPARE_TMP_FILE, &next_name),
+            )?;
+        }
+        free
+    };
+    if !placed {
+        inner
+            .fatal
+            .io("remove", SPARE_TMP_FILE, storage.remove(SPARE_TMP_FILE))?;
+    }
+    if !bugs.has(Bug::NoDirFsync) {
+        let result = storage.sync_dir();
+        inner.fatal.sync(bugs, "the directory", result)?;
+    }
+    Ok(placed)
+}
+
 /// Releases every segment that ends at or below `lsn` (never the current
 /// one): the oldest become spares under the next future names (at most
 /// [`SPARE_SEGMENTS_MAX`] spares in all), the rest are removed; then the
@@ -324,7 +375,7 @@ pub fn release_segments_below(inner: &Inner, lsn: Lsn) -> Result<usize> {
         }
         writer.release_synced(lsn.min(current));
     }
-    if released > 0 {
+    if released > 0 && !inner.config.bugs.has(Bug::NoDirFsync) {
         let result = inner.storage.sync_dir();
         inner
             .fatal

@@ -13,12 +13,13 @@
 //! ([`Engine::spawn_flusher`]).
 
 use crate::buffer::{BufferPool, PAGES_FILE, PageFile};
-use crate::checkpoint::{self, Checkpointer, Mode};
+use crate::checkpoint::{self, Checkpointer, Mode, SPARE_TMP_FILE};
 use crate::clock::Clock;
 use crate::config::{Bug, Config, FsyncPolicy};
 use crate::control::{self, CONTROL_TMP_FILE, Control};
 use crate::error::{Error, Result};
 use crate::fatal::{Fatal, io_error};
+use crate::group::{Group, RoundTimes};
 use crate::page::{self, Page, entry_len};
 use crate::recovery;
 use crate::state::{Change, ChangeKind, Core, Inner, UndoStep, log_and_apply, undo_one};
@@ -34,7 +35,7 @@ use crate::{Lsn, TxnId};
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Most transactions active at once (each takes 24 bytes of a checkpoint
 /// record; the bound also follows from the segment size, see `validate`).
@@ -53,9 +54,8 @@ pub struct Engine {
     timings: RecoveryTimings,
     /// Under `always`: one commit at a time writes and fsyncs.
     always_lock: Mutex<()>,
-    /// Group commit: whether a leader is flushing.
-    group: Mutex<bool>,
-    group_done: Condvar,
+    /// Group commit for threads (see [`crate::group`]).
+    group: Group,
     /// Under `interval`: clock time of the last interval fsync.
     interval_last_us: Mutex<u64>,
     _lock: StorageLock,
@@ -131,6 +131,16 @@ pub struct EngineStats {
     pub wal_syncs: u64,
     pub page_writes: u64,
     pub checkpoints: u64,
+    /// Group-commit rounds led by committing threads ([`Engine::commit`]
+    /// under `group`), the commits they covered, and where their time went
+    /// (microseconds of the engine's clock): gathering committers, writing
+    /// the WAL out, and the fsync. Everything but the fsync is the round's
+    /// time outside it.
+    pub group_rounds: u64,
+    pub group_commits: u64,
+    pub group_gather_us: u64,
+    pub group_write_us: u64,
+    pub group_sync_us: u64,
 }
 
 /// A commit whose record is in the log; acknowledged now or later (see
@@ -230,8 +240,7 @@ impl Engine {
             report,
             timings,
             always_lock: Mutex::new(()),
-            group: Mutex::new(false),
-            group_done: Condvar::new(),
+            group: Group::default(),
             interval_last_us: Mutex::new(now_us),
             _lock: lock,
         })
@@ -411,29 +420,42 @@ impl Engine {
     /// leading one if no other thread is.
     fn wait_group(&self, ticket: CommitTicket, delay_us: u64) -> Result<()> {
         let rounds_max = 1 << 20;
+        let group = &self.group;
         for _ in 0..rounds_max {
             if self.is_acknowledged(ticket) {
                 return Ok(());
             }
             self.inner.fatal.check()?;
-            let mut leading = self.group.lock().expect("group lock poisoned");
+            let mut state = group.lock();
             if self.is_acknowledged(ticket) {
                 return Ok(());
             }
-            if *leading {
-                let _unused = self.group_done.wait(leading).expect("group lock poisoned");
+            if state.leading {
+                group.arrive(&state);
+                let _unused = group.done.wait(state).expect("group lock poisoned");
                 continue;
             }
-            *leading = true;
-            drop(leading);
+            state.leading = true;
+            let clock = self.inner.clock.as_ref();
+            let started_us = clock.now_us();
             if delay_us > 0 {
-                self.inner.clock.sleep_us(delay_us);
+                drop(state);
+                clock.sleep_us(delay_us);
+            } else {
+                drop(group.gather(state));
             }
-            let result = self
-                .group_flush_begin()
-                .and_then(|target| self.group_flush_finish(target));
-            *self.group.lock().expect("group lock poisoned") = false;
-            self.group_done.notify_all();
+            let gathered_us = clock.now_us();
+            let target_count = group.enqueued.load(Ordering::Acquire);
+            let begun = self.group_flush_begin();
+            let written_us = clock.now_us();
+            let result = begun.and_then(|target| self.group_flush_finish(target));
+            let synced_us = clock.now_us();
+            let times = RoundTimes {
+                gather_us: gathered_us - started_us,
+                write_us: written_us - gathered_us,
+                sync_us: synced_us - written_us,
+            };
+            group.end_round(target_count, &times);
             result?;
         }
         unreachable!("group commit made no progress in {rounds_max} rounds")
@@ -465,6 +487,9 @@ impl Engine {
             core.txns.finish(txn)?;
             lsn
         };
+        if let FsyncPolicy::Group { .. } = policy {
+            self.group.enqueued.fetch_add(1, Ordering::AcqRel);
+        }
         match policy {
             FsyncPolicy::Always if bugs.has(Bug::SkipFsync) => {
                 log.acknowledge(log.write_out()?);
@@ -537,7 +562,9 @@ impl Engine {
                 log.sync_to(log.write_out()?)?;
             }
         }
-        self.checkpoint_tick()
+        self.checkpoint_tick()?;
+        checkpoint::ensure_spare(&self.inner)?;
+        Ok(())
     }
 
     /// The checkpoint's share of [`Engine::tick`]: one step of the
@@ -627,6 +654,11 @@ impl Engine {
             wal_syncs: inner.log.syncs.load(Ordering::Relaxed),
             page_writes: inner.pages.writes.load(Ordering::Relaxed),
             checkpoints: inner.checkpoints.load(Ordering::Relaxed),
+            group_rounds: self.group.rounds.load(Ordering::Relaxed),
+            group_commits: self.group.covered.load(Ordering::Relaxed),
+            group_gather_us: self.group.gather_us.load(Ordering::Relaxed),
+            group_write_us: self.group.write_us.load(Ordering::Relaxed),
+            group_sync_us: self.group.sync_us.load(Ordering::Relaxed),
         }
     }
 
@@ -663,7 +695,11 @@ fn create(
     let names = storage.list().map_err(io_error("list", "the directory"))?;
     let mut removed = false;
     for name in names {
-        if name == PAGES_FILE || name == CONTROL_TMP_FILE || parse_segment_name(&name).is_some() {
+        if name == PAGES_FILE
+            || name == CONTROL_TMP_FILE
+            || name == SPARE_TMP_FILE
+            || parse_segment_name(&name).is_some()
+        {
             storage.remove(&name).map_err(io_error("remove", &name))?;
             removed = true;
         }
@@ -781,10 +817,12 @@ fn recover(
         )));
     }
     let names = storage.list().map_err(io_error("list", "the directory"))?;
-    if names.iter().any(|name| name == CONTROL_TMP_FILE) {
-        storage
-            .remove(CONTROL_TMP_FILE)
-            .map_err(io_error("remove", CONTROL_TMP_FILE))?;
+    for leftover in [CONTROL_TMP_FILE, SPARE_TMP_FILE] {
+        if names.iter().any(|name| name == leftover) {
+            storage
+                .remove(leftover)
+                .map_err(io_error("remove", leftover))?;
+        }
     }
     let pages = storage
         .open(PAGES_FILE)
