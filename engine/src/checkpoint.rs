@@ -48,6 +48,10 @@ use std::sync::{Mutex, MutexGuard};
 /// Pages one write step writes at most (the core lock is held for their
 /// page-cache writes, a few microseconds each).
 pub const WRITE_BATCH_PAGES: usize = 4;
+/// Write steps a page whose changes are not yet in a durable WAL may wait
+/// for another thread's WAL flush (a group-commit round, an `always`
+/// commit) before the checkpoint flushes the WAL itself.
+pub const DEFERRALS_MAX: u32 = 8;
 /// Released segments kept as spares for reuse; the rest are removed.
 pub const SPARE_SEGMENTS_MAX: usize = 2;
 
@@ -83,8 +87,10 @@ struct Running {
     active: Vec<ActiveTxn>,
     /// The dirty page table of the begin record, less the pages written.
     dirty: BTreeMap<u32, Lsn>,
-    /// Pages still to write, in page order.
+    /// Pages still to write, in page order (deferred ones at the back).
     to_write: VecDeque<u32>,
+    /// Write steps that deferred a page so far.
+    deferrals: u32,
     /// Pages dirty since before this LSN are written.
     write_limit: Lsn,
     phase: Phase,
@@ -130,9 +136,11 @@ pub fn begin(inner: &Inner, core: &Mutex<Core>, state: &mut Checkpointer, mode: 
         active: core.txns.checkpoint_list(),
         dirty,
         to_write,
+        deferrals: 0,
         write_limit,
         phase: Phase::Write,
     });
+    inner.checkpoint_running.store(true, Ordering::Release);
     Ok(())
 }
 
@@ -162,6 +170,7 @@ pub fn step(inner: &Inner, core: &Mutex<Core>, state: &mut Checkpointer) -> Resu
             end(inner, running)?;
             state.last_begin = begin_lsn;
             inner.checkpoints.fetch_add(1, Ordering::Relaxed);
+            inner.checkpoint_running.store(false, Ordering::Release);
             Ok(true)
         }
     }
@@ -175,7 +184,12 @@ pub fn run(inner: &Inner, core: &Mutex<Core>, state: &mut Checkpointer, mode: Mo
         begin(inner, core, state, mode)?;
     }
     let pages = inner.config.pool_pages as usize;
-    let steps_max = pages.div_ceil(WRITE_BATCH_PAGES) + 4;
+    // Every step writes or drops a batch, but for at most DEFERRALS_MAX
+    // steps that put some of theirs back; then sync and end.
+    let deferred_max = DEFERRALS_MAX as usize;
+    let steps_max = (pages + WRITE_BATCH_PAGES * deferred_max).div_ceil(WRITE_BATCH_PAGES)
+        + deferred_max
+        + 4;
     for _ in 0..steps_max {
         if step(inner, core, state)? {
             return Ok(());
@@ -190,10 +204,20 @@ fn write_batch(inner: &Inner, core: &Mutex<Core>, running: &mut Running) -> Resu
     let batch: Vec<u32> = running.to_write.drain(..count).collect();
     let mut due = Vec::with_capacity(batch.len());
     let mut page_lsn_max = None;
+    let may_defer = running.deferrals < DEFERRALS_MAX;
+    let mut deferred = false;
     {
         let core = lock(core);
+        let flushed = inner.log.flushed_lsn();
         for &page in &batch {
             match core.pool.dirty_before(page, running.write_limit) {
+                // Its WAL is not durable yet: rather than fsync the WAL
+                // here (in the way of the commits' own fsyncs), come back
+                // to it once someone else has.
+                Some(page_lsn) if page_lsn >= flushed && may_defer => {
+                    running.to_write.push_back(page);
+                    deferred = true;
+                }
                 Some(page_lsn) => {
                     due.push(page);
                     page_lsn_max = page_lsn_max.max(Some(page_lsn));
@@ -215,6 +239,7 @@ fn write_batch(inner: &Inner, core: &Mutex<Core>, running: &mut Running) -> Resu
         core.pool.write_page(page, &inner.pages, &inner.log)?;
         running.dirty.remove(&page);
     }
+    running.deferrals += u32::from(deferred);
     Ok(())
 }
 

@@ -616,8 +616,21 @@ impl Engine {
     }
 
     /// True while a checkpoint is under way (begun, not yet complete).
+    /// Lock-free: a committing thread may ask without waiting for a step.
     pub fn checkpoint_running(&self) -> bool {
-        self.checkpointer().is_running()
+        self.inner.checkpoint_running.load(Ordering::Acquire)
+    }
+
+    /// Runs one step of the checkpoint under way, if any (a real-time
+    /// checkpointer may call it between ticks to finish sooner); returns
+    /// whether a checkpoint is still under way.
+    pub fn checkpoint_step(&self) -> Result<bool> {
+        self.inner.fatal.check()?;
+        let mut state = self.checkpointer();
+        if state.is_running() {
+            checkpoint::step(&self.inner, &self.core, &mut state)?;
+        }
+        Ok(state.is_running())
     }
 
     /// Every key and value, sorted by key, as the pages hold them now (call
@@ -790,6 +803,7 @@ fn make_inner(
         commits: AtomicU64::new(0),
         aborts: AtomicU64::new(0),
         checkpoints: AtomicU64::new(0),
+        checkpoint_running: AtomicBool::new(false),
     }
 }
 

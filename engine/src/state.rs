@@ -30,7 +30,7 @@ use crate::wal::record::{Body, NO_LSN, Op, UpdateBody};
 use crate::{Lsn, TxnId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 /// Shared, lock-free-to-reach parts of an open engine.
 pub struct Inner {
@@ -43,6 +43,9 @@ pub struct Inner {
     pub commits: AtomicU64,
     pub aborts: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// A checkpoint is under way (for readers that must not wait on the
+    /// checkpointer's lock).
+    pub checkpoint_running: AtomicBool,
 }
 
 /// Everything behind the core lock.

@@ -62,6 +62,7 @@ pub fn bench_sqlite(root: &Path, sync: SqliteSync, spec: RunSpec) -> Result<Meas
         wal_syncs: syncs.wal,
         all_file_syncs: Some(syncs.wal + syncs.other),
         wal_bytes: None,
+        engine: None,
     })
 }
 
