@@ -114,7 +114,12 @@ fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
 }
 
 /// Step 1: appends the begin record and snapshots the tables.
-pub fn begin(inner: &Inner, core: &Mutex<Core>, state: &mut Checkpointer, mode: Mode) -> Result<()> {
+pub fn begin(
+    inner: &Inner,
+    core: &Mutex<Core>,
+    state: &mut Checkpointer,
+    mode: Mode,
+) -> Result<()> {
     assert!(state.running.is_none(), "one checkpoint at a time");
     inner.fatal.check()?;
     let mut core = lock(core);
@@ -187,9 +192,8 @@ pub fn run(inner: &Inner, core: &Mutex<Core>, state: &mut Checkpointer, mode: Mo
     // Every step writes or drops a batch, but for at most DEFERRALS_MAX
     // steps that put some of theirs back; then sync and end.
     let deferred_max = DEFERRALS_MAX as usize;
-    let steps_max = (pages + WRITE_BATCH_PAGES * deferred_max).div_ceil(WRITE_BATCH_PAGES)
-        + deferred_max
-        + 4;
+    let steps_max =
+        (pages + WRITE_BATCH_PAGES * deferred_max).div_ceil(WRITE_BATCH_PAGES) + deferred_max + 4;
     for _ in 0..steps_max {
         if step(inner, core, state)? {
             return Ok(());
@@ -255,11 +259,7 @@ fn end(inner: &Inner, running: Running) -> Result<()> {
     let bugs = inner.config.bugs;
     let log = &inner.log;
     let begin_lsn = running.begin_lsn;
-    let redo_lsn = running
-        .dirty
-        .values()
-        .copied()
-        .fold(begin_lsn, Lsn::min);
+    let redo_lsn = running.dirty.values().copied().fold(begin_lsn, Lsn::min);
     let keep_from = running
         .active
         .iter()

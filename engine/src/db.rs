@@ -582,7 +582,9 @@ impl Engine {
     }
 
     fn checkpointer(&self) -> MutexGuard<'_, Checkpointer> {
-        self.checkpointer.lock().expect("checkpointer lock poisoned")
+        self.checkpointer
+            .lock()
+            .expect("checkpointer lock poisoned")
     }
 
     /// Starts a thread that calls [`Engine::tick`] every `period_us` of the

@@ -80,7 +80,10 @@ impl Group {
 
     /// The leader's gathering (see the module header); returns the commit
     /// count its flush target will cover at least.
-    pub fn gather<'a>(&'a self, mut state: MutexGuard<'a, GroupState>) -> MutexGuard<'a, GroupState> {
+    pub fn gather<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, GroupState>,
+    ) -> MutexGuard<'a, GroupState> {
         let budget_us = (state.last_sync_us / 2).min(GATHER_US_MAX);
         if budget_us == 0 || state.expected <= 1 {
             return state;
@@ -108,7 +111,10 @@ impl Group {
     pub fn end_round(&self, target_count: u64, times: &RoundTimes) {
         let mut state = self.lock();
         let covered = target_count.saturating_sub(state.flushed_count);
-        let arrived = self.enqueued.load(Ordering::Acquire).saturating_sub(target_count);
+        let arrived = self
+            .enqueued
+            .load(Ordering::Acquire)
+            .saturating_sub(target_count);
         state.expected = (covered + arrived).max(1);
         state.flushed_count = state.flushed_count.max(target_count);
         state.last_sync_us = times.sync_us;

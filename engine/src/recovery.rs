@@ -302,12 +302,7 @@ pub fn redo(
 ) -> Result<()> {
     let (redo_lsn, end) = (analysis.redo_lsn, analysis.end.lsn);
     let segment_len = usize::try_from(inner.config.segment_size).expect("segment fits memory");
-    let mut scan = reader(
-        inner.storage.as_ref(),
-        &inner.config,
-        redo_lsn,
-        segment_len,
-    );
+    let mut scan = reader(inner.storage.as_ref(), &inner.config, redo_lsn, segment_len);
     let mut batch = RedoBatch::default();
     let records_max = segment_len / HEADER_LEN;
     loop {
@@ -353,7 +348,11 @@ impl Analysis {
     /// page image comes later, at or after the begin) is not read before
     /// its image repairs it.
     fn needs_redo(&self, page_id: u32, lsn: Lsn) -> bool {
-        lsn >= self.begin_lsn || self.dirty.get(&page_id).is_some_and(|&rec_lsn| lsn >= rec_lsn)
+        lsn >= self.begin_lsn
+            || self
+                .dirty
+                .get(&page_id)
+                .is_some_and(|&rec_lsn| lsn >= rec_lsn)
     }
 }
 

@@ -193,9 +193,9 @@ fn no_tail_truncate_keeps_the_torn_tail() {
             .rfind(|r| r.segment == first_segment && r.kind != Kind::SegmentEnd)
             .unwrap();
         let old_bytes = &image[&first_segment][last.offset..last.offset + last.len];
-        let kept_whole = after.get(&first_segment).is_some_and(|bytes| {
-            &bytes[last.offset..last.offset + last.len] == old_bytes
-        });
+        let kept_whole = after
+            .get(&first_segment)
+            .is_some_and(|bytes| &bytes[last.offset..last.offset + last.len] == old_bytes);
         assert!(last.offset > torn.offset + 1000, "the tail is long");
         assert_eq!(kept_whole, bug.is_some(), "torn tail zeroed: {bug:?}");
         put_commit(&engine, b"after", b"1");

@@ -52,7 +52,11 @@ pub fn bench_config(policy: FsyncPolicy, checkpoints: bool) -> Config {
         policy,
         page_count: PAGE_COUNT,
         pool_pages: PAGE_COUNT,
-        checkpoint_wal_bytes: if checkpoints { CHECKPOINT_EVERY_BYTES } else { 0 },
+        checkpoint_wal_bytes: if checkpoints {
+            CHECKPOINT_EVERY_BYTES
+        } else {
+            0
+        },
         ..Config::default()
     }
 }
@@ -147,9 +151,8 @@ impl EngineCounters {
 
     /// A round's time outside its fsync: gathering plus writing out, µs.
     pub fn outside_fsync_us_per_round(&self) -> Option<f64> {
-        (self.group_rounds > 0).then(|| {
-            (self.group_gather_us + self.group_write_us) as f64 / self.group_rounds as f64
-        })
+        (self.group_rounds > 0)
+            .then(|| (self.group_gather_us + self.group_write_us) as f64 / self.group_rounds as f64)
     }
 
     pub fn sync_us_per_round(&self) -> Option<f64> {
@@ -169,7 +172,10 @@ pub fn with_ticker<T>(
             while !stop.load(Ordering::Acquire) {
                 engine.tick().map_err(engine_error("tick"))?;
                 for _ in 1..CHECKPOINT_STEPS_PER_TICK {
-                    if !engine.checkpoint_step().map_err(engine_error("checkpoint"))? {
+                    if !engine
+                        .checkpoint_step()
+                        .map_err(engine_error("checkpoint"))?
+                    {
                         break;
                     }
                 }

@@ -201,7 +201,9 @@ impl BenchRow {
             syncs_all_files_per_commit: measured.all_file_syncs.and_then(per_commit),
             p999_us: round_to(quantile(0.999), 1),
             wal_bytes_per_commit: measured.wal_bytes.and_then(per_commit),
-            commits_per_round: group.and_then(|g| g.commits_per_round()).map(|v| round_to(v, 2)),
+            commits_per_round: group
+                .and_then(|g| g.commits_per_round())
+                .map(|v| round_to(v, 2)),
             outside_fsync_us_per_round: group
                 .and_then(|g| g.outside_fsync_us_per_round())
                 .map(|v| round_to(v, 1)),
@@ -402,7 +404,10 @@ impl Target {
 
 /// The checkpoint table: each run with checkpoints next to the same
 /// policy's run without.
-fn checkpoint_rows(configurations: &[(Target, usize)], measured: &[Measured]) -> Vec<CheckpointRow> {
+fn checkpoint_rows(
+    configurations: &[(Target, usize)],
+    measured: &[Measured],
+) -> Vec<CheckpointRow> {
     let without = |policy: FsyncPolicy, threads: usize| {
         configurations
             .iter()
@@ -646,7 +651,13 @@ fn write_checkpoint_table(out: &mut dyn Write, rows: &[CheckpointRow]) -> io::Re
     writeln!(
         out,
         "{:<12} {:>7} {:>14} {:>14} {:>7} {:>15} {:>12}",
-        "policy", "threads", "p99 µs without", "p99 µs during", "ratio", "commits during", "checkpoints"
+        "policy",
+        "threads",
+        "p99 µs without",
+        "p99 µs during",
+        "ratio",
+        "commits during",
+        "checkpoints"
     )?;
     for row in rows {
         writeln!(

@@ -516,6 +516,12 @@ impl<'plan> Dispatcher<'plan> {
         summary.acked += row.acked;
         summary.acked_lost_permitted += row.acked_lost_permitted;
         summary.exhaustive_states += outcome.exhaustive_states;
+        summary.add_coverage(
+            &row.policy,
+            &row.fault,
+            row.crash_states,
+            outcome.states_covering_promise,
+        );
         let times = self
             .report
             .crash_times
