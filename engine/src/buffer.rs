@@ -128,7 +128,21 @@ impl PageFile {
 pub struct Frame {
     pub page: Page,
     pub dirty: bool,
+    /// While dirty: the recLSN, at or before the first record whose change
+    /// the page file may lack (see [`crate::state::log_and_apply`]).
+    pub rec_lsn: Lsn,
     referenced: bool,
+}
+
+impl Frame {
+    /// Marks the frame dirty since `rec_lsn`, unless it already is (the
+    /// older recLSN stays).
+    pub fn mark_dirty(&mut self, rec_lsn: Lsn) {
+        if !self.dirty {
+            self.dirty = true;
+            self.rec_lsn = rec_lsn;
+        }
+    }
 }
 
 /// At most `capacity` frames, clock eviction.
@@ -165,28 +179,32 @@ impl BufferPool {
             return Ok(&mut self.frames[slot]);
         }
         let page = pages.read_within_log(id, log.next_lsn())?;
-        let slot = self.install(page, false, pages, log)?;
+        let slot = self.install(page, None, pages, log)?;
         Ok(&mut self.frames[slot])
     }
 
     /// Puts `page` in the pool, replacing a cached copy; returns its slot.
+    /// `dirty_since`: the page is dirty with this recLSN.
     pub fn install(
         &mut self,
         page: Page,
-        dirty: bool,
+        dirty_since: Option<Lsn>,
         pages: &PageFile,
         log: &Log,
     ) -> Result<usize> {
         if let Some(&slot) = self.index.get(&page.id) {
             let frame = &mut self.frames[slot];
             frame.page = page;
-            frame.dirty |= dirty;
+            if let Some(rec_lsn) = dirty_since {
+                frame.mark_dirty(rec_lsn);
+            }
             frame.referenced = true;
             return Ok(slot);
         }
         let frame = Frame {
             page,
-            dirty,
+            dirty: dirty_since.is_some(),
+            rec_lsn: dirty_since.unwrap_or(0),
             referenced: true,
         };
         let id = frame.page.id;
@@ -234,16 +252,32 @@ impl BufferPool {
         Ok(())
     }
 
-    /// Writes every dirty page, in page order; returns how many.
-    pub fn write_all_dirty(&mut self, pages: &PageFile, log: &Log) -> Result<usize> {
-        let slots: Vec<usize> = self.index.values().copied().collect();
-        let mut written = 0;
-        for slot in slots {
-            if self.frames[slot].dirty {
-                self.write_back(slot, pages, log)?;
-                written += 1;
-            }
-        }
-        Ok(written)
+    /// The dirty page table: every dirty page and its recLSN, in page order.
+    pub fn dirty_table(&self) -> Vec<(u32, Lsn)> {
+        self.index
+            .iter()
+            .filter(|&(_, &slot)| self.frames[slot].dirty)
+            .map(|(&id, &slot)| (id, self.frames[slot].rec_lsn))
+            .collect()
+    }
+
+    /// Page `id`'s pageLSN if it is cached and dirty since before
+    /// `rec_lsn_below` (a checkpoint's candidate for writing).
+    pub fn dirty_before(&self, id: u32, rec_lsn_below: Lsn) -> Option<Lsn> {
+        let frame = &self.frames[*self.index.get(&id)?];
+        (frame.dirty && frame.rec_lsn < rec_lsn_below).then_some(frame.page.lsn)
+    }
+
+    /// Writes page `id` if it is cached and dirty (the write-ahead rule
+    /// holds: the WAL is flushed past its pageLSN first, under the caller's
+    /// core lock if a checkpoint did not flush it already). Returns whether
+    /// it wrote.
+    pub fn write_page(&mut self, id: u32, pages: &PageFile, log: &Log) -> Result<bool> {
+        let Some(&slot) = self.index.get(&id) else {
+            return Ok(false);
+        };
+        let dirty = self.frames[slot].dirty;
+        self.write_back(slot, pages, log)?;
+        Ok(dirty)
     }
 }

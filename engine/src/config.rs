@@ -83,11 +83,23 @@ pub enum Bug {
     RedoNoPageLsnCheck,
     NoUndo,
     IgnoreFsyncError,
+    /// Redo starts at the checkpoint's begin record, not at the oldest
+    /// recLSN of its dirty page table.
+    RedoFromCheckpoint,
+    /// Recovery does not check a record's LSN field against its position,
+    /// so a recycled segment's old records pass for new ones.
+    StaleRecycledRecord,
+    /// Segments are released below the checkpoint's begin record, though
+    /// redo starts at an older recLSN.
+    ReleaseIgnoresRecLsn,
+    /// A page's recLSN is the update that dirtied it, even when its
+    /// full-page image of the interval came earlier.
+    RecLsnSkipsImage,
 }
 
 impl Bug {
     /// Every planted bug, in SPEC order.
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 17] = [
         Bug::AckBeforeFsync,
         Bug::SkipFsync,
         Bug::GroupAckBeyondFlush,
@@ -101,6 +113,10 @@ impl Bug {
         Bug::RedoNoPageLsnCheck,
         Bug::NoUndo,
         Bug::IgnoreFsyncError,
+        Bug::RedoFromCheckpoint,
+        Bug::StaleRecycledRecord,
+        Bug::ReleaseIgnoresRecLsn,
+        Bug::RecLsnSkipsImage,
     ];
 
     /// The name used on the command line and in scenario files.
@@ -119,11 +135,15 @@ impl Bug {
             Bug::RedoNoPageLsnCheck => "redo-no-pagelsn-check",
             Bug::NoUndo => "no-undo",
             Bug::IgnoreFsyncError => "ignore-fsync-error",
+            Bug::RedoFromCheckpoint => "redo-from-checkpoint",
+            Bug::StaleRecycledRecord => "stale-recycled-record",
+            Bug::ReleaseIgnoresRecLsn => "release-ignores-reclsn",
+            Bug::RecLsnSkipsImage => "reclsn-skips-image",
         }
     }
 
-    fn bit(self) -> u16 {
-        1 << (self as u16)
+    fn bit(self) -> u32 {
+        1 << (self as u32)
     }
 }
 
@@ -153,7 +173,7 @@ impl FromStr for Bug {
 /// A set of planted bugs switched on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct BugSet {
-    bits: u16,
+    bits: u32,
 }
 
 impl BugSet {
@@ -177,13 +197,14 @@ impl BugSet {
     }
 
     /// The raw bit set, for compact encodings (case ids).
-    pub fn bits(self) -> u16 {
+    pub fn bits(self) -> u32 {
         self.bits
     }
 
     /// The inverse of [`BugSet::bits`]; `None` if an unknown bit is set.
-    pub fn from_bits(bits: u16) -> Option<BugSet> {
-        let known = Bug::ALL.iter().fold(0u16, |acc, bug| acc | bug.bit());
+    pub fn from_bits(bits: impl Into<u32>) -> Option<BugSet> {
+        let bits: u32 = bits.into();
+        let known = Bug::ALL.iter().fold(0u32, |acc, bug| acc | bug.bit());
         (bits & !known == 0).then_some(BugSet { bits })
     }
 }
@@ -266,7 +287,7 @@ mod tests {
             assert_eq!(bug.name().parse::<Bug>().unwrap(), bug);
         }
         assert_eq!(BugSet::from_bits(all.bits()), Some(all));
-        assert_eq!(BugSet::from_bits(1 << 15), None);
+        assert_eq!(BugSet::from_bits(1u32 << 31), None);
         assert!("no-such-bug".parse::<Bug>().is_err());
     }
 }

@@ -1,17 +1,21 @@
 //! The control file: the database's geometry and where recovery starts.
 //!
-//! Layout (little endian, 44 bytes):
+//! Layout (little endian, 52 bytes):
 //!
 //! | offset | size | field                                  |
 //! |--------|------|----------------------------------------|
 //! | 0      | 8    | magic `PWRCUTDB`                       |
-//! | 8      | 4    | format version (1)                     |
+//! | 8      | 4    | format version (2)                     |
 //! | 12     | 4    | `page_size`                            |
 //! | 16     | 4    | `page_count`                           |
 //! | 20     | 4    | zero                                   |
 //! | 24     | 8    | `segment_size`                         |
-//! | 32     | 8    | `checkpoint_lsn`                       |
-//! | 40     | 4    | CRC32C over bytes `[0..40)`            |
+//! | 32     | 8    | `checkpoint_lsn` (the begin record)    |
+//! | 40     | 8    | `checkpoint_end_lsn` (its end record)  |
+//! | 48     | 4    | CRC32C over bytes `[0..48)`            |
+//!
+//! It names a checkpoint only once that checkpoint is complete: its end
+//! record is durable and every page it wrote is synced.
 //!
 //! It is replaced atomically: write `control.tmp`, sync it, rename it over
 //! `control`, sync the directory (the `no-dir-fsync` bug skips that last
@@ -27,9 +31,10 @@ use std::io;
 
 pub const CONTROL_FILE: &str = "control";
 pub const CONTROL_TMP_FILE: &str = "control.tmp";
-pub const CONTROL_LEN: usize = 44;
+pub const CONTROL_LEN: usize = 52;
+const CRC_AT: usize = 48;
 const MAGIC: &[u8; 8] = b"PWRCUTDB";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Control {
@@ -37,6 +42,7 @@ pub struct Control {
     pub page_count: u32,
     pub segment_size: u64,
     pub checkpoint_lsn: Lsn,
+    pub checkpoint_end_lsn: Lsn,
 }
 
 impl Control {
@@ -48,8 +54,9 @@ impl Control {
         bytes[16..20].copy_from_slice(&self.page_count.to_le_bytes());
         bytes[24..32].copy_from_slice(&self.segment_size.to_le_bytes());
         bytes[32..40].copy_from_slice(&self.checkpoint_lsn.to_le_bytes());
-        let crc = crc32c::crc32c(&bytes[0..40]);
-        bytes[40..44].copy_from_slice(&crc.to_le_bytes());
+        bytes[40..48].copy_from_slice(&self.checkpoint_end_lsn.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[0..CRC_AT]);
+        bytes[CRC_AT..CONTROL_LEN].copy_from_slice(&crc.to_le_bytes());
         bytes
     }
 
@@ -57,7 +64,7 @@ impl Control {
         if bytes.len() != CONTROL_LEN {
             return Err(format!("{} bytes, expected {CONTROL_LEN}", bytes.len()));
         }
-        if crc32c::crc32c(&bytes[0..40]) != u32_at(bytes, 40) {
+        if crc32c::crc32c(&bytes[0..CRC_AT]) != u32_at(bytes, CRC_AT) {
             return Err("bad checksum".to_string());
         }
         if &bytes[0..8] != MAGIC {
@@ -72,6 +79,7 @@ impl Control {
             page_count: u32_at(bytes, 16),
             segment_size: u64_at(bytes, 24),
             checkpoint_lsn: u64_at(bytes, 32),
+            checkpoint_end_lsn: u64_at(bytes, 40),
         })
     }
 }
@@ -125,6 +133,7 @@ mod tests {
             page_count: 10,
             segment_size: 1 << 20,
             checkpoint_lsn: 0x1234,
+            checkpoint_end_lsn: 0x1300,
         };
         let bytes = control.encode();
         assert_eq!(Control::decode(&bytes).unwrap(), control);

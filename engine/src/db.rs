@@ -13,12 +13,13 @@
 //! ([`Engine::spawn_flusher`]).
 
 use crate::buffer::{BufferPool, PAGES_FILE, PageFile};
-use crate::checkpoint;
+use crate::checkpoint::{self, Checkpointer, Mode, SPARE_TMP_FILE};
 use crate::clock::Clock;
 use crate::config::{Bug, Config, FsyncPolicy};
 use crate::control::{self, CONTROL_TMP_FILE, Control};
 use crate::error::{Error, Result};
 use crate::fatal::{Fatal, io_error};
+use crate::group::{Group, RoundTimes};
 use crate::page::{self, Page, entry_len};
 use crate::recovery;
 use crate::state::{Change, ChangeKind, Core, Inner, UndoStep, log_and_apply, undo_one};
@@ -26,14 +27,15 @@ use crate::storage::{Storage, StorageLock};
 use crate::txn::{TxnTable, UndoEntry};
 use crate::wal::Log;
 use crate::wal::record::{
-    Body, CHECKPOINT_TXN_LEN, HEADER_LEN, NO_LSN, Op, SEGMENT_END_LEN, UPDATE_FIXED_LEN,
+    Body, CHECKPOINT_DIRTY_LEN, CHECKPOINT_FIXED_LEN, CHECKPOINT_TXN_LEN, HEADER_LEN, NO_LSN, Op,
+    SEGMENT_END_LEN, UPDATE_FIXED_LEN,
 };
-use crate::wal::writer::{Segment, WalWriter, parse_segment_name, segment_name};
+use crate::wal::writer::{Segment, WalWriter, open_segment, parse_segment_name, segment_name};
 use crate::{Lsn, TxnId};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Most transactions active at once (each takes 24 bytes of a checkpoint
 /// record; the bound also follows from the segment size, see `validate`).
@@ -46,13 +48,14 @@ pub const SEGMENT_SIZE_MAX: u64 = 1 << 30;
 pub struct Engine {
     inner: Inner,
     core: Mutex<Core>,
+    /// The fuzzy checkpoint under way; taken before the core lock.
+    checkpointer: Mutex<Checkpointer>,
     report: RecoveryReport,
     timings: RecoveryTimings,
     /// Under `always`: one commit at a time writes and fsyncs.
     always_lock: Mutex<()>,
-    /// Group commit: whether a leader is flushing.
-    group: Mutex<bool>,
-    group_done: Condvar,
+    /// Group commit for threads (see [`crate::group`]).
+    group: Group,
     /// Under `interval`: clock time of the last interval fsync.
     interval_last_us: Mutex<u64>,
     _lock: StorageLock,
@@ -64,9 +67,10 @@ pub struct Engine {
 pub struct RecoveryReport {
     /// The directory held no database; a new one was created.
     pub created: bool,
-    /// LSN of the checkpoint record recovery started from.
+    /// LSN of the begin record of the checkpoint recovery started from.
     pub checkpoint_lsn: Lsn,
-    /// Where redo started.
+    /// Where redo started: the oldest recLSN of the checkpoint's dirty page
+    /// table, or its begin record.
     pub redo_start_lsn: Lsn,
     /// The end of the valid log: the first byte after the last valid record.
     pub log_end_lsn: Lsn,
@@ -88,6 +92,10 @@ pub struct RecoveryReport {
     pub losers: Vec<TxnId>,
     /// Compensation records written by undo.
     pub clrs_written: u64,
+    /// Pages in the dirty page table of the checkpoint recovery started
+    /// from (redo starts at the oldest of their recLSNs, or at the
+    /// checkpoint's begin record if there are none).
+    pub checkpoint_dirty_pages: u64,
 }
 
 /// Where the time of [`Engine::open`]'s recovery went, in microseconds of
@@ -123,6 +131,16 @@ pub struct EngineStats {
     pub wal_syncs: u64,
     pub page_writes: u64,
     pub checkpoints: u64,
+    /// Group-commit rounds led by committing threads ([`Engine::commit`]
+    /// under `group`), the commits they covered, and where their time went
+    /// (microseconds of the engine's clock): gathering committers, writing
+    /// the WAL out, and the fsync. Everything but the fsync is the round's
+    /// time outside it.
+    pub group_rounds: u64,
+    pub group_commits: u64,
+    pub group_gather_us: u64,
+    pub group_write_us: u64,
+    pub group_sync_us: u64,
 }
 
 /// A commit whose record is in the log; acknowledged now or later (see
@@ -174,10 +192,17 @@ fn validate(config: &Config) -> Result<usize> {
             "segment_size {segment_size} must be at most {SEGMENT_SIZE_MAX} and at least twice the largest record ({record_max} bytes)"
         ));
     }
-    let checkpoint_room = (segment_size as usize / 2).saturating_sub(HEADER_LEN + 16);
+    // A checkpoint end record holds the dirty page table (at most the pool)
+    // and the active transactions; it must fit half a segment.
+    let dirty_table_len = CHECKPOINT_DIRTY_LEN * config.pool_pages as usize;
+    let checkpoint_room = (segment_size as usize / 2)
+        .saturating_sub(HEADER_LEN + CHECKPOINT_FIXED_LEN + dirty_table_len);
     let active_max = (checkpoint_room / CHECKPOINT_TXN_LEN).min(ACTIVE_TXNS_MAX);
     if active_max < 8 {
-        return bad("segment_size too small for a checkpoint record".to_string());
+        return bad(format!(
+            "segment_size {segment_size} too small for a checkpoint record of {} dirty pages",
+            config.pool_pages
+        ));
     }
     Ok(active_max)
 }
@@ -200,10 +225,10 @@ impl Engine {
             }
         })?;
         let fatal = Arc::new(Fatal::default());
-        let (inner, core, report, timings) = match control::read(storage.as_ref())? {
+        let (inner, core, report, timings, last_begin) = match control::read(storage.as_ref())? {
             None => {
                 let (inner, core, report) = create(storage, config, clock, fatal, active_max)?;
-                (inner, core, report, RecoveryTimings::default())
+                (inner, core, report, RecoveryTimings::default(), 0)
             }
             Some(found) => recover(storage, config, clock, fatal, active_max, found)?,
         };
@@ -211,11 +236,11 @@ impl Engine {
         Ok(Engine {
             inner,
             core: Mutex::new(core),
+            checkpointer: Mutex::new(Checkpointer::new(last_begin)),
             report,
             timings,
             always_lock: Mutex::new(()),
-            group: Mutex::new(false),
-            group_done: Condvar::new(),
+            group: Group::default(),
             interval_last_us: Mutex::new(now_us),
             _lock: lock,
         })
@@ -395,29 +420,42 @@ impl Engine {
     /// leading one if no other thread is.
     fn wait_group(&self, ticket: CommitTicket, delay_us: u64) -> Result<()> {
         let rounds_max = 1 << 20;
+        let group = &self.group;
         for _ in 0..rounds_max {
             if self.is_acknowledged(ticket) {
                 return Ok(());
             }
             self.inner.fatal.check()?;
-            let mut leading = self.group.lock().expect("group lock poisoned");
+            let mut state = group.lock();
             if self.is_acknowledged(ticket) {
                 return Ok(());
             }
-            if *leading {
-                let _unused = self.group_done.wait(leading).expect("group lock poisoned");
+            if state.leading {
+                group.arrive(&state);
+                let _unused = group.done.wait(state).expect("group lock poisoned");
                 continue;
             }
-            *leading = true;
-            drop(leading);
+            state.leading = true;
+            let clock = self.inner.clock.as_ref();
+            let started_us = clock.now_us();
             if delay_us > 0 {
-                self.inner.clock.sleep_us(delay_us);
+                drop(state);
+                clock.sleep_us(delay_us);
+            } else {
+                drop(group.gather(state));
             }
-            let result = self
-                .group_flush_begin()
-                .and_then(|target| self.group_flush_finish(target));
-            *self.group.lock().expect("group lock poisoned") = false;
-            self.group_done.notify_all();
+            let gathered_us = clock.now_us();
+            let target_count = group.enqueued.load(Ordering::Acquire);
+            let begun = self.group_flush_begin();
+            let written_us = clock.now_us();
+            let result = begun.and_then(|target| self.group_flush_finish(target));
+            let synced_us = clock.now_us();
+            let times = RoundTimes {
+                gather_us: gathered_us - started_us,
+                write_us: written_us - gathered_us,
+                sync_us: synced_us - written_us,
+            };
+            group.end_round(target_count, &times);
             result?;
         }
         unreachable!("group commit made no progress in {rounds_max} rounds")
@@ -449,6 +487,9 @@ impl Engine {
             core.txns.finish(txn)?;
             lsn
         };
+        if let FsyncPolicy::Group { .. } = policy {
+            self.group.enqueued.fetch_add(1, Ordering::AcqRel);
+        }
         match policy {
             FsyncPolicy::Always if bugs.has(Bug::SkipFsync) => {
                 log.acknowledge(log.write_out()?);
@@ -521,14 +562,29 @@ impl Engine {
                 log.sync_to(log.write_out()?)?;
             }
         }
+        self.checkpoint_tick()?;
+        checkpoint::ensure_spare(&self.inner)?;
+        Ok(())
+    }
+
+    /// The checkpoint's share of [`Engine::tick`]: one step of the
+    /// checkpoint under way, or the begin of one when
+    /// `checkpoint_wal_bytes` of WAL were appended since the last began.
+    fn checkpoint_tick(&self) -> Result<()> {
         let every = self.inner.config.checkpoint_wal_bytes;
-        if every > 0 {
-            let mut core = self.core();
-            if self.inner.log.next_lsn() - core.checkpoint_lsn >= every {
-                checkpoint::checkpoint(&self.inner, &mut core)?;
-            }
+        let mut state = self.checkpointer();
+        if state.is_running() {
+            checkpoint::step(&self.inner, &self.core, &mut state)?;
+        } else if every > 0 && self.inner.log.next_lsn() - state.last_begin >= every {
+            checkpoint::begin(&self.inner, &self.core, &mut state, Mode::Background)?;
         }
         Ok(())
+    }
+
+    fn checkpointer(&self) -> MutexGuard<'_, Checkpointer> {
+        self.checkpointer
+            .lock()
+            .expect("checkpointer lock poisoned")
     }
 
     /// Starts a thread that calls [`Engine::tick`] every `period_us` of the
@@ -550,14 +606,33 @@ impl Engine {
         })
     }
 
-    /// Takes a checkpoint: flushes the WAL and all dirty pages, writes a
-    /// checkpoint record, replaces the control file atomically, and removes
-    /// WAL segments no longer needed. Every commit acknowledged before the
-    /// call is durable when it returns.
+    /// Takes a fuzzy checkpoint to completion (or completes the one under
+    /// way): begin record, the pages dirty for a whole checkpoint interval
+    /// written and synced, end record, control file, segments released.
+    /// Other threads go on committing meanwhile. Every commit acknowledged
+    /// before the call is durable when it returns.
     pub fn checkpoint(&self) -> Result<()> {
         self.inner.fatal.check()?;
-        let mut core = self.core();
-        checkpoint::checkpoint(&self.inner, &mut core).map(|_| ())
+        let mut state = self.checkpointer();
+        checkpoint::run(&self.inner, &self.core, &mut state, Mode::Background)
+    }
+
+    /// True while a checkpoint is under way (begun, not yet complete).
+    /// Lock-free: a committing thread may ask without waiting for a step.
+    pub fn checkpoint_running(&self) -> bool {
+        self.inner.checkpoint_running.load(Ordering::Acquire)
+    }
+
+    /// Runs one step of the checkpoint under way, if any (a real-time
+    /// checkpointer may call it between ticks to finish sooner); returns
+    /// whether a checkpoint is still under way.
+    pub fn checkpoint_step(&self) -> Result<bool> {
+        self.inner.fatal.check()?;
+        let mut state = self.checkpointer();
+        if state.is_running() {
+            checkpoint::step(&self.inner, &self.core, &mut state)?;
+        }
+        Ok(state.is_running())
     }
 
     /// Every key and value, sorted by key, as the pages hold them now (call
@@ -594,6 +669,11 @@ impl Engine {
             wal_syncs: inner.log.syncs.load(Ordering::Relaxed),
             page_writes: inner.pages.writes.load(Ordering::Relaxed),
             checkpoints: inner.checkpoints.load(Ordering::Relaxed),
+            group_rounds: self.group.rounds.load(Ordering::Relaxed),
+            group_commits: self.group.covered.load(Ordering::Relaxed),
+            group_gather_us: self.group.gather_us.load(Ordering::Relaxed),
+            group_write_us: self.group.write_us.load(Ordering::Relaxed),
+            group_sync_us: self.group.sync_us.load(Ordering::Relaxed),
         }
     }
 
@@ -603,12 +683,17 @@ impl Engine {
         if self.inner.fatal.is_stopped() {
             return Ok(());
         }
-        let mut core = self.core();
-        for txn in core.txns.ids() {
-            self.abort_locked(&mut core, txn)?;
+        let mut state = self.checkpointer();
+        {
+            let mut core = self.core();
+            for txn in core.txns.ids() {
+                self.abort_locked(&mut core, txn)?;
+            }
         }
-        checkpoint::checkpoint(&self.inner, &mut core)?;
-        Ok(())
+        if state.is_running() {
+            checkpoint::run(&self.inner, &self.core, &mut state, Mode::Background)?;
+        }
+        checkpoint::run(&self.inner, &self.core, &mut state, Mode::Full)
     }
 }
 
@@ -625,7 +710,11 @@ fn create(
     let names = storage.list().map_err(io_error("list", "the directory"))?;
     let mut removed = false;
     for name in names {
-        if name == PAGES_FILE || name == CONTROL_TMP_FILE || parse_segment_name(&name).is_some() {
+        if name == PAGES_FILE
+            || name == CONTROL_TMP_FILE
+            || name == SPARE_TMP_FILE
+            || parse_segment_name(&name).is_some()
+        {
             storage.remove(&name).map_err(io_error("remove", &name))?;
             removed = true;
         }
@@ -647,8 +736,7 @@ fn create(
         .map_err(io_error("write", PAGES_FILE))?;
     fatal.sync(bugs, PAGES_FILE, pages.sync_data())?;
     let name = segment_name(0);
-    let segment = storage.create(&name).map_err(io_error("create", &name))?;
-    fatal.sync(bugs, &name, segment.sync_data())?;
+    let segment = open_segment(storage.as_ref(), &fatal, bugs, &name, config.segment_size)?;
     fatal.sync(bugs, "the directory", storage.sync_dir())?;
     let writer = WalWriter::new(
         storage.clone(),
@@ -663,28 +751,32 @@ fn create(
         0,
     );
     let log = Log::new(writer, 0, fatal.clone(), bugs);
-    let checkpoint_lsn = log.append(
+    let checkpoint_lsn = log.append(0, NO_LSN, Body::CheckpointBegin)?;
+    assert_eq!(checkpoint_lsn, 0, "the first record starts the log");
+    let checkpoint_end_lsn = log.append(
         0,
         NO_LSN,
         Body::Checkpoint {
+            begin_lsn: checkpoint_lsn,
+            redo_lsn: checkpoint_lsn,
             next_txn: 1,
             active: Vec::new(),
+            dirty: Vec::new(),
         },
     )?;
-    assert_eq!(checkpoint_lsn, 0, "the first record starts the log");
     log.acknowledge(log.flush_all()?);
     let control = Control {
         page_size: config.page_size,
         page_count: config.page_count,
         segment_size: config.segment_size,
         checkpoint_lsn,
+        checkpoint_end_lsn,
     };
     control::write(storage.as_ref(), &control, &fatal, bugs)?;
     let core = Core {
         pool: BufferPool::new(config.pool_pages as usize),
         txns: TxnTable::new(1, active_max),
-        fpi_done: BTreeSet::new(),
-        checkpoint_lsn,
+        fpi_lsn: BTreeMap::new(),
     };
     let inner = make_inner(storage, config, clock, fatal, log, pages);
     let report = RecoveryReport {
@@ -713,6 +805,7 @@ fn make_inner(
         commits: AtomicU64::new(0),
         aborts: AtomicU64::new(0),
         checkpoints: AtomicU64::new(0),
+        checkpoint_running: AtomicBool::new(false),
     }
 }
 
@@ -724,7 +817,7 @@ fn recover(
     fatal: Arc<Fatal>,
     active_max: usize,
     control: Control,
-) -> Result<(Inner, Core, RecoveryReport, RecoveryTimings)> {
+) -> Result<(Inner, Core, RecoveryReport, RecoveryTimings, Lsn)> {
     if control.page_size != config.page_size
         || control.page_count != config.page_count
         || control.segment_size != config.segment_size
@@ -740,10 +833,12 @@ fn recover(
         )));
     }
     let names = storage.list().map_err(io_error("list", "the directory"))?;
-    if names.iter().any(|name| name == CONTROL_TMP_FILE) {
-        storage
-            .remove(CONTROL_TMP_FILE)
-            .map_err(io_error("remove", CONTROL_TMP_FILE))?;
+    for leftover in [CONTROL_TMP_FILE, SPARE_TMP_FILE] {
+        if names.iter().any(|name| name == leftover) {
+            storage
+                .remove(leftover)
+                .map_err(io_error("remove", leftover))?;
+        }
     }
     let pages = storage
         .open(PAGES_FILE)
@@ -766,19 +861,23 @@ fn recover(
         lap_us = now_us;
         elapsed_us
     };
-    let analysis = recovery::analyze(storage.as_ref(), &config, checkpoint_lsn)?;
+    let analysis = recovery::analyze(
+        storage.as_ref(),
+        &config,
+        checkpoint_lsn,
+        control.checkpoint_end_lsn,
+    )?;
     timings.analysis_us = lap(clock.as_ref());
     let end = analysis.end.lsn;
-    let truncated =
-        recovery::truncate_tail(storage.as_ref(), &config, &fatal, checkpoint_lsn, end)?;
+    let redo_lsn = analysis.redo_lsn;
+    let truncated = recovery::truncate_tail(storage.as_ref(), &config, &fatal, redo_lsn, end)?;
     let writer = recovery::open_writer(&storage, &config, &fatal, end)?;
     let durable_end = writer.next_lsn();
     let log = Log::new(writer, durable_end, fatal.clone(), config.bugs);
     let mut core = Core {
         pool: BufferPool::new(config.pool_pages as usize),
         txns: TxnTable::new(analysis.next_txn, active_max),
-        fpi_done: analysis.fpi_pages.clone(),
-        checkpoint_lsn,
+        fpi_lsn: analysis.fpi_lsn.clone(),
     };
     let no_undo = config.bugs.has(Bug::NoUndo);
     let inner = make_inner(storage, config, clock, fatal, log, pages);
@@ -786,21 +885,25 @@ fn recover(
     let mut report = RecoveryReport {
         created: false,
         checkpoint_lsn,
-        redo_start_lsn: checkpoint_lsn,
+        redo_start_lsn: redo_lsn,
         log_end_lsn: end,
         log_end_reason: analysis.end.reason.clone(),
         truncated_bytes: truncated,
         losers: analysis.losers.keys().copied().collect(),
+        checkpoint_dirty_pages: analysis.dirty.len() as u64,
         ..RecoveryReport::default()
     };
     timings.truncate_us = lap(inner.clock.as_ref());
-    recovery::redo(&inner, &mut core, checkpoint_lsn, end, &mut report)?;
+    recovery::redo(&inner, &mut core, &analysis, &mut report)?;
     timings.redo_us = lap(inner.clock.as_ref());
     if !no_undo {
         recovery::undo(&inner, &mut core, &analysis.losers, &mut report)?;
     }
     timings.undo_us = lap(inner.clock.as_ref());
-    checkpoint::checkpoint(&inner, &mut core)?;
+    let core = Mutex::new(core);
+    let mut state = Checkpointer::new(checkpoint_lsn);
+    checkpoint::run(&inner, &core, &mut state, Mode::Full)?;
+    let core = core.into_inner().expect("engine core lock poisoned");
     timings.checkpoint_us = lap(inner.clock.as_ref());
-    Ok((inner, core, report, timings))
+    Ok((inner, core, report, timings, state.last_begin))
 }

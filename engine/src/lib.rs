@@ -22,6 +22,7 @@ mod checkpoint;
 mod control;
 mod db;
 mod fatal;
+mod group;
 mod page;
 mod recovery;
 mod state;

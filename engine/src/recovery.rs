@@ -1,17 +1,23 @@
 //! ARIES recovery: analysis, tail truncation, redo, undo.
 //!
-//! 1. **Analysis** scans from the checkpoint record named by the control
-//!    file to the end of the log: the transaction table (active at the
-//!    checkpoint, plus every transaction seen, minus those with a commit or
+//! 1. **Analysis** reads the end record of the checkpoint named by the
+//!    control file (the transaction table and dirty page table as of its
+//!    begin record, and the redo LSN: the oldest recLSN), then scans from the
+//!    begin record to the end of the log: the transaction table (active at
+//!    the begin, plus every transaction seen, minus those with a commit or
 //!    abort record), the next transaction id, and the pages that have a
 //!    full-page image in the range. The scan also finds the end of the log:
-//!    the first record whose length, CRC or LSN is wrong.
-//! 2. **Tail truncation**: the segment holding the end is cut to it and
-//!    synced, later segments are removed and the directory synced, so new
-//!    appends never land after garbage (skipped by the `no-tail-truncate`
-//!    bug). Every segment in the redo range is synced too, since a process
-//!    crash may have left its bytes in the page cache only.
-//! 3. **Redo** repeats history from the checkpoint for every transaction
+//!    the first record whose length, CRC or LSN is wrong (zeros end a
+//!    preallocated segment; a recycled segment's old records carry their
+//!    old LSNs).
+//! 2. **Tail truncation**: the segment holding the end is zeroed from it to
+//!    its end and synced, later segments are removed and the directory
+//!    synced, so new appends are never followed by old bytes (skipped by the
+//!    `no-tail-truncate` bug). Every segment in the redo range is synced
+//!    too, since a process crash may have left its bytes in the page cache
+//!    only.
+//! 3. **Redo** repeats history from the redo LSN (the `redo-from-checkpoint`
+//!    bug starts at the begin record instead) for every transaction
 //!    (one segment at a time, each segment's records page by page):
 //!    a full-page image is applied only if the page on disk fails its
 //!    checks or is older than the image; an update or CLR only if the page's
@@ -33,10 +39,11 @@ use crate::state::{Core, Inner, UndoStep, undo_one};
 use crate::storage::Storage;
 use crate::wal::reader::{Found, LogEnd, LogReader, Step, read_record_at, record_in};
 use crate::wal::record::{ActiveTxn, Body, HEADER_LEN, NO_LSN, Record, UpdateBody};
-use crate::wal::writer::{Segment, WalWriter, parse_segment_name, segment_name};
+use crate::wal::writer::{
+    Segment, WalWriter, open_segment, parse_segment_name, segment_name, zero_fill,
+};
 use crate::{Lsn, TxnId};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io;
 use std::sync::Arc;
 
 /// What analysis found.
@@ -44,7 +51,14 @@ pub struct Analysis {
     pub end: LogEnd,
     pub losers: BTreeMap<TxnId, ActiveTxn>,
     pub next_txn: TxnId,
-    pub fpi_pages: BTreeSet<u32>,
+    /// Pages with a full-page image since the checkpoint's begin, and the
+    /// first image's LSN.
+    pub fpi_lsn: BTreeMap<u32, Lsn>,
+    /// Where redo starts: the checkpoint's oldest recLSN, or its begin.
+    pub redo_lsn: Lsn,
+    /// The checkpoint's begin LSN and dirty page table (page → recLSN).
+    pub begin_lsn: Lsn,
+    pub dirty: BTreeMap<u32, Lsn>,
 }
 
 /// Bytes analysis reads at a time: small enough that the records are still
@@ -65,41 +79,71 @@ fn reader<'s>(
         config.bugs.has(Bug::ReplayPastTorn),
         window_max,
     )
+    .with_lsn_check(!config.bugs.has(Bug::StaleRecycledRecord))
 }
 
-/// Pass 1: analysis from the checkpoint at `checkpoint_lsn`.
-pub fn analyze(storage: &dyn Storage, config: &Config, checkpoint_lsn: Lsn) -> Result<Analysis> {
-    let mut scan = reader(storage, config, checkpoint_lsn, ANALYSIS_WINDOW_BYTES);
-    let (mut losers, mut next_txn) = match scan.next()? {
-        Some(record) if record.lsn == checkpoint_lsn => match record.body {
-            Body::Checkpoint { next_txn, active } => (
-                active
-                    .into_iter()
-                    .map(|txn| (txn.txn, txn))
-                    .collect::<BTreeMap<_, _>>(),
-                next_txn,
-            ),
-            other => {
-                return Err(Error::corruption(
-                    segment_name(checkpoint_lsn - checkpoint_lsn % config.segment_size),
-                    checkpoint_lsn,
-                    format!(
-                        "control names a {:?} record, not a checkpoint",
-                        other.kind()
-                    ),
-                ));
-            }
-        },
-        _ => {
-            let reason = scan.end().map(|end| end.reason.clone()).unwrap_or_default();
-            return Err(Error::corruption(
-                segment_name(checkpoint_lsn - checkpoint_lsn % config.segment_size),
-                checkpoint_lsn,
-                format!("the checkpoint record named by the control file is unreadable: {reason}"),
+/// Pass 1: analysis from the checkpoint the control file names: its end
+/// record (at `end_lsn`) holds the tables as of its begin record (at
+/// `begin_lsn`), and the scan goes from the begin record to the end of the
+/// log.
+pub fn analyze(
+    storage: &dyn Storage,
+    config: &Config,
+    begin_lsn: Lsn,
+    end_lsn: Lsn,
+) -> Result<Analysis> {
+    let corrupt = |at: Lsn, what: String| {
+        Error::corruption(segment_name(at - at % config.segment_size), at, what)
+    };
+    let end_record = read_record_at(storage, config.segment_size, end_lsn).map_err(|error| {
+        corrupt(
+            end_lsn,
+            format!("the checkpoint end record named by the control file is unreadable: {error}"),
+        )
+    })?;
+    let (mut losers, mut next_txn, redo_lsn, dirty) = match end_record.record().body {
+        Body::Checkpoint {
+            begin_lsn: begin,
+            redo_lsn,
+            next_txn,
+            active,
+            dirty,
+        } if begin == begin_lsn && redo_lsn <= begin_lsn => (
+            active
+                .into_iter()
+                .map(|txn| (txn.txn, txn))
+                .collect::<BTreeMap<_, _>>(),
+            next_txn,
+            redo_lsn,
+            dirty
+                .into_iter()
+                .map(|page| (page.page_id, page.rec_lsn))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        other => {
+            return Err(corrupt(
+                end_lsn,
+                format!(
+                    "control names a {:?} record, not the end of the checkpoint begun at {begin_lsn:#x}",
+                    other.kind()
+                ),
             ));
         }
     };
-    let mut fpi_pages = BTreeSet::new();
+    let mut scan = reader(storage, config, begin_lsn, ANALYSIS_WINDOW_BYTES);
+    match scan.next()? {
+        Some(record) if record.lsn == begin_lsn && record.body == Body::CheckpointBegin => {}
+        _ => {
+            let reason = scan.end().map(|end| end.reason.clone()).unwrap_or_default();
+            return Err(corrupt(
+                begin_lsn,
+                format!(
+                    "the checkpoint begin record named by the control file is unreadable: {reason}"
+                ),
+            ));
+        }
+    }
+    let mut fpi_lsn = BTreeMap::new();
     while let Some(record) = scan.next()? {
         if record.txn != 0 {
             next_txn = next_txn.max(record.txn + 1);
@@ -119,32 +163,54 @@ pub fn analyze(storage: &dyn Storage, config: &Config, checkpoint_lsn: Lsn) -> R
                 losers.remove(&record.txn);
             }
             Body::FullPageImage { page_id, .. } => {
-                fpi_pages.insert(page_id);
+                fpi_lsn.entry(page_id).or_insert(record.lsn);
             }
-            Body::Checkpoint { .. } | Body::SegmentEnd => {}
+            Body::Checkpoint { .. } | Body::CheckpointBegin | Body::SegmentEnd => {}
         }
     }
     let end = scan.end().expect("scan ended").clone();
+    if end.lsn <= end_lsn {
+        return Err(corrupt(
+            end_lsn,
+            format!(
+                "the log ends at {:#x}, before the checkpoint end record the control file names: {}",
+                end.lsn, end.reason
+            ),
+        ));
+    }
+    let redo_lsn = if config.bugs.has(Bug::RedoFromCheckpoint) {
+        begin_lsn
+    } else {
+        redo_lsn
+    };
     Ok(Analysis {
         end,
         losers,
         next_txn: next_txn.max(1),
-        fpi_pages,
+        fpi_lsn,
+        redo_lsn,
+        begin_lsn,
+        dirty,
     })
 }
 
 /// Pass 2: cuts the log at `end` (unless `no-tail-truncate`) and syncs every
-/// segment from the checkpoint's to the end's. Returns the bytes cut off.
+/// segment from the redo start's to the end's. Segments are preallocated, so
+/// the cut writes zeros from `end` to the end of its segment rather than
+/// shortening the file: whatever lay there (a torn record, records written
+/// after a lost one, a recycled segment's old records) can never be read as
+/// the continuation of new appends. Later segments are removed. Returns the
+/// bytes cut off (zeroed or removed).
 pub fn truncate_tail(
     storage: &dyn Storage,
     config: &Config,
     fatal: &Fatal,
-    checkpoint_lsn: Lsn,
+    redo_lsn: Lsn,
     end: Lsn,
 ) -> Result<u64> {
     let size = config.segment_size;
     let end_start = end - end % size;
-    let first = checkpoint_lsn - checkpoint_lsn % size;
+    let first = redo_lsn - redo_lsn % size;
     let truncate = !config.bugs.has(Bug::NoTailTruncate);
     let names = storage.list().map_err(io_error("list", "the directory"))?;
     let mut truncated = 0;
@@ -167,12 +233,10 @@ pub fn truncate_tail(
             }
             continue;
         }
-        let keep = if start == end_start { end - start } else { len };
-        if len > keep {
-            truncated += len - keep;
-            if truncate {
-                fatal.io("truncate", &name, file.set_len(keep))?;
-            }
+        if start == end_start && truncate {
+            let keep = end - start;
+            truncated += len.saturating_sub(keep);
+            zero_fill(file.as_ref(), fatal, &name, keep, size)?;
         }
         fatal.sync(config.bugs, &name, file.sync_data())?;
     }
@@ -182,9 +246,9 @@ pub fn truncate_tail(
     Ok(truncated)
 }
 
-/// Opens the WAL writer at the end of the log: appends go at the end
-/// segment's current length (creating the segment if the log ends at its
-/// start and it is missing).
+/// Opens the WAL writer at the end of the log: appends go at `end` in its
+/// segment (created, preallocated, if the log ends at its start and it is
+/// missing).
 pub fn open_writer(
     storage: &Arc<dyn Storage>,
     config: &Config,
@@ -193,17 +257,15 @@ pub fn open_writer(
 ) -> Result<WalWriter> {
     let start = end - end % config.segment_size;
     let name = segment_name(start);
-    let file = match storage.open(&name) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            let file = fatal.io("create", &name, storage.create(&name))?;
-            fatal.sync(config.bugs, &name, file.sync_data())?;
-            fatal.sync(config.bugs, "the directory", storage.sync_dir())?;
-            file
-        }
-        Err(error) => return Err(io_error("open", &name)(error)),
-    };
-    let len = file.len().map_err(io_error("len", &name))?;
+    let file = open_segment(
+        storage.as_ref(),
+        fatal,
+        config.bugs,
+        &name,
+        config.segment_size,
+    )?;
+    fatal.sync(config.bugs, "the directory", storage.sync_dir())?;
+    let len = end - start;
     let segment = Segment {
         start,
         name,
@@ -219,7 +281,7 @@ pub fn open_writer(
     ))
 }
 
-/// Pass 3: redo from the checkpoint up to `end`.
+/// Pass 3: redo from `redo_lsn` (the checkpoint's oldest recLSN) up to `end`.
 ///
 /// Redo goes one segment at a time (the scan reads a whole segment into its
 /// window): the scan validates the segment's records and notes the page of
@@ -235,17 +297,12 @@ pub fn open_writer(
 pub fn redo(
     inner: &Inner,
     core: &mut Core,
-    checkpoint_lsn: Lsn,
-    end: Lsn,
+    analysis: &Analysis,
     report: &mut RecoveryReport,
 ) -> Result<()> {
+    let (redo_lsn, end) = (analysis.redo_lsn, analysis.end.lsn);
     let segment_len = usize::try_from(inner.config.segment_size).expect("segment fits memory");
-    let mut scan = reader(
-        inner.storage.as_ref(),
-        &inner.config,
-        checkpoint_lsn,
-        segment_len,
-    );
+    let mut scan = reader(inner.storage.as_ref(), &inner.config, redo_lsn, segment_len);
     let mut batch = RedoBatch::default();
     let records_max = segment_len / HEADER_LEN;
     loop {
@@ -258,14 +315,45 @@ pub fn redo(
             }
         };
         report.records_scanned += 1;
-        if let Some(page_id) = page_changed(&scan.record(found).body) {
+        if let Some(page_id) = page_changed(&scan.record(found).body)
+            && analysis.needs_redo(page_id, found.lsn)
+        {
             assert!(batch.records.len() < records_max, "redo batch bound");
             batch.records.push((page_id, found));
         }
     }
     batch.apply(inner, core, scan.window(), report)?;
-    report.wal_bytes_replayed = end.saturating_sub(checkpoint_lsn);
+    // Analysis validated the log from the checkpoint's begin record on; the
+    // stretch from the redo start to it is read only here, and must be whole.
+    if let Some(short) = scan.end().filter(|found| found.lsn < end) {
+        return Err(Error::corruption(
+            segment_name(short.lsn - short.lsn % inner.config.segment_size),
+            short.lsn,
+            format!(
+                "the log between the redo start {redo_lsn:#x} and the end {end:#x} is damaged: {}",
+                short.reason
+            ),
+        ));
+    }
+    report.wal_bytes_replayed = end.saturating_sub(redo_lsn);
     Ok(())
+}
+
+impl Analysis {
+    /// Whether redo must look at the change of `page_id` at `lsn` (ARIES's
+    /// dirty page table test): from the checkpoint's begin on, always; before
+    /// it, only for a page of the table, from its recLSN on. Every other
+    /// change before the begin is in the page file, synced by the
+    /// checkpoint: the page is not even read, so a page torn since (its full
+    /// page image comes later, at or after the begin) is not read before
+    /// its image repairs it.
+    fn needs_redo(&self, page_id: u32, lsn: Lsn) -> bool {
+        lsn >= self.begin_lsn
+            || self
+                .dirty
+                .get(&page_id)
+                .is_some_and(|&rec_lsn| lsn >= rec_lsn)
+    }
 }
 
 /// The page a record changes at redo, if any.
@@ -387,7 +475,7 @@ fn redo_update(inner: &Inner, core: &mut Core, lsn: Lsn, update: &UpdateBody<'_>
             )
         })?;
     frame.page.lsn = lsn;
-    frame.dirty = true;
+    frame.mark_dirty(lsn);
     Ok(true)
 }
 
@@ -413,7 +501,7 @@ fn redo_image(
         let older = frame.page.lsn < lsn;
         if older {
             frame.page = restored;
-            frame.dirty = true;
+            frame.mark_dirty(lsn);
         }
         return Ok((older, false));
     }
@@ -423,7 +511,8 @@ fn redo_image(
         Err(error) if error.is_corruption() => (restored, true, true),
         Err(error) => return Err(error),
     };
-    core.pool.install(page, dirty, &inner.pages, &inner.log)?;
+    core.pool
+        .install(page, dirty.then_some(lsn), &inner.pages, &inner.log)?;
     Ok((dirty, repaired))
 }
 

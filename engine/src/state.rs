@@ -2,14 +2,20 @@
 //!
 //! [`Inner`] is what every thread shares without the core lock (storage,
 //! log, page file, counters). [`Core`] is everything behind the core lock:
-//! the buffer pool, the transaction table, and the set of pages that already
-//! have a full-page image since the last checkpoint.
+//! the buffer pool, the transaction table, and the pages that already have a
+//! full-page image since the last checkpoint's begin record.
 //!
 //! [`log_and_apply`] is the single path by which a page changes at runtime
 //! and during undo: a full-page image first if this is the page's first
-//! change since the checkpoint (skipped by the `no-full-page-images` bug),
-//! then the update or CLR record, then the physical change with the page's
-//! pageLSN set to that record's LSN.
+//! change since the checkpoint began (skipped by the `no-full-page-images`
+//! bug), then the update or CLR record, then the physical change with the
+//! page's pageLSN set to that record's LSN. A page that was clean gets its
+//! recLSN here: its full-page image of this checkpoint interval if it has
+//! one, else the update's LSN — so redo from the oldest recLSN always starts
+//! at or before the image that can repair the page if its next write tears
+//! (the `reclsn-skips-image` bug takes the update's LSN: a page written,
+//! then dirtied again in the same interval, has its image before its recLSN,
+//! where redo skips it).
 
 use crate::buffer::{BufferPool, PageFile};
 use crate::clock::Clock;
@@ -22,9 +28,9 @@ use crate::txn::TxnTable;
 use crate::wal::Log;
 use crate::wal::record::{Body, NO_LSN, Op, UpdateBody};
 use crate::{Lsn, TxnId};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 /// Shared, lock-free-to-reach parts of an open engine.
 pub struct Inner {
@@ -37,16 +43,18 @@ pub struct Inner {
     pub commits: AtomicU64,
     pub aborts: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// A checkpoint is under way (for readers that must not wait on the
+    /// checkpointer's lock).
+    pub checkpoint_running: AtomicBool,
 }
 
 /// Everything behind the core lock.
 pub struct Core {
     pub pool: BufferPool,
     pub txns: TxnTable,
-    /// Pages with a full-page image logged since the last checkpoint.
-    pub fpi_done: BTreeSet<u32>,
-    /// LSN of the last checkpoint record.
-    pub checkpoint_lsn: Lsn,
+    /// Pages with a full-page image logged since the last checkpoint's begin
+    /// record, and the image's LSN.
+    pub fpi_lsn: BTreeMap<u32, Lsn>,
 }
 
 /// Whether a change is a forward update or a compensation (undo) record.
@@ -81,9 +89,10 @@ pub fn log_and_apply(inner: &Inner, core: &mut Core, change: &Change<'_>) -> Res
         .page
         .check(change.op, change.slot, change.key, change.after, page_size)
         .map_err(|what| Error::corruption("pages", frame.page.lsn, what))?;
-    if !inner.config.bugs.has(Bug::NoFullPageImages) && core.fpi_done.insert(change.page_id) {
+    let fpi_due = !core.fpi_lsn.contains_key(&change.page_id);
+    if !inner.config.bugs.has(Bug::NoFullPageImages) && fpi_due {
         let image = frame.page.encode(page_size);
-        inner.log.append(
+        let image_lsn = inner.log.append(
             0,
             NO_LSN,
             Body::FullPageImage {
@@ -91,6 +100,7 @@ pub fn log_and_apply(inner: &Inner, core: &mut Core, change: &Change<'_>) -> Res
                 image: &image,
             },
         )?;
+        core.fpi_lsn.insert(change.page_id, image_lsn);
     }
     let update = UpdateBody {
         page_id: change.page_id,
@@ -122,7 +132,14 @@ pub fn log_and_apply(inner: &Inner, core: &mut Core, change: &Change<'_>) -> Res
         );
     }
     frame.page.lsn = lsn;
-    frame.dirty = true;
+    if !frame.dirty {
+        let image_lsn = core.fpi_lsn.get(&change.page_id).copied();
+        if inner.config.bugs.has(Bug::RecLsnSkipsImage) {
+            frame.mark_dirty(lsn);
+        } else {
+            frame.mark_dirty(image_lsn.map_or(lsn, |image| image.min(lsn)));
+        }
+    }
     Ok(lsn)
 }
 

@@ -1,6 +1,6 @@
 //! The canaries (SPEC §6): a harness that reports "no violation" is only
 //! worth something if it catches the mistakes real engines make. Through the
-//! real binary: `powercut mutants` catches each of the 13 planted bugs
+//! real binary: `powercut mutants` catches each of the 17 planted bugs
 //! within its budget and finds the correct engine clean, and each caught
 //! case id replays to the same violation; a bug that needs
 //! two crash cycles (`no-tail-truncate`: appends after a torn tail, so the
@@ -10,7 +10,7 @@
 mod common;
 use common::powercut;
 
-const BUGS: [&str; 13] = [
+const BUGS: [&str; 17] = [
     "ack-before-fsync",
     "skip-fsync",
     "group-ack-beyond-flush",
@@ -24,6 +24,10 @@ const BUGS: [&str; 13] = [
     "redo-no-pagelsn-check",
     "no-undo",
     "ignore-fsync-error",
+    "redo-from-checkpoint",
+    "stale-recycled-record",
+    "release-ignores-reclsn",
+    "reclsn-skips-image",
 ];
 
 #[test]

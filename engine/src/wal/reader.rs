@@ -12,8 +12,16 @@
 //! malformed body, or a missing segment — ends the log, and the reason is
 //! kept in words with the file and offset.
 //!
+//! Segments are preallocated and recycled (see [`super::writer`]): the
+//! bytes after the last record are zeros (a fresh or tail-zeroed segment) or
+//! records of the file's previous life under another name. Zeros end the
+//! log ("end of written log"); an old record is refused because its LSN
+//! field, covered by its CRC, names its old position, not this one.
+//!
 //! Planted bugs: `no-crc-check` skips the checksum; `replay-past-torn` skips
-//! over a bad record whose length looks plausible and keeps scanning.
+//! over a bad record whose length looks plausible and keeps scanning;
+//! `stale-recycled-record` skips the LSN check, so a recycled segment's old
+//! records pass for new ones.
 
 use super::record::{self, Body, DecodeError, HEADER_LEN, RECORD_LEN_MAX, Record};
 use super::writer::segment_name;
@@ -44,6 +52,9 @@ pub struct LogReader<'s> {
     storage: &'s dyn Storage,
     segment_size: u64,
     check_crc: bool,
+    /// Refuse a record whose LSN field is not its position (always, but
+    /// for the `stale-recycled-record` bug).
+    check_lsn: bool,
     skip_torn: bool,
     /// The most bytes read (and held) at a time, unless one record is larger.
     window_max: usize,
@@ -84,6 +95,7 @@ impl<'s> LogReader<'s> {
             storage,
             segment_size,
             check_crc,
+            check_lsn: true,
             skip_torn,
             window_max,
             pos: start,
@@ -96,6 +108,13 @@ impl<'s> LogReader<'s> {
             bytes_read: 0,
             records_skipped: 0,
         }
+    }
+
+    /// Whether records must carry their own position as LSN (false only for
+    /// the `stale-recycled-record` bug).
+    pub fn with_lsn_check(mut self, check_lsn: bool) -> LogReader<'s> {
+        self.check_lsn = check_lsn;
+        self
     }
 
     /// Where the log ended, once [`LogReader::next`] returned `None`.
@@ -201,7 +220,8 @@ impl<'s> LogReader<'s> {
                 .expect("window offset fits memory")
                 .min(self.window_len);
             let available = &self.buffer[at..self.window_len];
-            let decoded = record::decode(available, self.pos, self.check_crc);
+            let decoded =
+                record::decode_checked(available, self.pos, self.check_crc, self.check_lsn);
             if window_end < segment_len
                 && let Err(error) = &decoded
                 && let Some(need) = more_needed(error)
@@ -286,7 +306,8 @@ fn more_needed(error: &DecodeError) -> Option<usize> {
 /// [`LogReader::advance`] (already validated: the CRC is not rechecked).
 pub fn record_in(window: &[u8], found: Found) -> Record<'_> {
     let bytes = &window[found.offset..found.offset + found.len];
-    record::decode(bytes, found.lsn, false).expect("record validated by the scan")
+    // The scan checked the LSN field (unless a planted bug told it not to).
+    record::decode_checked(bytes, found.lsn, false, false).expect("record validated by the scan")
 }
 
 /// Where [`LogReader::advance`] found a valid record: its LSN, and its
@@ -312,12 +333,23 @@ pub enum Step {
 fn describe_end(error: &DecodeError, lsn: Lsn, start: Lsn, offset: usize) -> String {
     let what = match error {
         DecodeError::ShortHeader { available: 0 } => "end of written log".to_string(),
+        DecodeError::BadLength { total_len: 0, .. } if preallocated_zeros(error) => {
+            "end of written log (zeros)".to_string()
+        }
+        DecodeError::BadLsn { found, .. } => {
+            format!("stale record (LSN field {found:#x}) from the segment's earlier life")
+        }
         other => format!("{} in record", other.describe()),
     };
     format!(
         "{what} at LSN {lsn:#x} ({} offset {offset})",
         segment_name(start)
     )
+}
+
+/// A zero length field: the preallocated or zeroed rest of a segment.
+fn preallocated_zeros(error: &DecodeError) -> bool {
+    matches!(error, DecodeError::BadLength { total_len: 0, .. })
 }
 
 /// An owned copy of one record's bytes.

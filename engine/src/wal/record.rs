@@ -30,6 +30,10 @@ pub const SEGMENT_END_LEN: usize = HEADER_LEN;
 pub const UPDATE_FIXED_LEN: usize = 16;
 /// Bytes per active transaction in a checkpoint body.
 pub const CHECKPOINT_TXN_LEN: usize = 24;
+/// Bytes per dirty page in a checkpoint body.
+pub const CHECKPOINT_DIRTY_LEN: usize = 12;
+/// Fixed part of a checkpoint body (before its two tables).
+pub const CHECKPOINT_FIXED_LEN: usize = 32;
 /// Largest record the format accepts (a sanity bound for the length field).
 pub const RECORD_LEN_MAX: usize = 1 << 24;
 
@@ -44,6 +48,7 @@ pub enum Kind {
     Checkpoint = 5,
     FullPageImage = 6,
     SegmentEnd = 7,
+    CheckpointBegin = 8,
 }
 
 impl Kind {
@@ -56,6 +61,7 @@ impl Kind {
             5 => Kind::Checkpoint,
             6 => Kind::FullPageImage,
             7 => Kind::SegmentEnd,
+            8 => Kind::CheckpointBegin,
             _ => return None,
         })
     }
@@ -175,6 +181,15 @@ pub struct ActiveTxn {
     pub last_lsn: Lsn,
 }
 
+/// A page dirty at a checkpoint's begin and not written by it: redo must
+/// start at or before `rec_lsn` (the LSN from which the page's changes may
+/// be missing from the page file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirtyPage {
+    pub page_id: u32,
+    pub rec_lsn: Lsn,
+}
+
 /// A record's body, by kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body<'a> {
@@ -188,11 +203,21 @@ pub enum Body<'a> {
         undo_next_lsn: Lsn,
         update: UpdateBody<'a>,
     },
-    /// `next_txn u64 | count u32 | 4 zero bytes | count x (txn, first_lsn,
-    /// last_lsn) u64 each`.
+    /// The start of a fuzzy checkpoint (no body). Analysis starts here; the
+    /// tables of the matching [`Body::Checkpoint`] are as of this record.
+    CheckpointBegin,
+    /// The end of a fuzzy checkpoint: `begin_lsn u64 | redo_lsn u64 |
+    /// next_txn u64 | active count u32 | dirty count u32 | active x (txn,
+    /// first_lsn, last_lsn) u64 each | dirty x (page_id u32, rec_lsn u64)`.
+    /// `active` and `next_txn` are as of the begin record; `dirty` is the
+    /// dirty page table of the begin record less the pages the checkpoint
+    /// wrote; `redo_lsn` is min(`begin_lsn`, every `rec_lsn`).
     Checkpoint {
+        begin_lsn: Lsn,
+        redo_lsn: Lsn,
         next_txn: TxnId,
         active: Vec<ActiveTxn>,
+        dirty: Vec<DirtyPage>,
     },
     /// `page_id u32 | 4 zero bytes | the page image`.
     FullPageImage {
@@ -213,15 +238,20 @@ impl Body<'_> {
             Body::Checkpoint { .. } => Kind::Checkpoint,
             Body::FullPageImage { .. } => Kind::FullPageImage,
             Body::SegmentEnd => Kind::SegmentEnd,
+            Body::CheckpointBegin => Kind::CheckpointBegin,
         }
     }
 
     fn encoded_len(&self) -> usize {
         match self {
             Body::Update(update) => update.encoded_len(),
-            Body::Commit | Body::Abort | Body::SegmentEnd => 0,
+            Body::Commit | Body::Abort | Body::SegmentEnd | Body::CheckpointBegin => 0,
             Body::Clr { update, .. } => 8 + update.encoded_len(),
-            Body::Checkpoint { active, .. } => 16 + CHECKPOINT_TXN_LEN * active.len(),
+            Body::Checkpoint { active, dirty, .. } => {
+                CHECKPOINT_FIXED_LEN
+                    + CHECKPOINT_TXN_LEN * active.len()
+                    + CHECKPOINT_DIRTY_LEN * dirty.len()
+            }
             Body::FullPageImage { image, .. } => 8 + image.len(),
         }
     }
@@ -229,7 +259,7 @@ impl Body<'_> {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Body::Update(update) => update.encode(out),
-            Body::Commit | Body::Abort | Body::SegmentEnd => {}
+            Body::Commit | Body::Abort | Body::SegmentEnd | Body::CheckpointBegin => {}
             Body::Clr {
                 undo_next_lsn,
                 update,
@@ -237,15 +267,28 @@ impl Body<'_> {
                 out.extend_from_slice(&undo_next_lsn.to_le_bytes());
                 update.encode(out);
             }
-            Body::Checkpoint { next_txn, active } => {
-                let count = u32::try_from(active.len()).expect("checkpoint txn count");
+            Body::Checkpoint {
+                begin_lsn,
+                redo_lsn,
+                next_txn,
+                active,
+                dirty,
+            } => {
+                let active_count = u32::try_from(active.len()).expect("checkpoint txn count");
+                let dirty_count = u32::try_from(dirty.len()).expect("checkpoint dirty count");
+                out.extend_from_slice(&begin_lsn.to_le_bytes());
+                out.extend_from_slice(&redo_lsn.to_le_bytes());
                 out.extend_from_slice(&next_txn.to_le_bytes());
-                out.extend_from_slice(&count.to_le_bytes());
-                out.extend_from_slice(&[0; 4]);
+                out.extend_from_slice(&active_count.to_le_bytes());
+                out.extend_from_slice(&dirty_count.to_le_bytes());
                 for txn in active {
                     out.extend_from_slice(&txn.txn.to_le_bytes());
                     out.extend_from_slice(&txn.first_lsn.to_le_bytes());
                     out.extend_from_slice(&txn.last_lsn.to_le_bytes());
+                }
+                for page in dirty {
+                    out.extend_from_slice(&page.page_id.to_le_bytes());
+                    out.extend_from_slice(&page.rec_lsn.to_le_bytes());
                 }
             }
             Body::FullPageImage { page_id, image } => {
@@ -259,13 +302,14 @@ impl Body<'_> {
     fn decode(kind: Kind, body: &[u8]) -> Result<Body<'_>, &'static str> {
         match kind {
             Kind::Update => Ok(Body::Update(UpdateBody::decode(body)?)),
-            Kind::Commit | Kind::Abort | Kind::SegmentEnd => {
+            Kind::Commit | Kind::Abort | Kind::SegmentEnd | Kind::CheckpointBegin => {
                 if !body.is_empty() {
                     return Err("body on a record kind that has none");
                 }
                 Ok(match kind {
                     Kind::Commit => Body::Commit,
                     Kind::Abort => Body::Abort,
+                    Kind::CheckpointBegin => Body::CheckpointBegin,
                     _ => Body::SegmentEnd,
                 })
             }
@@ -279,16 +323,18 @@ impl Body<'_> {
                 })
             }
             Kind::Checkpoint => {
-                if body.len() < 16 || body[12..16] != [0; 4] {
+                if body.len() < CHECKPOINT_FIXED_LEN {
                     return Err("checkpoint body malformed");
                 }
-                let count = u32_at(body, 8) as usize;
-                if body.len() != 16 + count * CHECKPOINT_TXN_LEN {
-                    return Err("checkpoint body length does not match its count");
+                let active_count = u32_at(body, 24) as usize;
+                let dirty_count = u32_at(body, 28) as usize;
+                let dirty_at = CHECKPOINT_FIXED_LEN + active_count * CHECKPOINT_TXN_LEN;
+                if body.len() != dirty_at + dirty_count * CHECKPOINT_DIRTY_LEN {
+                    return Err("checkpoint body length does not match its counts");
                 }
-                let active = (0..count)
+                let active = (0..active_count)
                     .map(|i| {
-                        let at = 16 + i * CHECKPOINT_TXN_LEN;
+                        let at = CHECKPOINT_FIXED_LEN + i * CHECKPOINT_TXN_LEN;
                         ActiveTxn {
                             txn: u64_at(body, at),
                             first_lsn: u64_at(body, at + 8),
@@ -296,9 +342,21 @@ impl Body<'_> {
                         }
                     })
                     .collect();
+                let dirty = (0..dirty_count)
+                    .map(|i| {
+                        let at = dirty_at + i * CHECKPOINT_DIRTY_LEN;
+                        DirtyPage {
+                            page_id: u32_at(body, at),
+                            rec_lsn: u64_at(body, at + 4),
+                        }
+                    })
+                    .collect();
                 Ok(Body::Checkpoint {
-                    next_txn: u64_at(body, 0),
+                    begin_lsn: u64_at(body, 0),
+                    redo_lsn: u64_at(body, 8),
+                    next_txn: u64_at(body, 16),
                     active,
+                    dirty,
                 })
             }
             Kind::FullPageImage => {
@@ -403,6 +461,18 @@ impl DecodeError {
 /// Decodes the record at the start of `bytes`, which sits at `lsn`.
 /// `check_crc` false skips the checksum (the `no-crc-check` bug).
 pub fn decode(bytes: &[u8], lsn: Lsn, check_crc: bool) -> Result<Record<'_>, DecodeError> {
+    decode_checked(bytes, lsn, check_crc, true)
+}
+
+/// [`decode`], with the check that the record's LSN field is its position
+/// made optional: without it (the `stale-recycled-record` bug) a record
+/// left in a recycled segment by its previous life passes for a new one.
+pub fn decode_checked(
+    bytes: &[u8],
+    lsn: Lsn,
+    check_crc: bool,
+    check_lsn: bool,
+) -> Result<Record<'_>, DecodeError> {
     if bytes.len() < HEADER_LEN {
         return Err(DecodeError::ShortHeader {
             available: bytes.len(),
@@ -421,7 +491,7 @@ pub fn decode(bytes: &[u8], lsn: Lsn, check_crc: bool) -> Result<Record<'_>, Dec
         return Err(DecodeError::BadCrc { total_len });
     }
     let found = u64_at(record, 8);
-    if found != lsn {
+    if check_lsn && found != lsn {
         return Err(DecodeError::BadLsn { total_len, found });
     }
     let bad_body = |what| DecodeError::BadBody { total_len, what };
@@ -493,13 +563,26 @@ mod tests {
                 update,
             },
             Body::Checkpoint {
+                begin_lsn: 0x900,
+                redo_lsn: 0x300,
                 next_txn: 9,
                 active: vec![ActiveTxn {
                     txn: 4,
                     first_lsn: 100,
                     last_lsn: 200,
                 }],
+                dirty: vec![
+                    DirtyPage {
+                        page_id: 3,
+                        rec_lsn: 0x300,
+                    },
+                    DirtyPage {
+                        page_id: 9,
+                        rec_lsn: 0x500,
+                    },
+                ],
             },
+            Body::CheckpointBegin,
             Body::FullPageImage {
                 page_id: 2,
                 image: &[5; 64],

@@ -3,8 +3,15 @@
 //!
 //! Records never span segments. When a record would not fit (room for one
 //! `SegmentEnd` record is always kept), the writer appends a `SegmentEnd`,
-//! writes the tail out, creates the next segment at `start + segment_size`
-//! and syncs the directory at once (the `no-dir-fsync` bug skips that sync).
+//! writes the tail out, and moves to the next segment at `start +
+//! segment_size`: a spare left there by recycling (a released segment
+//! renamed to a future name), or else a new file created at full size
+//! (zeros) and synced. Either way the directory is synced before any record
+//! goes in, so the name is durable before a commit in it can be
+//! acknowledged (the `no-dir-fsync` bug skips that sync). Segment files
+//! never change size afterwards, so an `fdatasync` of the WAL writes data
+//! only, never the file's size.
+//!
 //! Syncing is not done here but by [`super::Log`], outside this writer's
 //! lock, so that commits can keep appending while a group fsync runs.
 
@@ -31,6 +38,55 @@ pub fn parse_segment_name(name: &str) -> Option<Lsn> {
     u64::from_str_radix(hex, 16).ok()
 }
 
+/// Zeros written at a time when a segment is created or zeroed.
+pub const ZERO_CHUNK_BYTES: usize = 256 << 10;
+
+/// Opens segment `name` for appending from its start: a spare (recycled or
+/// preallocated) as it is, or a new file of `segment_size` zeros, synced.
+/// The caller syncs the directory.
+pub fn open_segment(
+    storage: &dyn Storage,
+    fatal: &Fatal,
+    bugs: BugSet,
+    name: &str,
+    segment_size: u64,
+) -> Result<Box<dyn StorageFile>> {
+    let file = match storage.create(name) {
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+            fatal.io("open", name, storage.open(name))?
+        }
+        other => fatal.io("create", name, other)?,
+    };
+    let len = fatal.io("len", name, file.len())?;
+    if len < segment_size {
+        zero_fill(file.as_ref(), fatal, name, len, segment_size)?;
+        fatal.sync(bugs, name, file.sync_data())?;
+    }
+    Ok(file)
+}
+
+/// Writes zeros over `[from, to)` of `file` (not synced).
+pub fn zero_fill(
+    file: &dyn StorageFile,
+    fatal: &Fatal,
+    name: &str,
+    from: u64,
+    to: u64,
+) -> Result<()> {
+    let zeros = vec![0u8; ZERO_CHUNK_BYTES];
+    let chunks_max = to.div_ceil(ZERO_CHUNK_BYTES as u64) + 1;
+    let mut at = from;
+    for _ in 0..chunks_max {
+        if at >= to {
+            return Ok(());
+        }
+        let len = (to - at).min(ZERO_CHUNK_BYTES as u64) as usize;
+        fatal.io("write", name, file.write_at(at, &zeros[..len]))?;
+        at += len as u64;
+    }
+    unreachable!("zero fill of {name} did not end in {chunks_max} chunks")
+}
+
 /// An open segment file.
 #[derive(Clone)]
 pub struct Segment {
@@ -46,7 +102,8 @@ pub struct WalWriter {
     segment_size: u64,
     bugs: BugSet,
     current: Segment,
-    /// Bytes of the current segment file already written (its length).
+    /// Bytes of the current segment already written: the offset of the
+    /// next write (the file itself is always `segment_size` long).
     written_len: u64,
     /// Appended records not yet written to the OS; they start at
     /// `current.start + written_len`.
@@ -58,8 +115,8 @@ pub struct WalWriter {
 }
 
 impl WalWriter {
-    /// A writer appending to `file`, the segment starting at `start`, at its
-    /// current length `file_len`.
+    /// A writer appending to `file`, the segment starting at `start`, at
+    /// offset `file_len` (where the log ends in it).
     pub fn new(
         storage: Arc<dyn Storage>,
         fatal: Arc<Fatal>,
@@ -135,16 +192,13 @@ impl WalWriter {
         self.write_out()?;
         let start = self.current.start + self.segment_size;
         let name = segment_name(start);
-        let (file, len) = match self.storage.create(&name) {
-            // Only after a `no-tail-truncate` recovery can a later segment
-            // still exist: append after whatever it holds.
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-                let file = self.fatal.io("open", &name, self.storage.open(&name))?;
-                let len = self.fatal.io("len", &name, file.len())?;
-                (file, len.min(self.segment_size))
-            }
-            other => (self.fatal.io("create", &name, other)?, 0),
-        };
+        let file = open_segment(
+            self.storage.as_ref(),
+            &self.fatal,
+            self.bugs,
+            &name,
+            self.segment_size,
+        )?;
         let file: Arc<dyn StorageFile> = Arc::from(file);
         if !self.bugs.has(Bug::NoDirFsync) {
             let result = self.storage.sync_dir();
@@ -152,7 +206,7 @@ impl WalWriter {
         }
         let old = std::mem::replace(&mut self.current, Segment { start, name, file });
         self.unsynced.push(old);
-        self.written_len = len;
+        self.written_len = 0;
         Ok(())
     }
 

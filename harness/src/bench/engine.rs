@@ -4,11 +4,17 @@
 //! Each configuration opens a fresh database directory. Threads commit
 //! through [`Engine::commit`] (so `group` runs its own leader/follower
 //! protocol); a ticker thread calls [`Engine::tick`] every millisecond for
-//! every policy (it is the `interval:MS` flusher, and it lets automatic
-//! checkpoints happen the same way under every policy). The buffer pool holds
-//! the whole page file, so no eviction forces a WAL flush (the write-ahead
-//! rule) and `none` measures the commit path alone; checkpoints still run
-//! every [`Config::default`] `checkpoint_wal_bytes`.
+//! every policy (it is the `interval:MS` flusher, it prepares the next WAL
+//! segment off the commit path, and it drives checkpoints, with up to
+//! [`CHECKPOINT_STEPS_PER_TICK`] steps per tick). The buffer pool holds the
+//! whole page file, so no eviction forces a WAL flush (the write-ahead rule)
+//! and `none` measures the commit path alone.
+//!
+//! Each policy runs twice: without checkpoints (the table's rows), and with a
+//! fuzzy checkpoint every [`CHECKPOINT_EVERY_BYTES`] of WAL, where the
+//! commits whose transaction began or was acknowledged while a checkpoint was
+//! under way are timed apart (the checkpoint table: their p99 next to the p99
+//! without checkpoints).
 //!
 //! `fsyncs_per_commit` is the engine's own `wal_syncs / commits` over the
 //! measurement (page-file syncs at checkpoints are not counted, as SQLite's
@@ -33,13 +39,24 @@ pub const KEYS_PER_PAGE: u64 = 8;
 pub const KEY_SPACE: u64 = PAGE_COUNT as u64 * KEYS_PER_PAGE;
 /// How often the ticker calls [`Engine::tick`].
 pub const TICK_PERIOD: Duration = Duration::from_millis(1);
+/// Checkpoint steps the ticker runs per tick at most (a step writes a few
+/// pages, syncs the page file, or ends the checkpoint).
+pub const CHECKPOINT_STEPS_PER_TICK: usize = 4;
+/// WAL bytes between checkpoints in the measurement with checkpoints.
+pub const CHECKPOINT_EVERY_BYTES: u64 = 4 << 20;
 
-/// The configuration measured for `policy`.
-pub fn bench_config(policy: FsyncPolicy) -> Config {
+/// The configuration measured for `policy`: no checkpoints, or one every
+/// [`CHECKPOINT_EVERY_BYTES`].
+pub fn bench_config(policy: FsyncPolicy, checkpoints: bool) -> Config {
     Config {
         policy,
         page_count: PAGE_COUNT,
         pool_pages: PAGE_COUNT,
+        checkpoint_wal_bytes: if checkpoints {
+            CHECKPOINT_EVERY_BYTES
+        } else {
+            0
+        },
         ..Config::default()
     }
 }
@@ -56,21 +73,31 @@ pub fn open_real(dir: &Path, config: Config) -> Result<Engine, BenchError> {
 
 /// Measures one policy with `spec.threads` committing threads in its
 /// directory under `root` (created by the first round, reopened by later
-/// ones).
+/// ones), with checkpoints or without.
 pub fn bench_engine(
     root: &Path,
     policy: FsyncPolicy,
     spec: RunSpec,
+    checkpoints: bool,
 ) -> Result<Measured, BenchError> {
     let name = policy.to_string().replace(':', "-");
-    let dir = root.join(format!("engine-{name}-{}t", spec.threads));
-    let engine = open_real(&dir, bench_config(policy))?;
+    let suffix = if checkpoints { "-checkpoints" } else { "" };
+    let dir = root.join(format!("engine-{name}-{}t{suffix}", spec.threads));
+    let engine = open_real(&dir, bench_config(policy, checkpoints))?;
     let before = engine.stats();
     let engine_ref = &engine;
     let totals = with_ticker(engine_ref, || {
         run_committers(spec.threads, spec.duration, |index| {
             let mut inputs = TxnInputs::for_thread(spec, index);
-            Ok(move || engine_txn(engine_ref, &mut inputs))
+            Ok(move || {
+                let during_before = engine_ref.checkpoint_running();
+                let outcome = engine_txn(engine_ref, &mut inputs)?;
+                let during = during_before || engine_ref.checkpoint_running();
+                Ok(match outcome {
+                    TxnOutcome::Committed if during => TxnOutcome::CommittedMarked,
+                    other => other,
+                })
+            })
         })
     })?;
     let after = engine.stats();
@@ -81,7 +108,56 @@ pub fn bench_engine(
         wal_syncs: after.wal_syncs - before.wal_syncs,
         all_file_syncs: None,
         wal_bytes: Some(after.wal_bytes_written - before.wal_bytes_written),
+        engine: Some(EngineCounters::between(&before, &after)),
     })
+}
+
+/// Engine counters over one measurement (see [`engine::EngineStats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineCounters {
+    pub checkpoints: u64,
+    pub group_rounds: u64,
+    pub group_commits: u64,
+    pub group_gather_us: u64,
+    pub group_write_us: u64,
+    pub group_sync_us: u64,
+}
+
+impl EngineCounters {
+    fn between(before: &engine::EngineStats, after: &engine::EngineStats) -> EngineCounters {
+        EngineCounters {
+            checkpoints: after.checkpoints - before.checkpoints,
+            group_rounds: after.group_rounds - before.group_rounds,
+            group_commits: after.group_commits - before.group_commits,
+            group_gather_us: after.group_gather_us - before.group_gather_us,
+            group_write_us: after.group_write_us - before.group_write_us,
+            group_sync_us: after.group_sync_us - before.group_sync_us,
+        }
+    }
+
+    pub fn add(&mut self, other: &EngineCounters) {
+        self.checkpoints += other.checkpoints;
+        self.group_rounds += other.group_rounds;
+        self.group_commits += other.group_commits;
+        self.group_gather_us += other.group_gather_us;
+        self.group_write_us += other.group_write_us;
+        self.group_sync_us += other.group_sync_us;
+    }
+
+    /// Commits per group-commit round (per fsync a leader ran).
+    pub fn commits_per_round(&self) -> Option<f64> {
+        (self.group_rounds > 0).then(|| self.group_commits as f64 / self.group_rounds as f64)
+    }
+
+    /// A round's time outside its fsync: gathering plus writing out, µs.
+    pub fn outside_fsync_us_per_round(&self) -> Option<f64> {
+        (self.group_rounds > 0)
+            .then(|| (self.group_gather_us + self.group_write_us) as f64 / self.group_rounds as f64)
+    }
+
+    pub fn sync_us_per_round(&self) -> Option<f64> {
+        (self.group_rounds > 0).then(|| self.group_sync_us as f64 / self.group_rounds as f64)
+    }
 }
 
 /// Runs `work` while a ticker thread calls [`Engine::tick`] every
@@ -95,6 +171,14 @@ pub fn with_ticker<T>(
         let ticker = scope.spawn(|| {
             while !stop.load(Ordering::Acquire) {
                 engine.tick().map_err(engine_error("tick"))?;
+                for _ in 1..CHECKPOINT_STEPS_PER_TICK {
+                    if !engine
+                        .checkpoint_step()
+                        .map_err(engine_error("checkpoint"))?
+                    {
+                        break;
+                    }
+                }
                 std::thread::sleep(TICK_PERIOD);
             }
             Ok::<(), BenchError>(())

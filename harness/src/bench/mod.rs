@@ -145,6 +145,40 @@ pub struct BenchRow {
     /// WAL bytes written per commit, where counted (the engine).
     #[serde(skip)]
     pub wal_bytes_per_commit: Option<f64>,
+    /// Engine under `group`: commits per group-commit round (per fsync a
+    /// committing thread led), and a round's time outside and inside its
+    /// fsync, µs.
+    #[serde(skip)]
+    pub commits_per_round: Option<f64>,
+    #[serde(skip)]
+    pub outside_fsync_us_per_round: Option<f64>,
+    #[serde(skip)]
+    pub fsync_us_per_round: Option<f64>,
+}
+
+/// The p99 commit latency while a checkpoint runs next to the p99 without
+/// checkpoints, for one engine policy and thread count, measured in one run
+/// with their rounds interleaved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointRow {
+    pub policy: String,
+    pub threads: usize,
+    /// p99 of the run without checkpoints.
+    pub p99_us_without: f64,
+    /// p99 of the commits of the run with checkpoints whose transaction
+    /// began or was acknowledged while one was under way (0 if none was).
+    pub p99_us_during: f64,
+    pub commits_during: u64,
+    /// Checkpoints completed in the run with checkpoints.
+    pub checkpoints: u64,
+}
+
+impl CheckpointRow {
+    /// `p99_us_during / p99_us_without` (`None` without both).
+    pub fn ratio(&self) -> Option<f64> {
+        (self.p99_us_without > 0.0 && self.commits_during > 0)
+            .then(|| round_to(self.p99_us_during / self.p99_us_without, 2))
+    }
 }
 
 impl BenchRow {
@@ -155,6 +189,7 @@ impl BenchRow {
         measured: &Measured,
     ) -> Self {
         let totals = &measured.totals;
+        let group = measured.engine.as_ref();
         let quantile = |q: f64| totals.latency.quantile_us(q).unwrap_or(0.0);
         let per_commit = |count: u64| {
             (totals.commits > 0).then(|| round_to(count as f64 / totals.commits as f64, 4))
@@ -172,6 +207,15 @@ impl BenchRow {
             syncs_all_files_per_commit: measured.all_file_syncs.and_then(per_commit),
             p999_us: round_to(quantile(0.999), 1),
             wal_bytes_per_commit: measured.wal_bytes.and_then(per_commit),
+            commits_per_round: group
+                .and_then(|g| g.commits_per_round())
+                .map(|v| round_to(v, 2)),
+            outside_fsync_us_per_round: group
+                .and_then(|g| g.outside_fsync_us_per_round())
+                .map(|v| round_to(v, 1)),
+            fsync_us_per_round: group
+                .and_then(|g| g.sync_us_per_round())
+                .map(|v| round_to(v, 1)),
         }
     }
 }
@@ -186,6 +230,8 @@ pub struct Measured {
     pub all_file_syncs: Option<u64>,
     /// WAL bytes written during the measurement, where counted (the engine).
     pub wal_bytes: Option<u64>,
+    /// The engine's own counters (checkpoints, group-commit rounds).
+    pub engine: Option<engine::EngineCounters>,
 }
 
 impl Measured {
@@ -195,6 +241,7 @@ impl Measured {
             wal_syncs: 0,
             all_file_syncs: None,
             wal_bytes: None,
+            engine: None,
         }
     }
 
@@ -209,6 +256,9 @@ impl Measured {
             (None, None) => None,
             (mine, theirs) => Some(mine.unwrap_or(0) + theirs.unwrap_or(0)),
         };
+        if let Some(theirs) = &round.engine {
+            self.engine.get_or_insert_with(Default::default).add(theirs);
+        }
     }
 }
 
@@ -216,6 +266,8 @@ impl Measured {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchReport {
     pub rows: Vec<BenchRow>,
+    /// One per engine policy and thread count.
+    pub checkpoints: Vec<CheckpointRow>,
     pub recovery: Option<RecoveryMeasurement>,
 }
 
@@ -321,27 +373,75 @@ impl TxnInputs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
     Engine(FsyncPolicy),
+    /// The engine with a checkpoint every
+    /// [`engine::CHECKPOINT_EVERY_BYTES`] of WAL (for the checkpoint table).
+    EngineCheckpoints(FsyncPolicy),
     Sqlite(SqliteMode),
 }
 
 impl Target {
     fn measure(self, root: &Path, spec: RunSpec) -> Result<Measured, BenchError> {
         match self {
-            Target::Engine(policy) => engine::bench_engine(root, policy, spec),
+            Target::Engine(policy) => engine::bench_engine(root, policy, spec, false),
+            Target::EngineCheckpoints(policy) => engine::bench_engine(root, policy, spec, true),
             Target::Sqlite(mode) => sqlite::bench_sqlite(root, mode, spec),
         }
     }
 
-    fn row(self, threads: usize, measured: &Measured) -> BenchRow {
+    /// The table row, for all but the runs with checkpoints.
+    fn row(self, threads: usize, measured: &Measured) -> Option<BenchRow> {
         match self {
-            Target::Engine(policy) => {
-                BenchRow::from_measured(System::Engine, &policy.to_string(), threads, measured)
-            }
-            Target::Sqlite(mode) => {
-                BenchRow::from_measured(System::Sqlite, &mode.to_string(), threads, measured)
-            }
+            Target::Engine(policy) => Some(BenchRow::from_measured(
+                System::Engine,
+                &policy.to_string(),
+                threads,
+                measured,
+            )),
+            Target::EngineCheckpoints(_) => None,
+            Target::Sqlite(mode) => Some(BenchRow::from_measured(
+                System::Sqlite,
+                &mode.to_string(),
+                threads,
+                measured,
+            )),
         }
     }
+}
+
+/// The checkpoint table: each run with checkpoints next to the same
+/// policy's run without.
+fn checkpoint_rows(
+    configurations: &[(Target, usize)],
+    measured: &[Measured],
+) -> Vec<CheckpointRow> {
+    let without = |policy: FsyncPolicy, threads: usize| {
+        configurations
+            .iter()
+            .zip(measured)
+            .find(|((target, t), _)| *target == Target::Engine(policy) && *t == threads)
+            .map(|(_, sum)| sum)
+    };
+    configurations
+        .iter()
+        .zip(measured)
+        .filter_map(|(&(target, threads), with)| {
+            let Target::EngineCheckpoints(policy) = target else {
+                return None;
+            };
+            let plain = without(policy, threads)?;
+            let p99 = |histogram: &crate::report::latency::LatencyHistogram| {
+                round_to(histogram.quantile_us(0.99).unwrap_or(0.0), 1)
+            };
+            Some(CheckpointRow {
+                policy: policy.to_string(),
+                threads,
+                p99_us_without: p99(&plain.totals.latency),
+                p99_us_during: p99(&with.totals.marked),
+                commits_during: with.totals.marked.count(),
+                checkpoints: with.engine.map_or(0, |counters| counters.checkpoints),
+            })
+        })
+        .collect()
 }
 
 /// Runs the benchmark, printing a table to `out` as rows complete (in the
@@ -379,16 +479,19 @@ pub fn run_engine_bench(
                 key_space: engine::KEY_SPACE,
             };
             sum.add_round(&target.measure(root, spec)?);
-            if last {
-                write_table_row(out, &target.row(threads, sum))?;
+            if last && let Some(row) = target.row(threads, sum) {
+                write_table_row(out, &row)?;
             }
         }
     }
     let rows: Vec<BenchRow> = configurations
         .iter()
         .zip(&measured)
-        .map(|(&(target, threads), sum)| target.row(threads, sum))
+        .filter_map(|(&(target, threads), sum)| target.row(threads, sum))
         .collect();
+    write_group_table(out, &rows)?;
+    let checkpoints = checkpoint_rows(&configurations, &measured);
+    write_checkpoint_table(out, &checkpoints)?;
     if let Some(path) = &options.csv {
         write_csv(path, &rows)?;
         writeln!(out, "CSV: {}", path.display())?;
@@ -397,7 +500,11 @@ pub fn run_engine_bench(
         Some(recovery_options) => Some(recovery::run(root, recovery_options, out)?),
         None => None,
     };
-    Ok(BenchReport { rows, recovery })
+    Ok(BenchReport {
+        rows,
+        checkpoints,
+        recovery,
+    })
 }
 
 fn configurations(options: &EngineBenchOptions) -> Vec<(Target, usize)> {
@@ -405,7 +512,7 @@ fn configurations(options: &EngineBenchOptions) -> Vec<(Target, usize)> {
     let targets: Vec<Target> = options
         .policies
         .iter()
-        .map(|&policy| Target::Engine(policy))
+        .flat_map(|&policy| [Target::Engine(policy), Target::EngineCheckpoints(policy)])
         .chain(sqlite.map(|&mode| Target::Sqlite(mode)))
         .collect();
     options
@@ -501,6 +608,76 @@ fn write_table_row(out: &mut dyn Write, row: &BenchRow) -> io::Result<()> {
         row.aborts,
         optional(row.syncs_all_files_per_commit),
     )?;
+    out.flush()
+}
+
+/// The group-commit table: for each engine row with group-commit rounds,
+/// commits per round (per fsync a committing thread led) and where a
+/// round's time went.
+fn write_group_table(out: &mut dyn Write, rows: &[BenchRow]) -> io::Result<()> {
+    let grouped: Vec<&BenchRow> = rows
+        .iter()
+        .filter(|row| row.commits_per_round.is_some())
+        .collect();
+    if grouped.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "group commit rounds (led by committing threads):")?;
+    writeln!(
+        out,
+        "{:<12} {:>7} {:>16} {:>22} {:>16}",
+        "policy", "threads", "commits/round", "outside fsync µs/round", "fsync µs/round"
+    )?;
+    for row in grouped {
+        let value = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+        writeln!(
+            out,
+            "{:<12} {:>7} {:>16} {:>22} {:>16}",
+            row.policy,
+            row.threads,
+            row.commits_per_round
+                .map_or("-".to_string(), |v| format!("{v:.2}")),
+            value(row.outside_fsync_us_per_round),
+            value(row.fsync_us_per_round),
+        )?;
+    }
+    out.flush()
+}
+
+/// The checkpoint table (see [`CheckpointRow`]).
+fn write_checkpoint_table(out: &mut dyn Write, rows: &[CheckpointRow]) -> io::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "p99 commit latency while a checkpoint runs (one every {} MiB of WAL) and without checkpoints:",
+        engine::CHECKPOINT_EVERY_BYTES >> 20
+    )?;
+    writeln!(
+        out,
+        "{:<12} {:>7} {:>14} {:>14} {:>7} {:>15} {:>12}",
+        "policy",
+        "threads",
+        "p99 µs without",
+        "p99 µs during",
+        "ratio",
+        "commits during",
+        "checkpoints"
+    )?;
+    for row in rows {
+        writeln!(
+            out,
+            "{:<12} {:>7} {:>14.1} {:>14.1} {:>7} {:>15} {:>12}",
+            row.policy,
+            row.threads,
+            row.p99_us_without,
+            row.p99_us_during,
+            row.ratio().map_or("-".to_string(), |r| format!("{r:.2}")),
+            row.commits_during,
+            row.checkpoints,
+        )?;
+    }
     out.flush()
 }
 

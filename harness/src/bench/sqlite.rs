@@ -70,6 +70,7 @@ pub fn bench_sqlite(root: &Path, mode: SqliteMode, spec: RunSpec) -> Result<Meas
         },
         all_file_syncs: Some(syncs.wal + syncs.other),
         wal_bytes: None,
+        engine: None,
     })
 }
 

@@ -52,7 +52,7 @@ pub struct Hunt {
 }
 
 /// One hunt per planted bug, in SPEC order.
-pub const HUNTS: [Hunt; 13] = [
+pub const HUNTS: [Hunt; 17] = [
     Hunt {
         bug: Some(Bug::AckBeforeFsync),
         scenario: "smoke",
@@ -144,6 +144,34 @@ pub const HUNTS: [Hunt; 13] = [
         faults: &["fsync-error"],
         why: "a commit is acknowledged after a failed fsync dropped its data",
     },
+    Hunt {
+        bug: Some(Bug::RedoFromCheckpoint),
+        scenario: "checkpoint-storm",
+        policies: &["always", "group"],
+        faults: &["process-crash", "power-loss"],
+        why: "a page dirty since before the checkpoint began, not written by it, loses its older changes",
+    },
+    Hunt {
+        bug: Some(Bug::StaleRecycledRecord),
+        scenario: "bank",
+        policies: &["interval:10", "none"],
+        faults: &["process-crash", "power-loss"],
+        why: "past the end of the log in a recycled segment, its old records (same sizes: bank) are replayed as new",
+    },
+    Hunt {
+        bug: Some(Bug::ReleaseIgnoresRecLsn),
+        scenario: "checkpoint-storm",
+        policies: &["always", "group"],
+        faults: &["process-crash", "power-loss"],
+        why: "a segment redo still needs (below the begin, above the oldest recLSN) is recycled",
+    },
+    Hunt {
+        bug: Some(Bug::RecLsnSkipsImage),
+        scenario: "kv-churn",
+        policies: &["always", "group"],
+        faults: &["torn-garbage", "power-loss"],
+        why: "a page written and dirtied again in one interval gets a recLSN after its full-page image; redo skips the image and cannot repair its torn write",
+    },
 ];
 
 /// The correct engine's run: every workload (`nightly`), every policy, and
@@ -171,7 +199,7 @@ pub struct MutantsRequest {
     pub jobs: Option<u32>,
     pub csv: Option<PathBuf>,
     pub seed: u64,
-    /// Only these bugs (empty: all 13); the correct engine always runs.
+    /// Only these bugs (empty: all of them); the correct engine always runs.
     pub bugs: Vec<String>,
     /// `sqlite`: hunt the planted bugs of SQLite's VFS instead ([`vfs`]).
     pub target: Option<String>,

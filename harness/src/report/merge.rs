@@ -263,6 +263,15 @@ fn add_totals(summary: &mut Summary, theirs: &Summary) {
     summary.exhaustive_states += theirs.exhaustive_states;
     summary.failures.extend(theirs.failures.iter().cloned());
     summary.groups.join(&theirs.groups);
+    for (pair, coverage) in &theirs.coverage {
+        let (policy, fault) = pair.split_once(" × ").unwrap_or((pair.as_str(), ""));
+        summary.add_coverage(
+            policy,
+            fault,
+            coverage.crash_states,
+            coverage.states_covering_promise,
+        );
+    }
 }
 
 /// Copies every bundle under `from/failures/` to `to/failures/` (a bundle

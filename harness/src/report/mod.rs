@@ -68,6 +68,43 @@ pub struct Summary {
     /// case (absent from reports of older versions).
     #[serde(default)]
     pub groups: groups::FailureGroups,
+    /// How well the run exercised each promise, by `"POLICY × FAULT"`.
+    #[serde(default)]
+    pub coverage: BTreeMap<String, Coverage>,
+}
+
+/// The coverage figure of one policy × fault profile: the share of its crash
+/// states that exercise the policy's promise, i.e. hold an acknowledged
+/// commit the promise forbids losing (for `interval:MS`, one acknowledged at
+/// least 2×MS of virtual time before the crash; for `none` under a power
+/// loss, one acknowledged before a completed checkpoint; see
+/// `supervisor::verify::covers_promise`). A figure near zero means the
+/// promise was hardly tested, however many states ran.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct Coverage {
+    pub crash_states: u64,
+    pub states_covering_promise: u64,
+    /// `states_covering_promise / crash_states` (0 without states).
+    pub share: f64,
+}
+
+impl Summary {
+    /// Adds `covering` of `states` crash states to `policy × fault`.
+    pub fn add_coverage(&mut self, policy: &str, fault: &str, states: u64, covering: u64) {
+        assert!(covering <= states, "more covering states than states");
+        let entry = self
+            .coverage
+            .entry(format!("{policy} × {fault}"))
+            .or_default();
+        entry.crash_states += states;
+        entry.states_covering_promise += covering;
+        entry.share = if entry.crash_states == 0 {
+            0.0
+        } else {
+            let share = entry.states_covering_promise as f64 / entry.crash_states as f64;
+            (share * 1e4).round() / 1e4
+        };
+    }
 }
 
 /// One row of `trials.csv`: one trial (all its cycles and crash states).

@@ -53,6 +53,10 @@ pub struct TrialOutcome {
     /// The widest permitted loss of any crash state, in virtual µs.
     #[serde(default)]
     pub loss_window_max_us: u64,
+    /// Crash states that exercise their policy's promise
+    /// ([`super::verify::covers_promise`]).
+    #[serde(default)]
+    pub states_covering_promise: u64,
     /// Each verified crash state's recovery time (wall clock, in-memory
     /// disk), in µs, in verification order.
     #[serde(default)]

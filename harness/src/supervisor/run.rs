@@ -598,6 +598,12 @@ impl<'plan> Dispatcher<'plan> {
             *summary.unpromised_by_kind.entry(kind.clone()).or_insert(0) += count;
         }
         summary.exhaustive_states += outcome.exhaustive_states;
+        summary.add_coverage(
+            &row.policy,
+            &row.fault,
+            row.crash_states,
+            outcome.states_covering_promise,
+        );
         let times = self
             .report
             .crash_times

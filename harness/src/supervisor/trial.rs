@@ -412,6 +412,7 @@ impl TrialPlan {
         row.acked += result.acked;
         row.acked_lost_permitted += result.acked_lost_permitted;
         outcome.loss_window_max_us = outcome.loss_window_max_us.max(result.loss_window_max_us);
+        outcome.states_covering_promise += u64::from(result.covers_promise);
         if result.recovery_us > 0 {
             // 0: recovery did not finish (hang, panic, error), a violation.
             outcome.recovery_us.push(result.recovery_us);

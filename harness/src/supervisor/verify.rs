@@ -17,7 +17,7 @@ use crate::fault::FaultProfile;
 use crate::fault::image::ImageBuilder;
 use crate::fault::trace::Event;
 use crate::oracle::{self, History, Invariant, Promise, ViolationKind};
-use crate::target::{State, Target, TargetErrorKind, TargetFactory, TargetMode};
+use crate::target::{PromiseKind, State, Target, TargetErrorKind, TargetFactory, TargetMode};
 use engine::VirtualClock;
 use engine::storage::{MemStorage, Storage};
 use serde::{Deserialize, Serialize};
@@ -46,9 +46,44 @@ pub struct CycleInput<'a> {
     pub explain: bool,
 }
 
+/// Whether a crash state exercises its policy's promise: it holds an
+/// acknowledged commit of its cycle that the promise forbids losing, so a
+/// target breaking the promise would be caught here. Per promise:
+///
+/// - `durable` (`always`, `group`), and every promise under `process-crash`
+///   (written data survives it): any acknowledged commit;
+/// - `window:MS` (`interval:MS`) under a power loss: a commit acknowledged at least 2×MS
+///   of virtual time before the crash (the oracle's crash time, the last
+///   acknowledgement) — twice the window, so a flusher that runs late, not
+///   only one that never runs, is seen;
+/// - `prefix` (the engine's `none`) and `none` under a power loss: a commit
+///   acknowledged before a completed checkpoint (its only durable point);
+/// - `media`: any acknowledged commit (a wrong value for it must be a
+///   corruption error).
+pub fn covers_promise(history: &History, promise: Promise) -> bool {
+    let crash_us = promise
+        .crash_time_us
+        .max(history.last_ack_us().unwrap_or(0));
+    let volatile_lost = promise.fault.loses_volatile_data() && promise.fault != FaultProfile::Media;
+    history.txns().iter().any(|txn| {
+        let Some(ack) = txn.ack else {
+            return false;
+        };
+        match promise.kind {
+            _ if !volatile_lost => true,
+            PromiseKind::Durable => true,
+            PromiseKind::Window { ms } => crash_us.saturating_sub(ack.now_us) >= 2 * ms * 1000,
+            PromiseKind::Prefix | PromiseKind::None => history.acked_before_durable_point(txn),
+        }
+    })
+}
+
 /// The verdict on one crash state.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StateResult {
+    /// The state exercises its policy's promise (see [`covers_promise`]).
+    #[serde(default)]
+    pub covers_promise: bool,
     pub acked: u64,
     pub acked_lost_permitted: u64,
     pub loss_window_max_us: u64,
@@ -306,6 +341,7 @@ fn verify_in_child(
             },
         };
         let mut result = StateResult {
+            covers_promise: covers_promise(&history, promise),
             acked: oracle::acknowledged(&history).count() as u64,
             acked_lost_permitted: checked.verdict.acked_lost_permitted,
             loss_window_max_us: checked.verdict.loss_window_max_us,

@@ -1,0 +1,130 @@
+//! Group commit for threads: the `group` policy through [`crate::Engine::commit`].
+//!
+//! One waiting committer leads a round (write the WAL out, fsync it,
+//! acknowledge what it covers); the others wait for the round's end. The
+//! trap is alternation: the committers a round covers return to their
+//! callers while the ones that arrived during its fsync wait; the next
+//! leader then flushes at once, covering only those, and the first set
+//! arrives during *that* fsync — two half groups per fsync pair, never one
+//! whole group. So a leader (under `group`, no fixed delay) first *gathers*:
+//! it waits until as many commits are pending as the last round saw in all
+//! (those it covered plus those that arrived during its fsync), or until
+//! half the last fsync's time has passed, whichever comes first. A lone
+//! committer gathers nothing (one expected), so its latency is unchanged.
+//!
+//! The gathering wait reads real time (a condition variable's timeout): this
+//! path exists only for threads; the deterministic single-threaded API
+//! (`commit_enqueue`, `group_flush_*`) never enters it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The longest a leader gathers, whatever the last fsync took.
+pub const GATHER_US_MAX: u64 = 1000;
+/// Waits of one gathering at most (each ends at an arrival or the timeout).
+pub const GATHER_WAITS_MAX: usize = 1 << 12;
+
+/// Round bookkeeping, behind the group lock.
+#[derive(Default)]
+pub struct GroupState {
+    /// A leader is running a round.
+    pub leading: bool,
+    /// ... and is still gathering (arrivals wake it).
+    pub gathering: bool,
+    /// Commits the next round expects: the last round's whole group.
+    expected: u64,
+    /// `enqueued` as the last round took its flush target.
+    flushed_count: u64,
+    /// The last round's fsync time (the engine's clock).
+    last_sync_us: u64,
+}
+
+/// Group-commit coordination and its counters.
+#[derive(Default)]
+pub struct Group {
+    state: Mutex<GroupState>,
+    /// A round ended.
+    pub done: Condvar,
+    /// A committer arrived while the leader gathers.
+    arrived: Condvar,
+    /// Commit records appended under `group` (counted after the append).
+    pub enqueued: AtomicU64,
+    pub rounds: AtomicU64,
+    /// Commits covered by rounds (as counted at their flush targets).
+    pub covered: AtomicU64,
+    pub gather_us: AtomicU64,
+    /// Writing the WAL out to the OS (the leader's work before its fsync).
+    pub write_us: AtomicU64,
+    pub sync_us: AtomicU64,
+}
+
+/// What one round measured, in the engine clock's microseconds.
+pub struct RoundTimes {
+    pub gather_us: u64,
+    pub write_us: u64,
+    pub sync_us: u64,
+}
+
+impl Group {
+    pub fn lock(&self) -> MutexGuard<'_, GroupState> {
+        self.state.lock().expect("group lock poisoned")
+    }
+
+    /// A follower arrived: wakes a gathering leader.
+    pub fn arrive(&self, state: &GroupState) {
+        if state.gathering {
+            self.arrived.notify_one();
+        }
+    }
+
+    /// The leader's gathering (see the module header); returns the commit
+    /// count its flush target will cover at least.
+    pub fn gather<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, GroupState>,
+    ) -> MutexGuard<'a, GroupState> {
+        let budget_us = (state.last_sync_us / 2).min(GATHER_US_MAX);
+        if budget_us == 0 || state.expected <= 1 {
+            return state;
+        }
+        let deadline = Instant::now() + Duration::from_micros(budget_us);
+        state.gathering = true;
+        for _ in 0..GATHER_WAITS_MAX {
+            let pending = self.enqueued.load(Ordering::Acquire) - state.flushed_count;
+            let now = Instant::now();
+            if pending >= state.expected || now >= deadline {
+                break;
+            }
+            state = self
+                .arrived
+                .wait_timeout(state, deadline - now)
+                .expect("group lock poisoned")
+                .0;
+        }
+        state.gathering = false;
+        state
+    }
+
+    /// Ends a round that took its flush target when `target_count` commits
+    /// were enqueued: sets the next round's expectation, and wakes everyone.
+    pub fn end_round(&self, target_count: u64, times: &RoundTimes) {
+        let mut state = self.lock();
+        let covered = target_count.saturating_sub(state.flushed_count);
+        let arrived = self
+            .enqueued
+            .load(Ordering::Acquire)
+            .saturating_sub(target_count);
+        state.expected = (covered + arrived).max(1);
+        state.flushed_count = state.flushed_count.max(target_count);
+        state.last_sync_us = times.sync_us;
+        state.leading = false;
+        drop(state);
+        self.done.notify_all();
+        self.rounds.fetch_add(1, Ordering::Relaxed);
+        self.covered.fetch_add(covered, Ordering::Relaxed);
+        self.gather_us.fetch_add(times.gather_us, Ordering::Relaxed);
+        self.write_us.fetch_add(times.write_us, Ordering::Relaxed);
+        self.sync_us.fetch_add(times.sync_us, Ordering::Relaxed);
+    }
+}
