@@ -7,6 +7,7 @@
 //! harness records, injects faults and builds crash images.
 
 mod engine;
+pub mod process;
 pub mod sqlite;
 
 pub use self::engine::{EngineFactory, EngineTarget};
