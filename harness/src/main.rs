@@ -28,6 +28,8 @@ enum Command {
     Replay(ReplayArgs),
     /// Reduce a failing case while the same violation kind persists; writes the minimal bundle.
     Shrink(harness::triage::shrink::ShrinkArgs),
+    /// List every target, its modes, its promise per fault profile and whether its parts are installed.
+    Targets,
     /// Measure the engine (commits/s per fsync policy, against SQLite) or the harness (crash states/s).
     Bench(BenchArgs),
     /// The fsync-policy report: throughput and crash losses per policy, as CSV and SVG.
@@ -53,7 +55,10 @@ struct RunArgs {
     /// Number of trials instead of a time budget.
     #[arg(long)]
     trials: Option<u64>,
-    /// Fsync policies, comma-separated (default: the scenario's).
+    /// Targets, comma-separated: NAME (every mode) or NAME:MODE, e.g. engine, sqlite:wal-full (default: the scenario's; see `powercut targets`).
+    #[arg(long, value_delimiter = ',')]
+    target: Vec<String>,
+    /// Fsync policies of the engine target, comma-separated (default: the scenario's).
     #[arg(long, value_delimiter = ',')]
     policy: Vec<String>,
     /// Fault profiles, comma-separated (default: the scenario's).
@@ -114,6 +119,9 @@ struct ReplayArgs {
     /// Replay N times and report how often the violation reproduces.
     #[arg(long, value_name = "N")]
     flaky: Option<u32>,
+    /// Replay under this target mode (NAME:MODE) instead of the case's own.
+    #[arg(long)]
+    target: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -184,12 +192,16 @@ fn main() {
             seed: args.seed,
             bugs: args.bugs,
         }),
-        Command::Replay(args) => harness::triage::replay::main(
-            &args.case,
-            args.explain,
-            args.keep_image.as_deref(),
-            args.flaky,
-        ),
+        Command::Replay(args) => {
+            harness::triage::replay::main(&harness::triage::replay::ReplayRequest {
+                case: &args.case,
+                target: args.target.as_deref(),
+                explain: args.explain,
+                keep_image: args.keep_image.as_deref(),
+                flaky: args.flaky,
+            })
+        }
+        Command::Targets => harness::target::list::main(),
         Command::Shrink(args) => harness::triage::shrink::main(&args),
         Command::Bench(args) => bench(args),
         Command::Compare(args) => harness::compare::cli::main(args),
@@ -208,6 +220,7 @@ fn run(args: RunArgs) -> i32 {
         seed: args.seed,
         duration: args.duration,
         trials: args.trials,
+        targets: args.target,
         policies: args.policy,
         faults: args.fault,
         bugs: args.bugs,

@@ -11,8 +11,8 @@ use std::path::Path;
 /// Bottom first. `main.rs` and `lib.rs` sit above all of them.
 const LAYERS: &[&str] = &[
     "exit",
-    "target",
     "fault",
+    "target",
     "oracle",
     "workload",
     "report",

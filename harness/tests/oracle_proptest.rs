@@ -83,7 +83,10 @@ fn base() -> State {
 
 fn promise(policy: &str) -> Promise {
     Promise {
-        policy: policy.parse().unwrap(),
+        kind: policy
+            .parse::<harness::target::TargetMode>()
+            .unwrap()
+            .promise(FaultProfile::PowerLoss),
         fault: FaultProfile::PowerLoss,
         crash_time_us: 100,
         fsync_allowance_us: 0,

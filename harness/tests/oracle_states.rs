@@ -60,7 +60,10 @@ impl Trace {
 
 fn promise(policy: &str, fault: FaultProfile, crash_time_us: u64) -> Promise {
     Promise {
-        policy: policy.parse().unwrap(),
+        kind: policy
+            .parse::<harness::target::TargetMode>()
+            .unwrap()
+            .promise(fault),
         fault,
         crash_time_us,
         fsync_allowance_us: 1000,

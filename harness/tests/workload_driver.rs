@@ -2,13 +2,15 @@
 //! acknowledgements): determinism, tagging, group-commit leading, errors, and
 //! the oracle accepting the fake's state after a cycle.
 
-use engine::{FsyncPolicy, VirtualClock};
+use engine::VirtualClock;
 use harness::fault::FaultProfile;
 use harness::fault::trace::{Event, VecSink, Write};
 use harness::oracle::Invariant;
 use harness::oracle::tag::{TAG_LEN, read_tag};
 use harness::oracle::{History, Promise, check};
-use harness::target::{State, Target, TargetError, TargetErrorKind, TargetResult, TxnHandle};
+use harness::target::{
+    PromiseKind, State, Target, TargetError, TargetErrorKind, TargetResult, TxnHandle,
+};
 use harness::workload::bank::BankTotal;
 use harness::workload::{
     CycleOutcome, CycleSpec, Scenario, WorkloadKind, WorkloadParams, run_cycle,
@@ -184,7 +186,7 @@ fn spec(kind: WorkloadKind, policy: &str) -> CycleSpec {
             value_size: harness::workload::Span { min: 16, max: 1000 },
             ..WorkloadParams::default()
         },
-        policy: policy.parse().unwrap(),
+        target: policy.parse().unwrap(),
     }
 }
 
@@ -360,7 +362,7 @@ fn rejected_puts_abort_their_transaction_and_the_cycle_goes_on() {
     assert_eq!(outcome.issued_state, target.committed);
     let history = History::new(State::new(), 0, &events);
     let promise = Promise {
-        policy: FsyncPolicy::Always,
+        kind: PromiseKind::Durable,
         fault: FaultProfile::PowerLoss,
         crash_time_us: 0,
         fsync_allowance_us: 0,
@@ -400,7 +402,7 @@ fn bank_cycles_keep_the_total_and_continue_from_their_base() {
     assert_eq!(target.committed.len(), spec.params.accounts as usize);
     let history = History::new(State::new(), 0, &events);
     let promise = Promise {
-        policy: spec.policy,
+        kind: spec.target.promise(FaultProfile::PowerLoss),
         fault: FaultProfile::PowerLoss,
         crash_time_us: 0,
         fsync_allowance_us: 0,
@@ -474,12 +476,12 @@ fn every_builtin_scenario_drives_the_fake_target() {
         let scenario = Scenario::builtin(name).unwrap();
         for combo in scenario.combos().into_iter().take(8) {
             let spec = scenario.cycle_spec(combo);
-            let mut target = FakeTarget::new(mode(&combo.policy.to_string()));
+            let mut target = FakeTarget::new(mode(&combo.target.to_string()));
             let (events, outcome) = run(&mut target, &spec, 1, &State::new(), 0);
             assert!(outcome.stopped.is_none());
             let history = History::new(State::new(), 0, &events);
             let promise = Promise {
-                policy: combo.policy,
+                kind: combo.target.promise(combo.fault),
                 fault: combo.fault,
                 crash_time_us: 0,
                 fsync_allowance_us: 0,

@@ -97,7 +97,10 @@ fn combos_are_the_product_and_trials_cycle_through_them() {
             combos[(trial % 4) as usize]
         );
     }
-    assert_eq!(combos[1].policy, FsyncPolicy::Interval { ms: 10 });
+    assert_eq!(
+        combos[1].target,
+        harness::target::TargetMode::Engine(FsyncPolicy::Interval { ms: 10 })
+    );
     assert_eq!(combos[2].workload, WorkloadKind::Bank);
     assert_eq!(scenario.budget, Budget::Trials(5));
     assert_eq!(scenario.cycles, 2);

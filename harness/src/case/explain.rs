@@ -185,10 +185,10 @@ impl Story<'_> {
         let case = self.case;
         let _ = writeln!(
             text,
-            "Case {case}\n  scenario {}, workload {}, policy {}, fault {}, seed {}, trial {}, cycle {} of {}{}\n",
+            "Case {case}\n  scenario {}, workload {}, target {}, fault {}, seed {}, trial {}, cycle {} of {}{}\n",
             case.scenario,
             case.workload,
-            case.policy,
+            case.target,
             case.fault,
             case.seed,
             case.trial,

@@ -1,8 +1,9 @@
 //! Case ids: one printable line that rebuilds one crash state exactly.
 //!
 //! A case id names the scenario (a built-in name, or a file name with a hash
-//! of its contents) and carries everything else: the workload kind, fsync
-//! policy, fault profile, planted bugs, run seed and trial number, and for
+//! of its contents) and carries everything else: the workload kind, the
+//! target mode (`sqlite:wal-full`; the reference engine's fsync policy is
+//! written bare, so ids from before targets existed still parse), fault profile, planted bugs, run seed and trial number, and for
 //! every crash cycle up to the failing one the crash point (an operation
 //! index in that cycle's trace) and the fault choices (a seed, or an explicit
 //! list of volatile-write fates after shrinking). Optional workload limits
@@ -14,6 +15,8 @@
 //! pc1:smoke:kv-churn:group:power-loss:s42:t17:812.9a3b:1234.77f1[:bugs=no-undo,skip-fsync][:txns=6][:value=16]
 //! ```
 //!
+//! A SQLite case: `pc1:smoke:kv-churn:sqlite:wal-full:power-loss:s42:t17:812.9a3b`.
+//!
 //! `812.9a3b` is cycle 0 crashed at operation 812 with fault seed 0x9a3b;
 //! the last crash is the case's own. A crash written `812.xBASE64` carries
 //! explicit fates instead of a seed (every volatile change that persisted,
@@ -22,9 +25,10 @@
 
 use crate::fault::FaultProfile;
 use crate::fault::image::{ChangeFate, ExplicitFates, FaultChoices, MediaFault, SectorFate};
+use crate::target::TargetMode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use engine::{Bug, BugSet, FsyncPolicy};
+use engine::{Bug, BugSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -37,6 +41,8 @@ pub const CYCLES_MAX: usize = 64;
 pub const FATES_MAX: usize = 1 << 16;
 pub const SECTORS_PER_FATE_MAX: usize = 1 << 16;
 pub const FILE_NAME_LEN_MAX: usize = 255;
+/// Fields a target mode spans at most (`sqlite:wal-full` is two).
+pub const TARGET_FIELDS_MAX: usize = 4;
 
 /// How the fault choices of one crash are made.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -246,7 +252,7 @@ pub struct CaseId {
     /// A built-in scenario name, or `NAME@HASH` for a scenario file.
     pub scenario: String,
     pub workload: String,
-    pub policy: FsyncPolicy,
+    pub target: TargetMode,
     pub fault: FaultProfile,
     pub bugs: BugSet,
     pub seed: u64,
@@ -289,7 +295,7 @@ impl fmt::Display for CaseId {
         write!(
             f,
             "{CASE_ID_VERSION}:{}:{}:{}:{}:s{}:t{}",
-            self.scenario, self.workload, self.policy, self.fault, self.seed, self.trial
+            self.scenario, self.workload, self.target, self.fault, self.seed, self.trial
         )?;
         for crash in &self.crashes {
             write!(f, ":{}.{}", crash.point, crash.faults)?;
@@ -376,7 +382,7 @@ impl FromStr for CaseId {
         }
         if fields.len() < 8 {
             return Err(bad(
-                "too few fields (expected pc1:SCENARIO:WORKLOAD:POLICY:FAULT:sSEED:tTRIAL:CRASH...)",
+                "too few fields (expected pc1:SCENARIO:WORKLOAD:TARGET:FAULT:sSEED:tTRIAL:CRASH...)",
             ));
         }
         let scenario = fields[1].to_string();
@@ -384,18 +390,17 @@ impl FromStr for CaseId {
         if scenario.is_empty() || workload.is_empty() {
             return Err(bad("empty scenario or workload name"));
         }
-        // A policy may contain ':' (interval:10, group:200): rejoin it.
-        let (policy, mut rest) = match fields[4].parse::<u64>() {
-            Ok(_) => (format!("{}:{}", fields[3], fields[4]), 5),
-            Err(_) => (fields[3].to_string(), 4),
-        };
-        let policy = policy.parse::<FsyncPolicy>().map_err(bad)?;
-        let fault = fields
-            .get(rest)
-            .ok_or_else(|| bad("missing fault profile"))?
-            .parse::<FaultProfile>()
+        // A target mode may contain ':' (sqlite:wal-full, interval:10):
+        // it runs up to the first field that names a fault profile.
+        let fault_at = (4..fields.len().min(4 + TARGET_FIELDS_MAX))
+            .find(|&i| fields[i].parse::<FaultProfile>().is_ok())
+            .ok_or_else(|| bad("missing fault profile"))?;
+        let target = fields[3..fault_at]
+            .join(":")
+            .parse::<TargetMode>()
             .map_err(bad)?;
-        rest += 1;
+        let fault = fields[fault_at].parse::<FaultProfile>().map_err(bad)?;
+        let rest = fault_at + 1;
         let field = |i: usize| {
             fields
                 .get(i)
@@ -407,7 +412,7 @@ impl FromStr for CaseId {
         let mut case = CaseId {
             scenario,
             workload,
-            policy,
+            target,
             fault,
             bugs: BugSet::NONE,
             seed,
@@ -471,7 +476,7 @@ mod tests {
         CaseId {
             scenario: "smoke".into(),
             workload: "kv-churn".into(),
-            policy: FsyncPolicy::Interval { ms: 10 },
+            target: TargetMode::Engine(engine::FsyncPolicy::Interval { ms: 10 }),
             fault: FaultProfile::PowerLoss,
             bugs: BugSet::NONE.with(Bug::NoUndo).with(Bug::SkipFsync),
             seed: 42,
@@ -509,6 +514,19 @@ mod tests {
     }
 
     #[test]
+    fn ids_from_before_targets_are_the_engine() {
+        let old = "pc1:smoke:kv-churn:group:200:power-loss:s1:t1:5.1";
+        let named = "pc1:smoke:kv-churn:engine:group:200:power-loss:s1:t1:5.1";
+        let case = old.parse::<CaseId>().unwrap();
+        assert_eq!(
+            case.target,
+            TargetMode::Engine(engine::FsyncPolicy::Group { delay_us: 200 })
+        );
+        assert_eq!(named.parse::<CaseId>().unwrap(), case);
+        assert_eq!(case.to_string(), old);
+    }
+
+    #[test]
     fn malformed_case_ids_are_refused_with_a_reason() {
         for bad in [
             "",
@@ -523,6 +541,8 @@ mod tests {
             "pc1:smoke:kv-churn:group:power-loss:s1:t1:5.x!",
             "pc1:smoke:kv-churn:group:power-loss:s1:t1:5.1:bugs=typo",
             "pc1:smoke:kv-churn:group:power-loss:s1:t1:5.1:txns=1:6.1",
+            "pc1:smoke:kv-churn:engine:power-loss:s1:t1:5.1",
+            "pc1:smoke:kv-churn:nosuch:mode:power-loss:s1:t1:5.1",
         ] {
             let error = bad.parse::<CaseId>().expect_err(bad);
             assert!(!error.to_string().contains('\n'), "{error}");
@@ -541,7 +561,7 @@ mod tests {
             let case = CaseId {
                 scenario: "nightly".into(),
                 workload: "bank".into(),
-                policy: FsyncPolicy::Group { delay_us: 200 },
+                target: TargetMode::Engine(engine::FsyncPolicy::Group { delay_us: 200 }),
                 fault: FaultProfile::TornGarbage,
                 bugs: BugSet::from_bits(bug_bits).unwrap(),
                 seed,

@@ -34,8 +34,7 @@ pub use violation::{Violation, ViolationKind, display_key, display_keys};
 
 use crate::fault::FaultProfile;
 use crate::fault::trace::WorkloadTxnId;
-use crate::target::State;
-use engine::FsyncPolicy;
+use crate::target::{PromiseKind, State};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Violations of one kind reported individually; more are summarised.
@@ -54,10 +53,11 @@ pub struct InvariantBreach {
     pub keys: Vec<Vec<u8>>,
 }
 
-/// What the policy under test promises for this crash (SPEC §4.3).
+/// What the target mode under test promises for this crash (SPEC §4.3,
+/// §9): its [`PromiseKind`] under `fault` (`TargetMode::promise`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Promise {
-    pub policy: FsyncPolicy,
+    pub kind: PromiseKind,
     pub fault: FaultProfile,
     /// Virtual time of the crash (at least the last acknowledgement's).
     pub crash_time_us: u64,
@@ -78,18 +78,16 @@ impl Promise {
         let Some(ack) = txn.ack else {
             return LossRule::Permitted;
         };
-        if self.fault == FaultProfile::Media {
+        if self.fault == FaultProfile::Media || self.kind == PromiseKind::None {
             // A state equal to some prefix is acceptable under media.
             return LossRule::Permitted;
         }
         if history.acked_before_durable_point(txn) || !self.fault.loses_volatile_data() {
             return LossRule::Forbidden(ViolationKind::LostAck);
         }
-        match self.policy {
-            FsyncPolicy::Always | FsyncPolicy::Group { .. } => {
-                LossRule::Forbidden(ViolationKind::LostAck)
-            }
-            FsyncPolicy::Interval { ms } => {
+        match self.kind {
+            PromiseKind::Durable => LossRule::Forbidden(ViolationKind::LostAck),
+            PromiseKind::Window { ms } => {
                 let crash_us = self.crash_time_us.max(history.last_ack_us().unwrap_or(0));
                 let window_us = ms * 1000 + self.fsync_allowance_us;
                 if ack.now_us.saturating_add(window_us) >= crash_us {
@@ -98,7 +96,7 @@ impl Promise {
                     LossRule::Forbidden(ViolationKind::BeyondWindow)
                 }
             }
-            FsyncPolicy::None => LossRule::Permitted,
+            PromiseKind::Prefix | PromiseKind::None => LossRule::Permitted,
         }
     }
 }
@@ -219,8 +217,8 @@ fn check_losses(
                     "it was acknowledged before a completed checkpoint".to_string()
                 } else {
                     format!(
-                        "{} under {} promises to keep it",
-                        promise.policy, promise.fault
+                        "the promise under {} is {}, which keeps it",
+                        promise.fault, promise.kind
                     )
                 };
                 let keys = txn_keys(txn);

@@ -256,6 +256,10 @@ fn add_totals(summary: &mut Summary, theirs: &Summary) {
     }
     summary.acked += theirs.acked;
     summary.acked_lost_permitted += theirs.acked_lost_permitted;
+    summary.unpromised += theirs.unpromised;
+    for (kind, count) in &theirs.unpromised_by_kind {
+        *summary.unpromised_by_kind.entry(kind.clone()).or_insert(0) += count;
+    }
     summary.elapsed_s = summary.elapsed_s.max(theirs.elapsed_s);
     summary.interrupted |= theirs.interrupted;
     summary.exhaustive_states += theirs.exhaustive_states;

@@ -49,6 +49,12 @@ pub struct Summary {
     /// Acknowledged commits lost within the policy's promise (counted,
     /// not hidden).
     pub acked_lost_permitted: u64,
+    /// Violations found where the target mode promises nothing (`none`):
+    /// counted and reported by kind, never failures.
+    #[serde(default)]
+    pub unpromised: u64,
+    #[serde(default)]
+    pub unpromised_by_kind: BTreeMap<String, u64>,
     pub elapsed_s: f64,
     pub crash_states_per_s: f64,
     /// True if the run was stopped (Ctrl-C, SIGTERM) before its budget.
@@ -77,6 +83,12 @@ pub struct TrialRow {
     /// The failing case id, or the trial's last crash state if it passed.
     pub case_id: String,
     pub elapsed_ms: u64,
+    /// Violations where the target mode promises nothing (`none`).
+    #[serde(default)]
+    pub unpromised: u64,
+    /// Those by kind: `kind=count` joined by `;`.
+    #[serde(default)]
+    pub unpromised_kinds: String,
 }
 
 /// One failure, for `junit.xml` and the console.
@@ -144,7 +156,7 @@ pub fn write_trials(path: &Path, rows: &[TrialRow]) -> Result<(), ReportError> {
 }
 
 /// The columns of `trials.csv`, in order.
-pub const TRIAL_COLUMNS: [&str; 13] = [
+pub const TRIAL_COLUMNS: [&str; 15] = [
     "trial",
     "scenario",
     "workload",
@@ -158,6 +170,8 @@ pub const TRIAL_COLUMNS: [&str; 13] = [
     "violation_kind",
     "case_id",
     "elapsed_ms",
+    "unpromised",
+    "unpromised_kinds",
 ];
 
 /// `junit.xml`: one test suite per scenario, one test case per
@@ -165,8 +179,10 @@ pub const TRIAL_COLUMNS: [&str; 13] = [
 pub fn write_junit(path: &Path, report: &RunReport) -> Result<(), ReportError> {
     use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
     let mut cases: BTreeMap<(String, String, String), (u64, Vec<&Failure>)> = BTreeMap::new();
+    let mut unpromised: BTreeMap<(String, String, String), u64> = BTreeMap::new();
     for row in &report.trials {
         let key = (row.scenario.clone(), row.policy.clone(), row.fault.clone());
+        *unpromised.entry(key.clone()).or_default() += row.unpromised;
         cases.entry(key).or_default().0 += row.crash_states;
     }
     for (row, failure) in &report.failures {
@@ -175,7 +191,9 @@ pub fn write_junit(path: &Path, report: &RunReport) -> Result<(), ReportError> {
     }
     let mut junit = Report::new("powercut");
     let mut suites: BTreeMap<String, TestSuite> = BTreeMap::new();
-    for ((scenario, policy, fault), (states, failures)) in cases {
+    for (key, (states, failures)) in cases {
+        let unpromised = unpromised.get(&key).copied().unwrap_or(0);
+        let (scenario, policy, fault) = key;
         let status = match failures.first() {
             None => TestCaseStatus::success(),
             Some(first) => {
@@ -200,6 +218,13 @@ pub fn write_junit(path: &Path, report: &RunReport) -> Result<(), ReportError> {
             "crash_states",
             states.to_string(),
         ));
+        if unpromised > 0 {
+            // Outside any promise (`none`): reported, not a failure.
+            case.add_property(quick_junit::Property::new(
+                "unpromised_violations",
+                unpromised.to_string(),
+            ));
+        }
         suites
             .entry(scenario.clone())
             .or_insert_with(|| TestSuite::new(scenario))

@@ -13,6 +13,8 @@ pub struct WorkerSetup {
     /// The scenario file's text (built-in or user's), parsed by the worker.
     pub scenario_toml: String,
     /// Overrides from the command line (empty: the scenario's).
+    #[serde(default)]
+    pub targets: Vec<String>,
     pub policies: Vec<String>,
     pub faults: Vec<String>,
     pub bugs: Vec<String>,
@@ -55,4 +57,7 @@ pub struct TrialOutcome {
     /// disk), in µs, in verification order.
     #[serde(default)]
     pub recovery_us: Vec<u64>,
+    /// Violations where the target mode promises nothing, by kind.
+    #[serde(default)]
+    pub unpromised_by_kind: std::collections::BTreeMap<String, u64>,
 }

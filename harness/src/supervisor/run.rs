@@ -26,6 +26,8 @@ pub struct RunRequest {
     pub seed: u64,
     pub duration: Option<String>,
     pub trials: Option<u64>,
+    /// `--target` selectors (empty: the scenario's).
+    pub targets: Vec<String>,
     pub policies: Vec<String>,
     pub faults: Vec<String>,
     pub bugs: Vec<String>,
@@ -97,9 +99,9 @@ impl Plan {
     /// Checks everything the user gave; an error is one line (exit 2).
     pub fn resolve(request: RunRequest) -> Result<Plan, String> {
         let source = scenario::resolve(request.scenario.as_deref())?;
-        for policy in &request.policies {
-            policy.parse::<engine::FsyncPolicy>()?;
-        }
+        let mut selected = source.scenario.clone();
+        selected.select(&request.targets, &request.policies)?;
+        crate::target::check_parts(&selected.targets)?;
         for fault in &request.faults {
             fault.parse::<crate::fault::FaultProfile>()?;
         }
@@ -139,6 +141,7 @@ impl Plan {
         let setup = WorkerSetup {
             scenario_label: source.label,
             scenario_toml: source.toml,
+            targets: request.targets,
             policies: request.policies,
             faults: request.faults,
             bugs: request.bugs,
@@ -279,6 +282,18 @@ fn finish(plan: &Plan, report: RunReport) -> i32 {
             ""
         }
     );
+    if summary.unpromised > 0 {
+        let kinds: Vec<String> = summary
+            .unpromised_by_kind
+            .iter()
+            .map(|(kind, count)| format!("{kind} {count}"))
+            .collect();
+        println!(
+            "powercut: {} violation(s) where the target promises nothing (promise `none`, not failures): {}",
+            summary.unpromised,
+            kinds.join(", ")
+        );
+    }
     if let Some(out) = &plan.out
         && let Err(error) = report::write_all(out, &report)
     {
@@ -515,6 +530,10 @@ impl<'plan> Dispatcher<'plan> {
         summary.crash_states += row.crash_states;
         summary.acked += row.acked;
         summary.acked_lost_permitted += row.acked_lost_permitted;
+        summary.unpromised += row.unpromised;
+        for (kind, count) in &outcome.unpromised_by_kind {
+            *summary.unpromised_by_kind.entry(kind.clone()).or_insert(0) += count;
+        }
         summary.exhaustive_states += outcome.exhaustive_states;
         let times = self
             .report

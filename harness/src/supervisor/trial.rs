@@ -19,7 +19,7 @@ use crate::fault::exhaustive::{Exhaustive, sync_windows};
 use crate::fault::image::build_image;
 use crate::fault::points::choose_crash_points;
 use crate::report::{Failure, TrialRow};
-use crate::target::{EngineFactory, State};
+use crate::target::{State, TargetFactory};
 use crate::workload::scenario::{Combo, Scenario};
 use engine::BugSet;
 use rand::{RngExt, SeedableRng};
@@ -89,13 +89,7 @@ impl TrialPlan {
     pub fn new(setup: &WorkerSetup) -> Result<TrialPlan, String> {
         let mut scenario = Scenario::from_toml(&setup.scenario_toml, &setup.scenario_label)
             .map_err(|e| e.to_string())?;
-        if !setup.policies.is_empty() {
-            scenario.policies = setup
-                .policies
-                .iter()
-                .map(|p| p.parse())
-                .collect::<Result<_, _>>()?;
-        }
+        scenario.select(&setup.targets, &setup.policies)?;
         if !setup.faults.is_empty() {
             scenario.faults = setup
                 .faults
@@ -130,7 +124,7 @@ impl TrialPlan {
         CaseId {
             scenario: self.setup.scenario_label.clone(),
             workload: combo.workload.name().to_string(),
-            policy: combo.policy,
+            target: combo.target,
             fault: combo.fault,
             bugs: self.bugs,
             seed: self.setup.seed,
@@ -152,12 +146,12 @@ impl TrialPlan {
         }
     }
 
-    /// The engine every cycle of the trial runs.
-    pub fn factory(&self, trial: u64) -> EngineFactory {
+    /// Opens the target every cycle of the trial runs.
+    pub fn factory(&self, trial: u64) -> Box<dyn TargetFactory> {
         let combo = self.combo(trial);
-        EngineFactory {
-            config: self.scenario.engine_config(combo.policy, self.bugs),
-        }
+        combo
+            .target
+            .factory(&self.scenario.target_settings(self.bugs))
     }
 
     /// Which sync fails in this cycle (`fsync-error` only).
@@ -179,7 +173,7 @@ impl TrialPlan {
                 trial,
                 scenario: self.setup.scenario_label.clone(),
                 workload: combo.workload.name().to_string(),
-                policy: combo.policy.to_string(),
+                policy: combo.target.to_string(),
                 fault: combo.fault.to_string(),
                 ..TrialRow::default()
             },
@@ -223,7 +217,7 @@ impl TrialPlan {
         let cycle_seed = self.cycle_seed(trial, cycle);
         let factory = self.factory(trial);
         let run = workload_child::run(&workload_child::WorkloadRequest {
-            factory: &factory,
+            factory: factory.as_ref(),
             spec: &self.scenario.cycle_spec(combo),
             chain,
             cycle,
@@ -241,7 +235,7 @@ impl TrialPlan {
             cycle,
             chain,
             events: &run.events,
-            factory: &factory,
+            factory: factory.as_ref(),
             explain: false,
         };
         let results = verify::verify_states(&input, &states, Some(continue_at), bundles_left)?;
@@ -270,6 +264,14 @@ impl TrialPlan {
                 point: run.events.len() as u64,
                 faults: FaultSeed::Seeded(0),
             };
+            if combo.target.promise(combo.fault) == crate::target::PromiseKind::None {
+                outcome.row.unpromised += 1;
+                *outcome
+                    .unpromised_by_kind
+                    .entry(problem.kind.name().to_string())
+                    .or_insert(0) += 1;
+                return Ok(None);
+            }
             outcome.failures.push(Failure {
                 case_id: self.case_id(trial, chain, crash).to_string(),
                 kind: problem.kind.name().to_string(),
@@ -400,6 +402,20 @@ impl TrialPlan {
         if let Some(bundle) = &result.bundle {
             outcome.bundles.push(bundle.clone());
         }
+        // A hang or crash of recovery is found in the worker, after the
+        // verifier's own reclassification.
+        let mut result = result.clone();
+        result.set_promise(self.combo(trial).target.promise(self.combo(trial).fault));
+        for (kind, _) in &result.unpromised {
+            row.unpromised += 1;
+            *outcome.unpromised_by_kind.entry(kind.clone()).or_insert(0) += 1;
+        }
+        row.unpromised_kinds = outcome
+            .unpromised_by_kind
+            .iter()
+            .map(|(kind, count)| format!("{kind}={count}"))
+            .collect::<Vec<_>>()
+            .join(";");
         let Some((kind, message)) = result.violations.first() else {
             return;
         };

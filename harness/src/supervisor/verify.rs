@@ -17,7 +17,7 @@ use crate::fault::FaultProfile;
 use crate::fault::image::ImageBuilder;
 use crate::fault::trace::Event;
 use crate::oracle::{self, History, Invariant, Promise, ViolationKind};
-use crate::target::{State, Target, TargetErrorKind, TargetFactory};
+use crate::target::{State, Target, TargetErrorKind, TargetFactory, TargetMode};
 use engine::VirtualClock;
 use engine::storage::{MemStorage, Storage};
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,10 @@ pub struct StateResult {
     pub recovery_us: u64,
     /// `(kind, message)` of each violation found.
     pub violations: Vec<(String, String)>,
+    /// What would be violations, found where the promise is `none`:
+    /// counted by kind, never failures.
+    #[serde(default)]
+    pub unpromised: Vec<(String, String)>,
     /// For the continuation state: its image and recovered state.
     pub continuation: Option<Continuation>,
     pub bundle: Option<String>,
@@ -180,6 +184,16 @@ pub fn verify_states(
     Ok(results)
 }
 
+impl StateResult {
+    /// Where the promise is `none`, every violation is an observation:
+    /// moved to `unpromised`, so it is counted and never fails the run.
+    pub fn set_promise(&mut self, promise: crate::target::PromiseKind) {
+        if promise == crate::target::PromiseKind::None {
+            self.unpromised.append(&mut self.violations);
+        }
+    }
+}
+
 fn failed(kind: ViolationKind, message: String) -> StateResult {
     StateResult {
         violations: vec![(kind.name().to_string(), message)],
@@ -262,13 +276,20 @@ fn verify_in_child(
             &input.events[..state.point],
         );
         let promise = Promise {
-            policy: combo.policy,
+            kind: combo.target.promise(combo.fault),
             fault: combo.fault,
             crash_time_us: history.last_ack_us().unwrap_or(cycle_start_us(input.cycle)),
             fsync_allowance_us: FSYNC_ALLOWANCE_US,
         };
         let checked = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            check_state(factory, &image.files, &history, promise, &invariants)
+            check_state(
+                factory,
+                combo.target,
+                &image.files,
+                &history,
+                promise,
+                &invariants,
+            )
         })) {
             Ok(checked) => checked,
             Err(_) => Checked {
@@ -298,7 +319,9 @@ fn verify_in_child(
             continuation: None,
             bundle: None,
             explanation: None,
+            unpromised: Vec::new(),
         };
+        result.set_promise(promise.kind);
         if continuation == Some(index)
             && result.violations.is_empty()
             && let Some(recovered) = &checked.state
@@ -408,6 +431,7 @@ fn scan(target: &mut dyn Target) -> Result<State, (String, TargetErrorKind)> {
 /// outcome (never a wrong value).
 pub fn check_state(
     factory: &dyn TargetFactory,
+    mode: TargetMode,
     files: &BTreeMap<String, Vec<u8>>,
     history: &History,
     promise: Promise,
@@ -445,7 +469,7 @@ pub fn check_state(
     };
     checked.verdict = oracle::check(history, &state, promise, invariants);
     drop(target); // a crash right after recovery: the disk keeps every write
-    if let Err(problem) = check_again(factory, &storage, &state, promise) {
+    if let Err(problem) = check_again(factory, mode, &storage, &state, promise) {
         checked.verdict.violations.push(problem);
     }
     checked.state = Some(state);
@@ -457,6 +481,7 @@ pub fn check_state(
 /// state plus the probe).
 fn check_again(
     factory: &dyn TargetFactory,
+    mode: TargetMode,
     storage: &MemStorage,
     state: &State,
     promise: Promise,
@@ -480,7 +505,7 @@ fn check_again(
         ));
     }
     let not_writable = |what: String| violation(ViolationKind::NotWritable, what);
-    let probe = write_probe(again.as_mut(), promise).map_err(not_writable)?;
+    let probe = write_probe(again.as_mut(), mode, promise).map_err(not_writable)?;
     again
         .close()
         .map_err(|e| not_writable(format!("clean close after recovery failed: {e}")))?;
@@ -499,7 +524,11 @@ fn check_again(
     Ok(())
 }
 
-fn write_probe(target: &mut dyn Target, promise: Promise) -> Result<Vec<u8>, String> {
+fn write_probe(
+    target: &mut dyn Target,
+    mode: TargetMode,
+    promise: Promise,
+) -> Result<Vec<u8>, String> {
     let value = format!("probe@{}", promise.crash_time_us).into_bytes();
     let fail = |what: &str, e: crate::target::TargetError| {
         format!("the recovered engine refused a new commit ({what}): {e}")
@@ -509,7 +538,7 @@ fn write_probe(target: &mut dyn Target, promise: Promise) -> Result<Vec<u8>, Str
         .put(txn, PROBE_KEY, &value)
         .map_err(|e| fail("put", e))?;
     target.commit(txn).map_err(|e| fail("commit", e))?;
-    if matches!(promise.policy, engine::FsyncPolicy::Group { .. }) {
+    if mode.leads_group_commit() {
         target.flush_begin().map_err(|e| fail("flush", e))?;
         target.flush_finish().map_err(|e| fail("flush", e))?;
     }
@@ -559,7 +588,12 @@ fn bundle_for(
         recovery_summary: &checked.recovery_summary,
         violations: &checked.verdict.violations,
         recovered: checked.state.as_ref(),
-        segment_size: input.plan.factory(input.trial).config.segment_size,
+        segment_size: input
+            .plan
+            .scenario
+            .target_settings(input.plan.bugs)
+            .engine
+            .segment_size,
     };
     Bundle {
         case_id: case.to_string(),

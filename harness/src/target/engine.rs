@@ -1,9 +1,71 @@
 //! [`EngineTarget`]: the reference engine behind the [`Target`] seam.
 
-use super::{State, Target, TargetError, TargetErrorKind, TargetFactory, TargetResult, TxnHandle};
+use super::{
+    PromiseKind, State, Target, TargetError, TargetErrorKind, TargetFactory, TargetKind,
+    TargetMode, TargetResult, TxnHandle,
+};
+use crate::fault::FaultProfile;
 use ::engine::storage::Storage;
-use ::engine::{Clock, CommitTicket, Config, Engine, Error, FlushTarget};
+use ::engine::{Clock, CommitTicket, Config, Engine, Error, FlushTarget, FsyncPolicy};
 use std::sync::Arc;
+
+/// The reference engine in the registry: its modes are its fsync policies.
+pub struct EngineKind;
+
+pub static ENGINE_KIND: EngineKind = EngineKind;
+
+impl TargetKind for EngineKind {
+    fn name(&self) -> &'static str {
+        "engine"
+    }
+
+    fn description(&self) -> &'static str {
+        "the reference WAL engine, in-process; its modes are its fsync policies"
+    }
+
+    fn modes(&self) -> Vec<TargetMode> {
+        [
+            FsyncPolicy::Always,
+            FsyncPolicy::Group { delay_us: 0 },
+            FsyncPolicy::Interval { ms: 10 },
+            FsyncPolicy::None,
+        ]
+        .into_iter()
+        .map(TargetMode::Engine)
+        .collect()
+    }
+
+    fn parse_mode(&self, mode: &str) -> Result<TargetMode, String> {
+        mode.parse::<FsyncPolicy>().map(TargetMode::Engine)
+    }
+
+    fn deterministic(&self) -> bool {
+        true
+    }
+
+    fn parts_installed(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn promises_source(&self) -> &'static str {
+        "SPEC §4.3"
+    }
+}
+
+/// The promise of `policy` under `fault` (SPEC §4.3): nothing is lost to a
+/// process crash; under every power-cut profile `always` and `group` keep
+/// every acknowledged commit, `interval:MS` may lose the last MS ms, and
+/// `none` may lose what came after the last durable point (a prefix).
+pub fn promise(policy: FsyncPolicy, fault: FaultProfile) -> PromiseKind {
+    if !fault.loses_volatile_data() {
+        return PromiseKind::Durable;
+    }
+    match policy {
+        FsyncPolicy::Always | FsyncPolicy::Group { .. } => PromiseKind::Durable,
+        FsyncPolicy::Interval { ms } => PromiseKind::Window { ms },
+        FsyncPolicy::None => PromiseKind::Prefix,
+    }
+}
 
 /// Opens the reference engine with a fixed configuration.
 #[derive(Clone, Debug)]

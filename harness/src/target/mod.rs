@@ -1,22 +1,267 @@
-//! The target seam: how the harness drives an engine under test.
+//! The target seam (SPEC §9): how the harness drives a system under test.
 //!
-//! The workload driver and the verifier talk to the engine only through
-//! [`Target`], so another engine (another Rust engine, later SQLite) can be
-//! tortured by implementing it and [`TargetFactory`]. All of a target's file
-//! I/O must go through the [`Storage`] it is opened on: that is where the
-//! harness records, injects faults and builds crash images.
+//! The workload driver and the verifier talk to the system only through
+//! [`Target`], so another system can be tortured by implementing it and
+//! [`TargetFactory`]. All of an in-process target's file I/O must go
+//! through the [`Storage`] it is opened on: that is where the harness
+//! records, injects faults and builds crash images.
+//!
+//! Which targets exist is [`TARGET_KINDS`], the registry: each
+//! [`TargetKind`] has a name, its modes, whether it is deterministic (an
+//! in-process target replays from the case id; a process target would
+//! replay from the trace its bundle stores) and whether the parts it needs
+//! are installed. A [`TargetMode`] is one target in one mode (the
+//! reference engine under one fsync policy, ...): it says, per fault
+//! profile, the [`PromiseKind`] taken from that system's documentation, and
+//! opens the target through [`TargetMode::factory`].
 
 mod engine;
+pub mod list;
 pub mod process;
 pub mod sqlite;
 
-pub use self::engine::{EngineFactory, EngineTarget};
+pub use self::engine::{ENGINE_KIND, EngineFactory, EngineKind, EngineTarget};
 
-use ::engine::Clock;
+use crate::fault::FaultProfile;
 use ::engine::storage::Storage;
+use ::engine::{Clock, Config, FsyncPolicy};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
+
+/// What a target mode promises under one fault profile (SPEC §9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PromiseKind {
+    /// No acknowledged commit is lost.
+    Durable,
+    /// Only commits acknowledged in the last `ms` milliseconds may be lost.
+    Window { ms: u64 },
+    /// A consistent prefix: acknowledged commits may be lost, never with a
+    /// hole, a half transaction or a corruption.
+    Prefix,
+    /// No promise: losses and corruption are counted and reported by kind,
+    /// never failures.
+    None,
+}
+
+impl fmt::Display for PromiseKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PromiseKind::Durable => f.write_str("durable"),
+            PromiseKind::Window { ms } => write!(f, "window:{ms}"),
+            PromiseKind::Prefix => f.write_str("prefix"),
+            PromiseKind::None => f.write_str("none"),
+        }
+    }
+}
+
+impl FromStr for PromiseKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<PromiseKind, String> {
+        match text {
+            "durable" => Ok(PromiseKind::Durable),
+            "prefix" => Ok(PromiseKind::Prefix),
+            "none" => Ok(PromiseKind::None),
+            _ => text
+                .strip_prefix("window:")
+                .and_then(|ms| ms.parse().ok())
+                .map(|ms| PromiseKind::Window { ms })
+                .ok_or_else(|| {
+                    format!("unknown promise `{text}` (durable, window:MS, prefix, none)")
+                }),
+        }
+    }
+}
+
+/// One kind of target: the registry entry `powercut targets` lists.
+pub trait TargetKind: Sync {
+    /// The name `--target NAME[:MODE]` uses.
+    fn name(&self) -> &'static str;
+    /// One line on what it is.
+    fn description(&self) -> &'static str;
+    /// Every mode it has (the engine: its common policies; any `group:US`
+    /// and `interval:MS` also parse).
+    fn modes(&self) -> Vec<TargetMode>;
+    /// Parses the `MODE` of `NAME:MODE`.
+    fn parse_mode(&self, mode: &str) -> Result<TargetMode, String>;
+    /// Same storage contents and calls give the same operations: a case
+    /// replays from its id. A process target is not, and replays from the
+    /// trace its bundle stores.
+    fn deterministic(&self) -> bool;
+    /// `Ok` when every part it needs is installed here; else which part is
+    /// missing and how to install it, in one line.
+    fn parts_installed(&self) -> Result<(), String>;
+    /// Where its promises come from (a documentation link).
+    fn promises_source(&self) -> &'static str;
+}
+
+/// Every target, in the order `powercut targets` lists them.
+pub static TARGET_KINDS: &[&dyn TargetKind] = &[&ENGINE_KIND];
+
+/// The registry entry called `name`.
+pub fn target_kind(name: &str) -> Option<&'static dyn TargetKind> {
+    TARGET_KINDS
+        .iter()
+        .copied()
+        .find(|kind| kind.name() == name)
+}
+
+/// One target in one mode: what a trial runs.
+///
+/// Text form: `NAME:MODE` (`sqlite:wal-full`); the reference engine's modes
+/// are its fsync policies and are written bare (`always`, `group:200`), as
+/// before targets existed, so `engine:group` and `group` are the same mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TargetMode {
+    /// The reference engine under an fsync policy.
+    Engine(FsyncPolicy),
+}
+
+impl TargetMode {
+    /// The registry entry of this mode's target.
+    pub fn kind(&self) -> &'static dyn TargetKind {
+        match self {
+            TargetMode::Engine(_) => &ENGINE_KIND,
+        }
+    }
+
+    /// What this mode promises under `fault` (SPEC §4.3, §9).
+    pub fn promise(&self, fault: FaultProfile) -> PromiseKind {
+        match self {
+            TargetMode::Engine(policy) => self::engine::promise(*policy, fault),
+        }
+    }
+
+    /// True when `fault` breaks an assumption the system states it makes
+    /// (so its promise there is `none`, and the counts are reported as
+    /// outside its assumptions).
+    pub fn outside_assumptions(&self, fault: FaultProfile) -> bool {
+        match self {
+            TargetMode::Engine(_) => {
+                let _ = fault;
+                false
+            }
+        }
+    }
+
+    /// The driver plays the group-commit leader (`flush_begin`/`finish`).
+    pub fn leads_group_commit(&self) -> bool {
+        match self {
+            TargetMode::Engine(policy) => matches!(policy, FsyncPolicy::Group { .. }),
+        }
+    }
+
+    /// A successful [`Target::checkpoint`] is a durable point: every commit
+    /// acknowledged before it survives any later crash.
+    pub fn checkpoint_is_durable(&self) -> bool {
+        match self {
+            TargetMode::Engine(_) => true,
+        }
+    }
+
+    /// Opens targets of this mode with `settings`.
+    pub fn factory(&self, settings: &TargetSettings) -> Box<dyn TargetFactory> {
+        match self {
+            TargetMode::Engine(policy) => Box::new(EngineFactory {
+                config: Config {
+                    policy: *policy,
+                    ..settings.engine.clone()
+                },
+            }),
+        }
+    }
+}
+
+/// What opening a target needs besides its mode: the scenario's engine
+/// configuration (policy aside) with its planted bugs.
+#[derive(Clone, Debug)]
+pub struct TargetSettings {
+    pub engine: Config,
+}
+
+impl fmt::Display for TargetMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetMode::Engine(policy) => write!(f, "{policy}"),
+        }
+    }
+}
+
+impl FromStr for TargetMode {
+    type Err = String;
+
+    /// `NAME:MODE`, or a bare engine policy.
+    fn from_str(text: &str) -> Result<TargetMode, String> {
+        let (name, mode) = text.split_once(':').unwrap_or((text, ""));
+        match target_kind(name) {
+            Some(kind) if mode.is_empty() => Err(format!(
+                "target `{name}` needs a mode here, e.g. `{}`",
+                kind.modes()
+                    .first()
+                    .map(|mode| mode.to_string())
+                    .unwrap_or_default()
+            )),
+            Some(kind) => kind.parse_mode(mode),
+            None => text
+                .parse::<FsyncPolicy>()
+                .map(TargetMode::Engine)
+                .map_err(|_| {
+                    format!(
+                        "unknown target `{text}` (targets: {}; or an engine policy)",
+                        TARGET_KINDS
+                            .iter()
+                            .map(|kind| kind.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }),
+        }
+    }
+}
+
+/// Expands `--target` selectors into modes: `NAME:MODE` is one mode, a
+/// bare `NAME` every mode of it (`engine` alone: `engine_policies`, the
+/// scenario's or `--policy`'s), a bare policy the engine under it. Repeats
+/// are dropped; the order is kept.
+pub fn expand_targets(
+    selectors: &[String],
+    engine_policies: &[FsyncPolicy],
+) -> Result<Vec<TargetMode>, String> {
+    let mut modes: Vec<TargetMode> = Vec::new();
+    for selector in selectors {
+        let selector = selector.trim();
+        let expanded = match target_kind(selector) {
+            Some(kind) if kind.name() == ENGINE_KIND.name() => engine_policies
+                .iter()
+                .map(|policy| TargetMode::Engine(*policy))
+                .collect(),
+            Some(kind) => kind.modes(),
+            None => vec![selector.parse::<TargetMode>()?],
+        };
+        for mode in expanded {
+            if !modes.contains(&mode) {
+                modes.push(mode);
+            }
+        }
+    }
+    if modes.is_empty() {
+        return Err("no target selected".to_string());
+    }
+    Ok(modes)
+}
+
+/// Fails with the one-line reason when a selected target's parts are
+/// missing here (SPEC §9: exit 2, never a silent skip).
+pub fn check_parts(modes: &[TargetMode]) -> Result<(), String> {
+    for mode in modes {
+        mode.kind()
+            .parts_installed()
+            .map_err(|missing| format!("target `{}`: {missing}", mode.kind().name()))?;
+    }
+    Ok(())
+}
 
 /// The target's name for an open transaction.
 pub type TxnHandle = u64;
@@ -97,4 +342,92 @@ pub trait TargetFactory: Send + Sync {
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
     ) -> TargetResult<Box<dyn Target>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_modes_parse_bare_or_named_and_print_bare() {
+        let group: TargetMode = "engine:group:200".parse().unwrap();
+        assert_eq!(group, "group:200".parse().unwrap());
+        assert_eq!(group.to_string(), "group:200");
+        for bad in ["engine", "engine:sometimes", "nosuch:mode", "sometimes", ""] {
+            let error = bad.parse::<TargetMode>().expect_err(bad);
+            assert!(!error.contains('\n'), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_engine_keeps_its_section_4_3_promises() {
+        use FaultProfile::*;
+        let mode = |text: &str| text.parse::<TargetMode>().unwrap();
+        for fault in FaultProfile::ALL {
+            let lossy = fault != ProcessCrash;
+            assert_eq!(mode("always").promise(fault), PromiseKind::Durable);
+            assert_eq!(mode("group").promise(fault), PromiseKind::Durable);
+            assert_eq!(
+                mode("interval:10").promise(fault),
+                if lossy {
+                    PromiseKind::Window { ms: 10 }
+                } else {
+                    PromiseKind::Durable
+                }
+            );
+            assert_eq!(
+                mode("none").promise(fault),
+                if lossy {
+                    PromiseKind::Prefix
+                } else {
+                    PromiseKind::Durable
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn selectors_expand_in_order_without_repeats() {
+        let policies = [FsyncPolicy::Always, FsyncPolicy::None];
+        let selectors = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let modes =
+            expand_targets(&selectors(&["engine", "always", "engine:group"]), &policies).unwrap();
+        let texts: Vec<String> = modes.iter().map(|m| m.to_string()).collect();
+        assert_eq!(texts, ["always", "none", "group"]);
+        assert!(expand_targets(&[], &policies).is_err());
+        assert!(expand_targets(&selectors(&["nosuch"]), &policies).is_err());
+    }
+
+    #[test]
+    fn promises_print_and_parse_back() {
+        for promise in [
+            PromiseKind::Durable,
+            PromiseKind::Window { ms: 250 },
+            PromiseKind::Prefix,
+            PromiseKind::None,
+        ] {
+            assert_eq!(promise.to_string().parse::<PromiseKind>(), Ok(promise));
+        }
+        assert!("window:x".parse::<PromiseKind>().is_err());
+    }
+
+    #[test]
+    fn every_registered_mode_prints_and_parses_back_and_states_every_promise() {
+        for kind in TARGET_KINDS {
+            assert!(target_kind(kind.name()).is_some());
+            for mode in kind.modes() {
+                assert_eq!(mode.to_string().parse::<TargetMode>(), Ok(mode));
+                assert!(std::ptr::addr_eq(mode.kind(), *kind));
+                for fault in FaultProfile::ALL {
+                    if mode.outside_assumptions(fault) {
+                        assert_eq!(mode.promise(fault), PromiseKind::None);
+                    }
+                }
+            }
+        }
+        let listing = list::table();
+        for kind in TARGET_KINDS {
+            assert!(listing.contains(kind.name()), "{listing}");
+        }
+    }
 }

@@ -24,8 +24,11 @@ pub struct Resolved {
     pub plan: TrialPlan,
 }
 
-/// Resolves CASE (a case id or a bundle directory); the error is one line.
-pub fn resolve(argument: &str) -> Result<Resolved, String> {
+/// Resolves CASE (a case id or a bundle directory), under `target` instead
+/// of the case's own target mode when one is given (`--target`: the same
+/// seeded workload and crash points against another target or mode); the
+/// error is one line.
+pub fn resolve(argument: &str, target: Option<&str>) -> Result<Resolved, String> {
     let path = Path::new(argument);
     let (text, bundled_toml) = if path.is_dir() {
         let (case, toml) = bundle::read(path)?;
@@ -33,9 +36,15 @@ pub fn resolve(argument: &str) -> Result<Resolved, String> {
     } else {
         (argument.to_string(), None)
     };
-    let case: CaseId = text
+    let mut case: CaseId = text
         .parse()
         .map_err(|e: crate::case::id::CaseIdError| e.to_string())?;
+    if let Some(target) = target {
+        case.target = target
+            .parse::<crate::target::TargetMode>()
+            .map_err(|e| format!("--target: {e}"))?;
+        crate::target::check_parts(&[case.target])?;
+    }
     let toml = match bundled_toml {
         Some(toml) => toml,
         None => scenario_text(&case.scenario)?,
@@ -71,7 +80,8 @@ pub fn plan_for(case: &CaseId, toml: String) -> Result<TrialPlan, String> {
     let setup = WorkerSetup {
         scenario_label: case.scenario.clone(),
         scenario_toml: toml,
-        policies: vec![case.policy.to_string()],
+        targets: vec![case.target.to_string()],
+        policies: Vec::new(),
         faults: vec![case.fault.to_string()],
         bugs,
         cycles: Some(case.crashes.len() as u32),
@@ -123,7 +133,7 @@ pub fn rebuild(resolved: &Resolved, explain: bool) -> Result<Replayed, String> {
     for (cycle, crash) in case.crashes.iter().enumerate() {
         let cycle_seed = plan.cycle_seed(trial, cycle);
         let run = workload_child::run(&WorkloadRequest {
-            factory: &factory,
+            factory: factory.as_ref(),
             spec: &spec,
             chain: &chain,
             cycle,
@@ -161,7 +171,7 @@ pub fn rebuild(resolved: &Resolved, explain: bool) -> Result<Replayed, String> {
             cycle,
             chain: &chain,
             events: &events,
-            factory: &factory,
+            factory: factory.as_ref(),
             explain: explain && last,
         };
         let mut bundles = 0;
@@ -206,8 +216,19 @@ pub fn rebuild(resolved: &Resolved, explain: bool) -> Result<Replayed, String> {
 }
 
 /// `powercut replay`; returns the exit code.
-pub fn main(argument: &str, explain: bool, keep_image: Option<&Path>, flaky: Option<u32>) -> i32 {
-    let resolved = match resolve(argument) {
+/// What `powercut replay` was asked.
+pub struct ReplayRequest<'a> {
+    pub case: &'a str,
+    /// Replay under this target mode instead of the case's.
+    pub target: Option<&'a str>,
+    pub explain: bool,
+    pub keep_image: Option<&'a Path>,
+    pub flaky: Option<u32>,
+}
+
+pub fn main(request: &ReplayRequest<'_>) -> i32 {
+    let (explain, keep_image, flaky) = (request.explain, request.keep_image, request.flaky);
+    let resolved = match resolve(request.case, request.target) {
         Ok(resolved) => resolved,
         Err(message) => {
             eprintln!("powercut: {message}");

@@ -67,6 +67,9 @@ pub struct ShrinkArgs {
     /// Directory for the minimal case's bundle [default: shrunk/<bundle-name>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Shrink under this target mode (NAME:MODE) instead of the case's own.
+    #[arg(long)]
+    pub target: Option<String>,
 }
 
 /// How big a case is.
@@ -602,7 +605,7 @@ pub fn main(args: &ShrinkArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    let resolved = match replay::resolve(&args.case) {
+    let resolved = match replay::resolve(&args.case, args.target.as_deref()) {
         Ok(resolved) => resolved,
         Err(message) => {
             eprintln!("powercut: {message}");

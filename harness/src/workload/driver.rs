@@ -22,10 +22,10 @@ use super::{bank, kv};
 use crate::fault::trace::{Event, EventSink, WorkloadTxnId, Write};
 use crate::oracle::tag;
 use crate::target::{
-    State, Target, TargetError, TargetErrorKind, TargetFactory, TargetResult, TxnHandle,
+    State, Target, TargetError, TargetErrorKind, TargetFactory, TargetMode, TargetResult, TxnHandle,
 };
 use engine::storage::Storage;
-use engine::{Clock, FsyncPolicy, VirtualClock};
+use engine::{Clock, VirtualClock};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,8 +44,9 @@ const LONG_TXN_STEP_PROBABILITY: f64 = 0.3;
 pub struct CycleSpec {
     pub kind: WorkloadKind,
     pub params: WorkloadParams,
-    /// The target's policy: under group commit the driver leads flushes.
-    pub policy: FsyncPolicy,
+    /// The target mode: under group commit the driver leads flushes; a
+    /// checkpoint is recorded as a durable point only where it is one.
+    pub target: TargetMode,
 }
 
 /// The value a planned write will carry (its tag is added when written).
@@ -369,7 +370,7 @@ impl Driver<'_> {
                 self.pending.insert(txn.handle, txn.id);
                 crate::oracle::history::apply(&mut self.outcome.issued_state, &txn.done);
                 self.poll_acks();
-                if matches!(self.spec.policy, FsyncPolicy::Group { .. })
+                if self.spec.target.leads_group_commit()
                     && !self.flush_open
                     && self.rng.random_bool(GROUP_FLUSH_PROBABILITY)
                 {
@@ -409,7 +410,9 @@ impl Driver<'_> {
         let result = self.target.checkpoint();
         self.poll_acks();
         if result.is_ok() {
-            self.sink.record(Event::CheckpointAcked);
+            if self.spec.target.checkpoint_is_durable() {
+                self.sink.record(Event::CheckpointAcked);
+            }
             self.outcome.checkpoints += 1;
         }
         self.check(result);
@@ -427,10 +430,7 @@ impl Driver<'_> {
         if self.flush_open {
             self.flush_finish();
         }
-        if self.running()
-            && matches!(self.spec.policy, FsyncPolicy::Group { .. })
-            && !self.pending.is_empty()
-        {
+        if self.running() && self.spec.target.leads_group_commit() && !self.pending.is_empty() {
             let result = self.target.flush_begin();
             self.check(result);
             if self.running() {

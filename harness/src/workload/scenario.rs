@@ -21,6 +21,7 @@
 //! the line, when the TOML parser knows it) and the problem.
 
 use crate::fault::FaultProfile;
+use crate::target::{ENGINE_KIND, TargetKind, TargetMode, TargetSettings, expand_targets};
 use engine::{Bug, BugSet, Config, FsyncPolicy};
 use serde::Deserialize;
 use std::fmt;
@@ -270,6 +271,11 @@ struct ScenarioFile {
     #[serde(default)]
     description: String,
     workloads: Vec<WorkloadKind>,
+    /// Targets (`engine`, `sqlite`, `sqlite:wal-full`; default `engine`).
+    #[serde(default)]
+    targets: Vec<String>,
+    /// The reference engine's fsync policies (its modes under `engine`).
+    #[serde(default)]
     policies: Vec<String>,
     faults: Vec<String>,
     #[serde(default = "default_cycles")]
@@ -301,7 +307,7 @@ pub enum Budget {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Combo {
     pub workload: WorkloadKind,
-    pub policy: FsyncPolicy,
+    pub target: TargetMode,
     pub fault: FaultProfile,
 }
 
@@ -311,7 +317,11 @@ pub struct Scenario {
     pub name: String,
     pub description: String,
     pub workloads: Vec<WorkloadKind>,
+    /// The `targets` as written (`engine` alone stands for `policies`).
+    pub target_selectors: Vec<String>,
     pub policies: Vec<FsyncPolicy>,
+    /// `target_selectors` expanded: every target mode a trial may run.
+    pub targets: Vec<TargetMode>,
     pub faults: Vec<FaultProfile>,
     /// Crash cycles per trial (at least 1).
     pub cycles: u32,
@@ -388,9 +398,6 @@ impl Scenario {
         if file.workloads.is_empty() {
             return Err("`workloads` is empty".to_string());
         }
-        if file.policies.is_empty() {
-            return Err("`policies` is empty".to_string());
-        }
         if file.faults.is_empty() {
             return Err("`faults` is empty".to_string());
         }
@@ -449,11 +456,19 @@ impl Scenario {
                 crash.sector_size
             ));
         }
+        let target_selectors = if file.targets.is_empty() {
+            vec![ENGINE_KIND.name().to_string()]
+        } else {
+            file.targets
+        };
+        let targets = select_targets(&target_selectors, &policies)?;
         let scenario = Scenario {
             name: file.name,
             description: file.description,
             workloads: file.workloads,
+            target_selectors,
             policies,
+            targets,
             faults,
             cycles: file.cycles,
             budget,
@@ -474,15 +489,30 @@ impl Scenario {
         Ok(scenario)
     }
 
-    /// Every combination, in a fixed order: workload × policy × fault.
+    /// Applies `--target` and `--policy` (each empty: the scenario's own).
+    pub fn select(&mut self, targets: &[String], policies: &[String]) -> Result<(), String> {
+        if !policies.is_empty() {
+            self.policies = policies
+                .iter()
+                .map(|p| p.parse())
+                .collect::<Result<_, _>>()?;
+        }
+        if !targets.is_empty() {
+            self.target_selectors = targets.to_vec();
+        }
+        self.targets = select_targets(&self.target_selectors, &self.policies)?;
+        Ok(())
+    }
+
+    /// Every combination, in a fixed order: workload × target mode × fault.
     pub fn combos(&self) -> Vec<Combo> {
         let mut combos = Vec::new();
         for &workload in &self.workloads {
-            for &policy in &self.policies {
+            for &target in &self.targets {
                 for &fault in &self.faults {
                     combos.push(Combo {
                         workload,
-                        policy,
+                        target,
                         fault,
                     });
                 }
@@ -497,6 +527,13 @@ impl Scenario {
         assert!(!combos.is_empty(), "a validated scenario has combos");
         let index = usize::try_from(trial % combos.len() as u64).expect("fits");
         combos[index]
+    }
+
+    /// What opening any target of a trial needs (its planted bugs too).
+    pub fn target_settings(&self, bugs: BugSet) -> TargetSettings {
+        TargetSettings {
+            engine: self.engine_config(FsyncPolicy::Always, bugs),
+        }
     }
 
     /// The engine configuration for one trial.
@@ -523,9 +560,20 @@ impl Scenario {
         super::CycleSpec {
             kind: combo.workload,
             params: self.workload.clone(),
-            policy: combo.policy,
+            target: combo.target,
         }
     }
+}
+
+/// Expands target selectors; `engine` needs at least one policy.
+fn select_targets(
+    selectors: &[String],
+    policies: &[FsyncPolicy],
+) -> Result<Vec<TargetMode>, String> {
+    if policies.is_empty() && selectors.iter().any(|s| s.trim() == ENGINE_KIND.name()) {
+        return Err("`policies` is empty (the `engine` target runs under them)".to_string());
+    }
+    expand_targets(selectors, policies).map_err(|problem| format!("`targets`: {problem}"))
 }
 
 fn validate_workload(params: &WorkloadParams) -> Result<(), String> {
