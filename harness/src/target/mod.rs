@@ -98,7 +98,7 @@ pub trait TargetKind: Sync {
 }
 
 /// Every target, in the order `powercut targets` lists them.
-pub static TARGET_KINDS: &[&dyn TargetKind] = &[&ENGINE_KIND];
+pub static TARGET_KINDS: &[&dyn TargetKind] = &[&ENGINE_KIND, &process::line::LINE_KIND];
 
 /// The registry entry called `name`.
 pub fn target_kind(name: &str) -> Option<&'static dyn TargetKind> {
@@ -117,6 +117,9 @@ pub fn target_kind(name: &str) -> Option<&'static dyn TargetKind> {
 pub enum TargetMode {
     /// The reference engine under an fsync policy.
     Engine(FsyncPolicy),
+    /// `line:COMMAND`: a program speaking the line protocol (SPEC §9). The
+    /// command is parsed once per run and kept for its life.
+    Line(&'static str),
 }
 
 impl TargetMode {
@@ -124,6 +127,7 @@ impl TargetMode {
     pub fn kind(&self) -> &'static dyn TargetKind {
         match self {
             TargetMode::Engine(_) => &ENGINE_KIND,
+            TargetMode::Line(_) => &process::line::LINE_KIND,
         }
     }
 
@@ -131,6 +135,7 @@ impl TargetMode {
     pub fn promise(&self, fault: FaultProfile) -> PromiseKind {
         match self {
             TargetMode::Engine(policy) => self::engine::promise(*policy, fault),
+            TargetMode::Line(_) => process::line::promise(fault),
         }
     }
 
@@ -139,7 +144,7 @@ impl TargetMode {
     /// outside its assumptions).
     pub fn outside_assumptions(&self, fault: FaultProfile) -> bool {
         match self {
-            TargetMode::Engine(_) => {
+            TargetMode::Engine(_) | TargetMode::Line(_) => {
                 let _ = fault;
                 false
             }
@@ -150,6 +155,7 @@ impl TargetMode {
     pub fn leads_group_commit(&self) -> bool {
         match self {
             TargetMode::Engine(policy) => matches!(policy, FsyncPolicy::Group { .. }),
+            TargetMode::Line(_) => false,
         }
     }
 
@@ -158,6 +164,8 @@ impl TargetMode {
     pub fn checkpoint_is_durable(&self) -> bool {
         match self {
             TargetMode::Engine(_) => true,
+            // A line program has no checkpoint request.
+            TargetMode::Line(_) => false,
         }
     }
 
@@ -169,6 +177,9 @@ impl TargetMode {
                     policy: *policy,
                     ..settings.engine.clone()
                 },
+            }),
+            TargetMode::Line(command) => Box::new(process::line::LineFactory {
+                command: command.to_string(),
             }),
         }
     }
@@ -185,6 +196,7 @@ impl fmt::Display for TargetMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TargetMode::Engine(policy) => write!(f, "{policy}"),
+            TargetMode::Line(command) => write!(f, "line:{command}"),
         }
     }
 }

@@ -6,10 +6,15 @@
 //! - [`fuse`]: the file system over a `Storage`;
 //! - [`namespace`]: the private mount namespace every mount lives in;
 //! - [`program`]: starting, waiting for and killing a program (its own
-//!   process group, its output kept in files).
+//!   process group, its output kept in files);
+//! - [`session`]: one start of a program on a mount, in the private
+//!   namespace of the (forked, single-threaded) process that starts it;
+//! - [`line`]: `line:COMMAND`, a user's program speaking the line protocol.
 //!
 //! [`Storage`]: engine::storage::Storage
 
 pub mod fuse;
+pub mod line;
 pub mod namespace;
 pub mod program;
+pub mod session;
