@@ -98,7 +98,11 @@ pub trait TargetKind: Sync {
 }
 
 /// Every target, in the order `powercut targets` lists them.
-pub static TARGET_KINDS: &[&dyn TargetKind] = &[&ENGINE_KIND, &process::line::LINE_KIND];
+pub static TARGET_KINDS: &[&dyn TargetKind] = &[
+    &ENGINE_KIND,
+    &process::redis::REDIS_KIND,
+    &process::line::LINE_KIND,
+];
 
 /// The registry entry called `name`.
 pub fn target_kind(name: &str) -> Option<&'static dyn TargetKind> {
@@ -120,6 +124,8 @@ pub enum TargetMode {
     /// `line:COMMAND`: a program speaking the line protocol (SPEC §9). The
     /// command is parsed once per run and kept for its life.
     Line(&'static str),
+    /// `redis:MODE`: redis-server under an `appendfsync` mode.
+    Redis(process::redis::RedisMode),
 }
 
 impl TargetMode {
@@ -128,6 +134,7 @@ impl TargetMode {
         match self {
             TargetMode::Engine(_) => &ENGINE_KIND,
             TargetMode::Line(_) => &process::line::LINE_KIND,
+            TargetMode::Redis(_) => &process::redis::REDIS_KIND,
         }
     }
 
@@ -136,6 +143,7 @@ impl TargetMode {
         match self {
             TargetMode::Engine(policy) => self::engine::promise(*policy, fault),
             TargetMode::Line(_) => process::line::promise(fault),
+            TargetMode::Redis(mode) => process::redis::promise(*mode, fault),
         }
     }
 
@@ -144,7 +152,7 @@ impl TargetMode {
     /// outside its assumptions).
     pub fn outside_assumptions(&self, fault: FaultProfile) -> bool {
         match self {
-            TargetMode::Engine(_) | TargetMode::Line(_) => {
+            TargetMode::Engine(_) | TargetMode::Line(_) | TargetMode::Redis(_) => {
                 let _ = fault;
                 false
             }
@@ -155,7 +163,7 @@ impl TargetMode {
     pub fn leads_group_commit(&self) -> bool {
         match self {
             TargetMode::Engine(policy) => matches!(policy, FsyncPolicy::Group { .. }),
-            TargetMode::Line(_) => false,
+            TargetMode::Line(_) | TargetMode::Redis(_) => false,
         }
     }
 
@@ -165,7 +173,7 @@ impl TargetMode {
         match self {
             TargetMode::Engine(_) => true,
             // A line program has no checkpoint request.
-            TargetMode::Line(_) => false,
+            TargetMode::Line(_) | TargetMode::Redis(_) => false,
         }
     }
 
@@ -181,6 +189,7 @@ impl TargetMode {
             TargetMode::Line(command) => Box::new(process::line::LineFactory {
                 command: command.to_string(),
             }),
+            TargetMode::Redis(mode) => Box::new(process::redis::RedisFactory { mode: *mode }),
         }
     }
 }
@@ -197,6 +206,7 @@ impl fmt::Display for TargetMode {
         match self {
             TargetMode::Engine(policy) => write!(f, "{policy}"),
             TargetMode::Line(command) => write!(f, "line:{command}"),
+            TargetMode::Redis(mode) => write!(f, "redis:{mode}"),
         }
     }
 }

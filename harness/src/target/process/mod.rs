@@ -9,7 +9,8 @@
 //!   process group, its output kept in files);
 //! - [`session`]: one start of a program on a mount, in the private
 //!   namespace of the (forked, single-threaded) process that starts it;
-//! - [`line`]: `line:COMMAND`, a user's program speaking the line protocol.
+//! - [`line`]: `line:COMMAND`, a user's program speaking the line protocol;
+//! - [`redis`] (with its RESP client [`resp`]): `redis:always|everysec|no`.
 //!
 //! [`Storage`]: engine::storage::Storage
 
@@ -17,4 +18,6 @@ pub mod fuse;
 pub mod line;
 pub mod namespace;
 pub mod program;
+pub mod redis;
+pub mod resp;
 pub mod session;
