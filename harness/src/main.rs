@@ -171,9 +171,10 @@ struct BenchArgs {
     /// (harness) Worker processes [default: all cores].
     #[arg(long)]
     jobs: Option<u32>,
-    /// (harness) Targets, comma-separated, e.g. sqlite:wal-full [default: the engine].
+    /// (harness) Targets to measure, e.g. redis:always [default: the engine].
+    /// A process target also gets the cost of each step of a crash state.
     #[arg(long = "target", value_delimiter = ',')]
-    target_modes: Vec<String>,
+    targets: Vec<String>,
 }
 
 fn main() {
@@ -274,7 +275,7 @@ fn bench(args: BenchArgs) -> i32 {
             match harness::bench::harness::run_harness_bench(
                 duration,
                 args.jobs,
-                &args.target_modes,
+                &args.targets,
                 &mut std::io::stdout(),
             ) {
                 Ok(_) => exit::OK,

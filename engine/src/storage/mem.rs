@@ -1,19 +1,19 @@
-//! [`MemStorage`]: a directory held in memory.
+//! [`MemStorage`]: a directory tree held in memory.
 //!
 //! Every operation takes effect at once and there is no crash model here:
 //! syncs are no-ops. The harness builds crash images elsewhere and hands them
 //! to the engine as a `MemStorage` (see [`MemStorage::from_files`]); the
 //! engine's own tests use it for speed.
 
-use super::{Storage, StorageFile, StorageLock, check_name};
-use std::collections::BTreeMap;
+use super::{DirEntry, Storage, StorageFile, StorageLock, check_path, split_path};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 type FileData = Arc<RwLock<Vec<u8>>>;
 
-/// An in-memory directory. Clones share the same directory.
+/// An in-memory directory tree. Clones share the same tree.
 #[derive(Clone, Default)]
 pub struct MemStorage {
     inner: Arc<Inner>,
@@ -21,8 +21,44 @@ pub struct MemStorage {
 
 #[derive(Default)]
 struct Inner {
-    files: Mutex<BTreeMap<String, FileData>>,
+    tree: Mutex<Tree>,
     locked: Arc<AtomicBool>,
+}
+
+/// Files by path, and the subdirectories (the root is implied).
+#[derive(Default)]
+struct Tree {
+    files: BTreeMap<String, FileData>,
+    dirs: BTreeSet<String>,
+}
+
+impl Tree {
+    fn is_dir(&self, path: &str) -> bool {
+        path.is_empty() || self.dirs.contains(path)
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.files.contains_key(path) || self.is_dir(path)
+    }
+
+    /// Fails with `NotFound` unless the parent directory of `path` exists.
+    fn check_parent(&self, path: &str) -> io::Result<()> {
+        let (parent, _) = split_path(path);
+        if self.is_dir(parent) {
+            Ok(())
+        } else {
+            Err(not_found(parent))
+        }
+    }
+
+    /// Adds every ancestor directory of `path`.
+    fn add_parents(&mut self, path: &str) {
+        let mut parent = split_path(path).0;
+        while !parent.is_empty() {
+            self.dirs.insert(parent.to_string());
+            parent = split_path(parent).0;
+        }
+    }
 }
 
 impl MemStorage {
@@ -31,30 +67,53 @@ impl MemStorage {
         MemStorage::default()
     }
 
-    /// A directory holding exactly `files` (name → contents).
+    /// A directory holding exactly `files` (path → contents); the parent
+    /// directories of each path exist.
     pub fn from_files(files: BTreeMap<String, Vec<u8>>) -> MemStorage {
+        MemStorage::from_tree(files, &BTreeSet::new())
+    }
+
+    /// A directory holding exactly `files` (path → contents) and the
+    /// directories `dirs` (with their parents, and those of each file).
+    pub fn from_tree(files: BTreeMap<String, Vec<u8>>, dirs: &BTreeSet<String>) -> MemStorage {
         let storage = MemStorage::new();
         {
-            let mut map = storage.files();
-            for (name, data) in files {
-                check_name(&name).expect("MemStorage::from_files: bad file name");
-                map.insert(name, Arc::new(RwLock::new(data)));
+            let mut tree = storage.tree();
+            for dir in dirs {
+                check_path(dir).expect("MemStorage::from_tree: bad directory path");
+                tree.add_parents(dir);
+                tree.dirs.insert(dir.clone());
+            }
+            for (path, data) in files {
+                check_path(&path).expect("MemStorage::from_tree: bad file path");
+                tree.add_parents(&path);
+                assert!(
+                    !tree.dirs.contains(&path),
+                    "{path:?} is a file and a directory"
+                );
+                tree.files.insert(path, Arc::new(RwLock::new(data)));
             }
         }
         storage
     }
 
-    /// A copy of every file's current contents (name → contents).
+    /// A copy of every file's current contents (path → contents).
     pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
-        self.files()
+        self.tree()
+            .files
             .iter()
             .map(|(name, data)| (name.clone(), data.read().expect("file lock").clone()))
             .collect()
     }
 
-    fn files(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, FileData>> {
+    /// Every subdirectory's path (the root not included).
+    pub fn dirs(&self) -> BTreeSet<String> {
+        self.tree().dirs.clone()
+    }
+
+    fn tree(&self) -> std::sync::MutexGuard<'_, Tree> {
         self.inner
-            .files
+            .tree
             .lock()
             .expect("MemStorage directory lock poisoned")
     }
@@ -62,10 +121,10 @@ impl MemStorage {
 
 impl std::fmt::Debug for MemStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let files = self.files();
+        let tree = self.tree();
         f.debug_map()
             .entries(
-                files
+                tree.files
                     .iter()
                     .map(|(name, data)| (name, data.read().expect("file lock").len())),
             )
@@ -77,25 +136,28 @@ fn not_found(name: &str) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("no file named {name:?}"))
 }
 
+fn exists(name: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::AlreadyExists, format!("{name:?} exists"))
+}
+
 impl Storage for MemStorage {
     fn create(&self, name: &str) -> io::Result<Box<dyn StorageFile>> {
-        check_name(name)?;
-        let mut files = self.files();
-        if files.contains_key(name) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("file {name:?} exists"),
-            ));
+        check_path(name)?;
+        let mut tree = self.tree();
+        tree.check_parent(name)?;
+        if tree.exists(name) {
+            return Err(exists(name));
         }
         let data = FileData::default();
-        files.insert(name.to_string(), data.clone());
+        tree.files.insert(name.to_string(), data.clone());
         Ok(Box::new(MemFile { data }))
     }
 
     fn open(&self, name: &str) -> io::Result<Box<dyn StorageFile>> {
-        check_name(name)?;
+        check_path(name)?;
         let data = self
-            .files()
+            .tree()
+            .files
             .get(name)
             .cloned()
             .ok_or_else(|| not_found(name))?;
@@ -103,28 +165,106 @@ impl Storage for MemStorage {
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        check_name(from)?;
-        check_name(to)?;
-        let mut files = self.files();
-        let data = files.remove(from).ok_or_else(|| not_found(from))?;
-        files.insert(to.to_string(), data);
+        check_path(from)?;
+        check_path(to)?;
+        let mut tree = self.tree();
+        if tree.dirs.contains(from) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("directory {from:?} cannot be renamed"),
+            ));
+        }
+        tree.check_parent(to)?;
+        if tree.is_dir(to) {
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                format!("{to:?} is a directory"),
+            ));
+        }
+        let data = tree.files.remove(from).ok_or_else(|| not_found(from))?;
+        tree.files.insert(to.to_string(), data);
         Ok(())
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
-        check_name(name)?;
-        self.files()
+        check_path(name)?;
+        self.tree()
+            .files
             .remove(name)
             .map(|_| ())
             .ok_or_else(|| not_found(name))
     }
 
     fn list(&self) -> io::Result<Vec<String>> {
-        Ok(self.files().keys().cloned().collect())
+        Ok(self
+            .tree()
+            .files
+            .keys()
+            .filter(|path| !path.contains('/'))
+            .cloned()
+            .collect())
     }
 
     fn sync_dir(&self) -> io::Result<()> {
         Ok(())
+    }
+
+    fn create_dir(&self, path: &str) -> io::Result<()> {
+        check_path(path)?;
+        let mut tree = self.tree();
+        tree.check_parent(path)?;
+        if tree.exists(path) {
+            return Err(exists(path));
+        }
+        tree.dirs.insert(path.to_string());
+        Ok(())
+    }
+
+    fn remove_dir(&self, path: &str) -> io::Result<()> {
+        check_path(path)?;
+        let mut tree = self.tree();
+        if !tree.dirs.contains(path) {
+            return Err(not_found(path));
+        }
+        let inside = |p: &String| split_path(p).0 == path;
+        if tree.files.keys().any(inside) || tree.dirs.iter().any(inside) {
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!("directory {path:?} is not empty"),
+            ));
+        }
+        tree.dirs.remove(path);
+        Ok(())
+    }
+
+    fn list_dir(&self, dir: &str) -> io::Result<Vec<DirEntry>> {
+        let tree = self.tree();
+        if !tree.is_dir(dir) {
+            return Err(not_found(dir));
+        }
+        let entry = |path: &String, is_dir: bool| {
+            let (parent, name) = split_path(path);
+            (parent == dir).then(|| DirEntry {
+                name: name.to_string(),
+                is_dir,
+            })
+        };
+        let mut entries: Vec<DirEntry> = tree
+            .files
+            .keys()
+            .filter_map(|p| entry(p, false))
+            .chain(tree.dirs.iter().filter_map(|p| entry(p, true)))
+            .collect();
+        entries.sort();
+        Ok(entries)
+    }
+
+    fn sync_dir_at(&self, dir: &str) -> io::Result<()> {
+        if self.tree().is_dir(dir) {
+            Ok(())
+        } else {
+            Err(not_found(dir))
+        }
     }
 
     fn lock(&self) -> io::Result<StorageLock> {

@@ -31,8 +31,18 @@ use std::io;
 
 /// A directory of files, as the engine sees it.
 ///
-/// Names are plain file names (no `/`). All methods are safe to call from
-/// several threads at once.
+/// Names are paths relative to the storage's root: plain names joined by `/`
+/// (see [`check_path`]). The engine uses plain names only (one flat
+/// directory); a program served through the harness's FUSE front-end uses
+/// subdirectories too ([`Storage::create_dir`]). A path's parent directory
+/// must exist. All methods are safe to call from several threads at once.
+///
+/// Directories: a directory entry (a file's or a subdirectory's name) lives
+/// in its parent directory and is volatile until a sync of that parent
+/// ([`Storage::sync_dir_at`]; [`Storage::sync_dir`] syncs the root). A
+/// rename between two directories is covered by a sync of either of them.
+/// Directories themselves cannot be renamed. A storage that supports no
+/// subdirectories (the default methods) fails them with `Unsupported`.
 pub trait Storage: Send + Sync {
     /// Creates the file `name`, empty. Fails with `AlreadyExists` if a file of
     /// that name exists. The new directory entry is volatile until
@@ -54,8 +64,50 @@ pub trait Storage: Send + Sync {
     /// The names of the files in the directory, sorted.
     fn list(&self) -> io::Result<Vec<String>>;
 
-    /// Makes every earlier `create`, `rename` and `remove` durable.
+    /// Makes every earlier `create`, `rename` and `remove` in the root
+    /// directory durable (the same as `sync_dir_at("")`).
     fn sync_dir(&self) -> io::Result<()>;
+
+    /// Creates the empty directory `path`. Fails with `AlreadyExists` if a
+    /// file or directory of that name exists, `NotFound` if its parent does
+    /// not. The new entry is volatile until a sync of its parent directory.
+    fn create_dir(&self, path: &str) -> io::Result<()> {
+        Err(no_directories(path))
+    }
+
+    /// Removes the empty directory `path`. Fails with `NotFound` if there is
+    /// no such directory, `DirectoryNotEmpty` if it holds entries. Volatile
+    /// until a sync of its parent directory.
+    fn remove_dir(&self, path: &str) -> io::Result<()> {
+        Err(no_directories(path))
+    }
+
+    /// The entries directly inside directory `dir` (`""` is the root),
+    /// sorted by name. Fails with `NotFound` if `dir` is not a directory.
+    fn list_dir(&self, dir: &str) -> io::Result<Vec<DirEntry>> {
+        if !dir.is_empty() {
+            return Err(no_directories(dir));
+        }
+        let names = self.list()?;
+        Ok(names
+            .into_iter()
+            .map(|name| DirEntry {
+                name,
+                is_dir: false,
+            })
+            .collect())
+    }
+
+    /// Makes every earlier `create`, `create_dir`, `rename`, `remove` and
+    /// `remove_dir` of an entry of directory `dir` durable (`""` is the
+    /// root; a rename counts in both its directories).
+    fn sync_dir_at(&self, dir: &str) -> io::Result<()> {
+        if dir.is_empty() {
+            self.sync_dir()
+        } else {
+            Err(no_directories(dir))
+        }
+    }
 
     /// Takes the exclusive lock on the directory for as long as the returned
     /// guard lives. Fails with `WouldBlock` if another opener holds it.
@@ -85,6 +137,21 @@ pub trait StorageFile: Send + Sync {
 
     /// Makes this file's data, size and metadata durable (`fsync`).
     fn sync_all(&self) -> io::Result<()>;
+}
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DirEntry {
+    /// The plain name inside its directory.
+    pub name: String,
+    pub is_dir: bool,
+}
+
+fn no_directories(path: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("this storage has no subdirectories ({path:?})"),
+    )
 }
 
 /// A held directory lock; dropping it releases the lock.
@@ -121,7 +188,24 @@ pub fn read_exact_at(file: &dyn StorageFile, offset: u64, buf: &mut [u8]) -> io:
     Ok(())
 }
 
-/// Checks that `name` is a plain file name, as every [`Storage`] requires.
+/// Checks that `path` is a relative path of plain names joined by `/` (no
+/// empty, `.` or `..` component, no NUL), as every [`Storage`] requires.
+pub fn check_path(path: &str) -> io::Result<()> {
+    for component in path.split('/') {
+        check_name(component)?;
+    }
+    Ok(())
+}
+
+/// The directory holding `path` (`""` for the root) and its plain name.
+pub fn split_path(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(slash) => (&path[..slash], &path[slash + 1..]),
+        None => ("", path),
+    }
+}
+
+/// Checks that `name` is a plain file name (one path component).
 pub fn check_name(name: &str) -> io::Result<()> {
     let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0']);
     if plain {

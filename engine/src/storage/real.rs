@@ -1,6 +1,6 @@
 //! [`RealStorage`]: a directory of the real file system.
 
-use super::{Storage, StorageFile, StorageLock, check_name};
+use super::{DirEntry, Storage, StorageFile, StorageLock, check_path};
 use fs2::FileExt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -30,7 +30,7 @@ impl RealStorage {
     }
 
     fn path(&self, name: &str) -> io::Result<PathBuf> {
-        check_name(name)?;
+        check_path(name)?;
         Ok(self.dir.join(name))
     }
 }
@@ -54,7 +54,14 @@ impl Storage for RealStorage {
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        fs::rename(self.path(from)?, self.path(to)?)
+        let from = self.path(from)?;
+        if from.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("directory {} cannot be renamed", from.display()),
+            ));
+        }
+        fs::rename(from, self.path(to)?)
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
@@ -80,6 +87,48 @@ impl Storage for RealStorage {
 
     fn sync_dir(&self) -> io::Result<()> {
         File::open(&self.dir)?.sync_all()
+    }
+
+    fn create_dir(&self, path: &str) -> io::Result<()> {
+        fs::create_dir(self.path(path)?)
+    }
+
+    fn remove_dir(&self, path: &str) -> io::Result<()> {
+        fs::remove_dir(self.path(path)?)
+    }
+
+    fn list_dir(&self, dir: &str) -> io::Result<Vec<DirEntry>> {
+        let path = if dir.is_empty() {
+            self.dir.clone()
+        } else {
+            self.path(dir)?
+        };
+        let mut entries = Vec::new();
+        for entry in fs::read_dir(path)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if dir.is_empty() && name == LOCK_FILE_NAME {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            if kind.is_file() || kind.is_dir() {
+                entries.push(DirEntry {
+                    name,
+                    is_dir: kind.is_dir(),
+                });
+            }
+        }
+        entries.sort();
+        Ok(entries)
+    }
+
+    fn sync_dir_at(&self, dir: &str) -> io::Result<()> {
+        if dir.is_empty() {
+            return self.sync_dir();
+        }
+        File::open(self.path(dir)?)?.sync_all()
     }
 
     fn lock(&self) -> io::Result<StorageLock> {

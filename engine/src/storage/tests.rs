@@ -1,6 +1,7 @@
 //! The storage contract, checked against every implementation.
 
 use super::*;
+use std::collections::BTreeMap;
 use std::io::ErrorKind;
 
 fn contract(storage: &dyn Storage) {
@@ -49,8 +50,16 @@ fn contract(storage: &dyn Storage) {
     );
     assert_eq!(
         storage.create("x/y").err().map(|e| e.kind()),
-        Some(ErrorKind::InvalidInput)
+        Some(ErrorKind::NotFound)
     );
+    for bad in ["", "x//y", "x/../y", "/y", "./y"] {
+        assert_eq!(
+            storage.create(bad).err().map(|e| e.kind()),
+            Some(ErrorKind::InvalidInput),
+            "{bad:?}"
+        );
+    }
+    directories(storage);
 
     let held = storage.lock().unwrap();
     assert_eq!(
@@ -59,6 +68,74 @@ fn contract(storage: &dyn Storage) {
     );
     drop(held);
     storage.lock().unwrap();
+}
+
+/// Subdirectories: files inside them, listing, renames across directories,
+/// removal of empty directories only, syncs of a directory.
+fn directories(storage: &dyn Storage) {
+    storage.create_dir("d").unwrap();
+    assert_eq!(
+        storage.create_dir("d").err().map(|e| e.kind()),
+        Some(ErrorKind::AlreadyExists)
+    );
+    assert_eq!(
+        storage.create_dir("none/e").err().map(|e| e.kind()),
+        Some(ErrorKind::NotFound)
+    );
+    storage.create_dir("d/e").unwrap();
+    storage.create("d/f").unwrap().write_at(0, b"eff").unwrap();
+    storage.create("top").unwrap();
+    assert_eq!(
+        storage.list().unwrap(),
+        vec!["top".to_string()],
+        "list() names the root's files only"
+    );
+    let entry = |name: &str, is_dir| DirEntry {
+        name: name.to_string(),
+        is_dir,
+    };
+    assert_eq!(
+        storage.list_dir("").unwrap(),
+        vec![entry("d", true), entry("top", false)]
+    );
+    assert_eq!(
+        storage.list_dir("d").unwrap(),
+        vec![entry("e", true), entry("f", false)]
+    );
+    storage.rename("d/f", "d/e/g").unwrap();
+    storage.rename("top", "d/top").unwrap();
+    assert_eq!(
+        storage.rename("d/e", "e2").err().map(|e| e.kind()),
+        Some(ErrorKind::Unsupported)
+    );
+    let mut eff = [0u8; 3];
+    read_exact_at(storage.open("d/e/g").unwrap().as_ref(), 0, &mut eff).unwrap();
+    assert_eq!(&eff, b"eff");
+    storage.sync_dir_at("d").unwrap();
+    storage.sync_dir_at("d/e").unwrap();
+    assert_eq!(
+        storage.remove_dir("d/e").err().map(|e| e.kind()),
+        Some(ErrorKind::DirectoryNotEmpty)
+    );
+    storage.remove("d/e/g").unwrap();
+    storage.remove("d/top").unwrap();
+    storage.remove_dir("d/e").unwrap();
+    storage.remove_dir("d").unwrap();
+    assert_eq!(
+        storage.remove_dir("d").err().map(|e| e.kind()),
+        Some(ErrorKind::NotFound)
+    );
+    assert!(storage.list_dir("").unwrap().is_empty());
+}
+
+#[test]
+fn mem_from_tree_keeps_empty_directories_and_parents() {
+    let files = BTreeMap::from([("a/b/f".to_string(), b"x".to_vec())]);
+    let dirs = std::collections::BTreeSet::from(["e".to_string()]);
+    let storage = MemStorage::from_tree(files.clone(), &dirs);
+    assert_eq!(storage.snapshot(), files);
+    let all: Vec<String> = storage.dirs().into_iter().collect();
+    assert_eq!(all, vec!["a", "a/b", "e"]);
 }
 
 #[test]

@@ -24,7 +24,12 @@ pub fn describe_event(event: &Event) -> String {
         Event::SyncAll { file, failed } => format!("sync_all file #{file}{}", failed_text(*failed)),
         Event::Rename { from, to, file } => format!("rename {from} -> {to} (file #{file})"),
         Event::Remove { name, file } => format!("remove {name} (file #{file})"),
-        Event::SyncDir { failed } => format!("sync_dir{}", failed_text(*failed)),
+        Event::SyncDir { dir, failed } if dir.is_empty() => {
+            format!("sync_dir{}", failed_text(*failed))
+        }
+        Event::SyncDir { dir, failed } => format!("sync_dir {dir}{}", failed_text(*failed)),
+        Event::CreateDir { path } => format!("create_dir {path}"),
+        Event::RemoveDir { path } => format!("remove_dir {path}"),
         Event::CommitIssued { txn, writes } => {
             let keys: Vec<String> = writes
                 .iter()
@@ -62,6 +67,8 @@ fn describe_change(what: &ChangeWhat) -> String {
         ChangeWhat::Create { name } => format!("create of {name}"),
         ChangeWhat::Rename { from, to } => format!("rename {from} -> {to}"),
         ChangeWhat::Remove { name } => format!("remove of {name}"),
+        ChangeWhat::CreateDir { path } => format!("creation of directory {path}"),
+        ChangeWhat::RemoveDir { path } => format!("removal of directory {path}"),
     }
 }
 
@@ -309,5 +316,7 @@ fn is_storage(event: &Event) -> bool {
             | Event::Rename { .. }
             | Event::Remove { .. }
             | Event::SyncDir { .. }
+            | Event::CreateDir { .. }
+            | Event::RemoveDir { .. }
     )
 }

@@ -280,7 +280,8 @@ impl CaseId {
 
     /// A short file-system-safe name for the case's bundle directory.
     pub fn bundle_name(&self) -> String {
-        self.to_string().replace([':', '@', ',', '='], "_")
+        self.to_string()
+            .replace([':', '@', ',', '=', '/', ' '], "_")
     }
 }
 

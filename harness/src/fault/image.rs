@@ -22,11 +22,20 @@
 //!   when chosen, garbage. `power-loss-ordered` keeps a prefix of the pending
 //!   changes, the last one possibly torn. `process-crash` keeps the live
 //!   state.
-//! - Directory entries are name → FileId and a file has at most one name:
+//! - Directory entries are path → FileId and a file has at most one name:
 //!   persisted directory changes are applied in issue order (a create or
 //!   rename gives the file its name, replacing whatever the target name
 //!   held; a remove deletes the name if it still names that file). A file no
 //!   name reaches is gone.
+//! - Subdirectories: `CreateDir` and `RemoveDir` are directory changes in
+//!   the parent directory. A `SyncDir` of directory D promotes the pending
+//!   creates, removes, directory creations and removals whose entry lives in
+//!   D, and renames whose source or target lives in D. A file or directory
+//!   whose ancestors do not all exist in an image is gone with them (a
+//!   directory creation that did not persist takes its synced contents with
+//!   it: no file system journal orders it before them here). A file's own
+//!   name changes persist in order: a sync covering one also covers the
+//!   file's earlier pending creates and renames, wherever they were.
 //! - `media` adds one flipped bit or one misdirected sector (a sector of the
 //!   file copied over another) inside bytes that were durable at the crash.
 //!
@@ -36,10 +45,11 @@
 //! between `sync_data` and `sync_all`, and corruption of volatile data.
 
 use super::FaultProfile;
-use super::trace::{Event, FileId};
+use super::trace::{Event, FileId, NO_FILE};
+use engine::storage::split_path;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -121,6 +131,8 @@ pub enum ChangeWhat {
     Create { name: String },
     Rename { from: String, to: String },
     Remove { name: String },
+    CreateDir { path: String },
+    RemoveDir { path: String },
 }
 
 /// One volatile change and its fate.
@@ -195,6 +207,8 @@ impl fmt::Display for ChangeWhat {
             ChangeWhat::Create { name } => write!(f, "create {name:?}"),
             ChangeWhat::Rename { from, to } => write!(f, "rename {from:?} -> {to:?}"),
             ChangeWhat::Remove { name } => write!(f, "remove {name:?}"),
+            ChangeWhat::CreateDir { path } => write!(f, "create_dir {path:?}"),
+            ChangeWhat::RemoveDir { path } => write!(f, "remove_dir {path:?}"),
         }
     }
 }
@@ -258,7 +272,10 @@ impl fmt::Display for FateLog {
 /// A crash image: the surviving files and how they came to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CrashImage {
+    /// Every reachable file: path → contents.
     pub files: BTreeMap<String, Vec<u8>>,
+    /// Every reachable subdirectory (also the empty ones).
+    pub dirs: BTreeSet<String>,
     pub fates: FateLog,
 }
 
@@ -293,10 +310,12 @@ pub enum ImageError {
     MediaOutOfRange { fault: MediaFault },
 }
 
-/// A directory and its files' bytes: the durable or the live disk.
+/// A directory tree and its files' bytes: the durable or the live disk.
 #[derive(Clone, Debug, Default)]
 struct Disk {
     dir: BTreeMap<String, FileId>,
+    /// The subdirectories (the root is implied).
+    dirs: BTreeSet<String>,
     files: Vec<Arc<Vec<u8>>>,
 }
 
@@ -324,9 +343,21 @@ pub struct ImageBuilder<'a> {
 
 impl<'a> ImageBuilder<'a> {
     /// A builder over `events`, starting from the fully durable `base`
-    /// (its files get ids 0..n in name order).
+    /// (its files get ids 0..n in path order; the parents of its paths are
+    /// its subdirectories).
     pub fn new(
         base: &BTreeMap<String, Vec<u8>>,
+        events: &'a [Event],
+        sector_size: u64,
+    ) -> ImageBuilder<'a> {
+        ImageBuilder::new_tree(base, &BTreeSet::new(), events, sector_size)
+    }
+
+    /// As [`ImageBuilder::new`], with the durable subdirectories `base_dirs`
+    /// too (empty ones included).
+    pub fn new_tree(
+        base: &BTreeMap<String, Vec<u8>>,
+        base_dirs: &BTreeSet<String>,
         events: &'a [Event],
         sector_size: u64,
     ) -> ImageBuilder<'a> {
@@ -336,6 +367,11 @@ impl<'a> ImageBuilder<'a> {
             let id = FileId::try_from(id).expect("base image: too many files");
             durable.dir.insert(name.clone(), id);
             durable.files.push(Arc::new(data.clone()));
+            add_ancestors(&mut durable.dirs, name);
+        }
+        for dir in base_dirs {
+            add_ancestors(&mut durable.dirs, dir);
+            durable.dirs.insert(dir.clone());
         }
         ImageBuilder {
             events,
@@ -356,6 +392,11 @@ impl<'a> ImageBuilder<'a> {
     /// Event indexes of the changes volatile at the current crash point.
     pub fn pending_event_indexes(&self) -> Vec<usize> {
         self.pending.iter().map(|p| p.event_index).collect()
+    }
+
+    /// The live subdirectories at the current crash point.
+    pub fn live_dirs(&self) -> BTreeSet<String> {
+        self.live.dirs.clone()
     }
 
     /// The live state (what reads see) at the current crash point.
@@ -423,6 +464,7 @@ impl<'a> ImageBuilder<'a> {
         }
         Ok(CrashImage {
             files,
+            dirs: self.overlay_dirs(&fates),
             fates: self.fate_log(profile, fates, media),
         })
     }
@@ -449,8 +491,12 @@ impl<'a> ImageBuilder<'a> {
             Event::Rename { file, .. } | Event::Remove { file, .. } => {
                 self.check_file(index, *file)?;
                 let name = self.name_of(*file);
-                apply_dir_change(&mut self.live.dir, &events[index]);
+                apply_dir_change(&mut self.live, &events[index]);
                 self.push_pending_named(index, name)
+            }
+            Event::CreateDir { path } | Event::RemoveDir { path } => {
+                apply_dir_change(&mut self.live, &events[index]);
+                self.push_pending_named(index, path.clone())
             }
             Event::SyncData { file, failed } | Event::SyncAll { file, failed } => {
                 self.check_file(index, *file)?;
@@ -459,8 +505,10 @@ impl<'a> ImageBuilder<'a> {
                 });
                 Ok(())
             }
-            Event::SyncDir { failed } => {
-                self.sync(index, *failed, is_dir_change);
+            Event::SyncDir { dir, failed } => {
+                self.sync(index, *failed, |event| {
+                    is_dir_change(event) && dir_change_parents(event).contains(&dir.as_str())
+                });
                 Ok(())
             }
             Event::CommitIssued { .. }
@@ -485,7 +533,7 @@ impl<'a> ImageBuilder<'a> {
         }
         self.live.files.push(Arc::default());
         self.durable.files.push(Arc::default());
-        apply_dir_change(&mut self.live.dir, &self.events[index]);
+        apply_dir_change(&mut self.live, &self.events[index]);
         self.push_pending_named(index, name.to_string())
     }
 
@@ -527,11 +575,30 @@ impl<'a> ImageBuilder<'a> {
 
     /// A sync at `index` covering the pending changes `covers` selects:
     /// promoted to durable, or (failed) dropped for good.
+    ///
+    /// A file's names change in order: when a directory change of file F is
+    /// covered, every earlier pending directory change of F is covered too
+    /// (a rename into a synced directory cannot persist while the create
+    /// before it, in an unsynced one, reverts and takes the name back).
     fn sync(&mut self, index: usize, failed: bool, covers: impl Fn(&Event) -> bool) {
         let events = self.events;
+        let mut last_covered: HashMap<FileId, usize> = HashMap::new();
+        for p in &self.pending {
+            let event = &events[p.event_index];
+            if is_dir_change(event) && covers(event) && event_file(event) != NO_FILE {
+                last_covered.insert(event_file(event), p.event_index);
+            }
+        }
+        let earlier_name_change = |event_index: usize| {
+            let event = &events[event_index];
+            is_dir_change(event)
+                && last_covered
+                    .get(&event_file(event))
+                    .is_some_and(|last| event_index < *last)
+        };
         let (covered, rest): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
             .into_iter()
-            .partition(|p| covers(&events[p.event_index]));
+            .partition(|p| covers(&events[p.event_index]) || earlier_name_change(p.event_index));
         self.pending = rest;
         for change in covered {
             let event = &events[change.event_index];
@@ -681,7 +748,11 @@ impl<'a> ImageBuilder<'a> {
             self.pending.len(),
             "one fate per pending change"
         );
-        let mut dir = self.durable.dir.clone();
+        let mut disk = Disk {
+            dir: self.durable.dir.clone(),
+            dirs: self.durable.dirs.clone(),
+            files: Vec::new(),
+        };
         let mut touched: HashMap<FileId, Vec<u8>> = HashMap::new();
         for (change, fate) in self.pending.iter().zip(fates) {
             let event = &self.events[change.event_index];
@@ -691,7 +762,7 @@ impl<'a> ImageBuilder<'a> {
                 ChangeFate::Torn(sectors) => Some(sectors.as_slice()),
             };
             if is_dir_change(event) {
-                apply_dir_change(&mut dir, event);
+                apply_dir_change(&mut disk, event);
                 continue;
             }
             let file = event_file(event);
@@ -701,6 +772,8 @@ impl<'a> ImageBuilder<'a> {
             apply_data_change(data, event, sectors, self.sector_size);
         }
         let mut files = BTreeMap::new();
+        let mut dir = disk.dir;
+        dir.retain(|name, _| reachable(&disk.dirs, name));
         for (name, id) in &dir {
             let data = touched
                 .remove(id)
@@ -708,6 +781,23 @@ impl<'a> ImageBuilder<'a> {
             files.insert(name.clone(), data);
         }
         (files, dir)
+    }
+
+    /// The subdirectories of the image the fates choose.
+    fn overlay_dirs(&self, fates: &[ChangeFate]) -> BTreeSet<String> {
+        let mut disk = Disk {
+            dirs: self.durable.dirs.clone(),
+            ..Disk::default()
+        };
+        for (change, fate) in self.pending.iter().zip(fates) {
+            let event = &self.events[change.event_index];
+            if *fate != ChangeFate::Dropped
+                && matches!(event, Event::CreateDir { .. } | Event::RemoveDir { .. })
+            {
+                apply_dir_change(&mut disk, event);
+            }
+        }
+        reachable_dirs(&disk.dirs)
     }
 
     fn process_crash_image(&self) -> CrashImage {
@@ -718,6 +808,7 @@ impl<'a> ImageBuilder<'a> {
             .collect();
         CrashImage {
             files: disk_files(&self.live),
+            dirs: reachable_dirs(&self.live.dirs),
             fates: FateLog {
                 profile: FaultProfile::ProcessCrash,
                 crash_point: self.cursor,
@@ -778,8 +869,47 @@ pub fn build_image(
 fn disk_files(disk: &Disk) -> BTreeMap<String, Vec<u8>> {
     disk.dir
         .iter()
+        .filter(|(name, _)| reachable(&disk.dirs, name))
         .map(|(name, id)| (name.clone(), disk.files[*id as usize].to_vec()))
         .collect()
+}
+
+/// Adds every ancestor directory of `path` (not `path` itself).
+fn add_ancestors(dirs: &mut BTreeSet<String>, path: &str) {
+    let mut parent = split_path(path).0;
+    while !parent.is_empty() {
+        dirs.insert(parent.to_string());
+        parent = split_path(parent).0;
+    }
+}
+
+/// True if every ancestor directory of `path` exists in `dirs`.
+fn reachable(dirs: &BTreeSet<String>, path: &str) -> bool {
+    let mut parent = split_path(path).0;
+    while !parent.is_empty() {
+        if !dirs.contains(parent) {
+            return false;
+        }
+        parent = split_path(parent).0;
+    }
+    true
+}
+
+fn reachable_dirs(dirs: &BTreeSet<String>) -> BTreeSet<String> {
+    dirs.iter()
+        .filter(|dir| reachable(dirs, dir))
+        .cloned()
+        .collect()
+}
+
+/// The directories whose entries a directory change touches.
+fn dir_change_parents(event: &Event) -> Vec<&str> {
+    match event {
+        Event::Create { name, .. } | Event::Remove { name, .. } => vec![split_path(name).0],
+        Event::Rename { from, to, .. } => vec![split_path(from).0, split_path(to).0],
+        Event::CreateDir { path } | Event::RemoveDir { path } => vec![split_path(path).0],
+        _ => Vec::new(),
+    }
 }
 
 fn check_len(index: usize, end: u64) -> Result<(), ImageError> {
@@ -793,7 +923,11 @@ fn check_len(index: usize, end: u64) -> Result<(), ImageError> {
 fn is_dir_change(event: &Event) -> bool {
     matches!(
         event,
-        Event::Create { .. } | Event::Rename { .. } | Event::Remove { .. }
+        Event::Create { .. }
+            | Event::Rename { .. }
+            | Event::Remove { .. }
+            | Event::CreateDir { .. }
+            | Event::RemoveDir { .. }
     )
 }
 
@@ -813,6 +947,7 @@ fn event_file(event: &Event) -> FileId {
         | Event::SetLen { file, .. }
         | Event::Rename { file, .. }
         | Event::Remove { file, .. } => *file,
+        Event::CreateDir { .. } | Event::RemoveDir { .. } => NO_FILE,
         other => panic!("not a volatile change: {other:?}"),
     }
 }
@@ -830,13 +965,15 @@ fn describe(event: &Event) -> ChangeWhat {
             to: to.clone(),
         },
         Event::Remove { name, .. } => ChangeWhat::Remove { name: name.clone() },
+        Event::CreateDir { path } => ChangeWhat::CreateDir { path: path.clone() },
+        Event::RemoveDir { path } => ChangeWhat::RemoveDir { path: path.clone() },
         other => panic!("not a volatile change: {other:?}"),
     }
 }
 
 fn apply_to_disk(disk: &mut Disk, event: &Event, sector_size: u64) {
     if is_dir_change(event) {
-        apply_dir_change(&mut disk.dir, event);
+        apply_dir_change(disk, event);
     } else {
         let file = event_file(event) as usize;
         let data = Arc::make_mut(&mut disk.files[file]);
@@ -845,8 +982,15 @@ fn apply_to_disk(disk: &mut Disk, event: &Event, sector_size: u64) {
 }
 
 /// A directory change; a file has at most one name.
-fn apply_dir_change(dir: &mut BTreeMap<String, FileId>, event: &Event) {
+fn apply_dir_change(disk: &mut Disk, event: &Event) {
+    let dir = &mut disk.dir;
     match event {
+        Event::CreateDir { path } => {
+            disk.dirs.insert(path.clone());
+        }
+        Event::RemoveDir { path } => {
+            disk.dirs.remove(path);
+        }
         Event::Create { name, file } => {
             dir.retain(|_, id| id != file);
             dir.insert(name.clone(), *file);

@@ -19,11 +19,13 @@
 //!
 //! Each operation and its record happen under one lock, so the trace order
 //! is the order the live state saw (a sync can never be recorded before a
-//! write it did not cover). Reads, `len`, `list`, `open` and `lock` are not
-//! recorded.
+//! write it did not cover). Reads, `len`, `list`, `list_dir`, `open` and
+//! `lock` are not recorded. Directories: `create_dir`, `remove_dir` and
+//! `sync_dir_at` are recorded as `CreateDir`, `RemoveDir` and `SyncDir`; the
+//! base's subdirectories need no event (they are durable).
 
 use super::trace::{Event, EventSink, FileId, NOT_RECORDED};
-use engine::storage::{MemStorage, Storage, StorageFile, StorageLock};
+use engine::storage::{DirEntry, MemStorage, Storage, StorageFile, StorageLock};
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -82,7 +84,7 @@ impl Done<()> {
 }
 
 impl RecordingStorage {
-    /// Records operations on `live`, whose files get ids 0..n in name order
+    /// Records operations on `live`, whose files get ids 0..n in path order
     /// (the image builder numbers the base image the same way).
     pub fn new(
         live: MemStorage,
@@ -95,9 +97,8 @@ impl RecordingStorage {
             "a stop_at needs a sink that knows its next index"
         );
         let names: BTreeMap<String, FileId> = live
-            .list()
-            .expect("MemStorage::list does not fail")
-            .into_iter()
+            .snapshot()
+            .into_keys()
             .enumerate()
             .map(|(id, name)| (name, FileId::try_from(id).expect("file ids fit in u32")))
             .collect();
@@ -241,7 +242,12 @@ impl Storage for RecordingStorage {
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         self.shared.run(|state| {
-            let file = *state.names.get(from).ok_or_else(|| name_mismatch(from))?;
+            let Some(&file) = state.names.get(from) else {
+                // Not a file: the live state says why (no such file, a
+                // directory), without changing.
+                self.shared.live.rename(from, to)?;
+                return Err(name_mismatch(from));
+            };
             self.shared.live.rename(from, to)?;
             state.names.remove(from);
             state.names.insert(to.to_string(), file);
@@ -272,11 +278,41 @@ impl Storage for RecordingStorage {
     }
 
     fn sync_dir(&self) -> io::Result<()> {
+        self.sync_dir_at("")
+    }
+
+    fn create_dir(&self, path: &str) -> io::Result<()> {
+        self.shared.run(|_| {
+            self.shared.live.create_dir(path)?;
+            Ok(Done::ok(Event::CreateDir {
+                path: path.to_string(),
+            }))
+        })
+    }
+
+    fn remove_dir(&self, path: &str) -> io::Result<()> {
+        self.shared.run(|_| {
+            self.shared.live.remove_dir(path)?;
+            Ok(Done::ok(Event::RemoveDir {
+                path: path.to_string(),
+            }))
+        })
+    }
+
+    fn list_dir(&self, dir: &str) -> io::Result<Vec<DirEntry>> {
+        self.shared.live.list_dir(dir)
+    }
+
+    fn sync_dir_at(&self, dir: &str) -> io::Result<()> {
         self.shared.run(|state| {
+            self.shared.live.sync_dir_at(dir)?;
             let failed = self.shared.sync_fails(state);
             Ok(Done {
                 result: if failed { Err(eio()) } else { Ok(()) },
-                event: Event::SyncDir { failed },
+                event: Event::SyncDir {
+                    dir: dir.to_string(),
+                    failed,
+                },
             })
         })
     }

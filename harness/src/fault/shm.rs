@@ -265,6 +265,8 @@ const TAG_CHECKPOINT_ISSUED: u8 = 12;
 const TAG_CHECKPOINT_ACKED: u8 = 13;
 const TAG_OPEN_ISSUED: u8 = 14;
 const TAG_OPENED: u8 = 15;
+const TAG_CREATE_DIR: u8 = 16;
+const TAG_REMOVE_DIR: u8 = 17;
 
 /// Encodes one entry (length prefix + body) into `out`, replacing it.
 pub fn encode_entry(event: &Event, out: &mut Vec<u8>) {
@@ -315,9 +317,18 @@ fn encode_body(event: &Event, out: &mut Vec<u8>) {
             put_bytes(out, name.as_bytes());
             put_u32(out, *file);
         }
-        Event::SyncDir { failed } => {
+        Event::SyncDir { dir, failed } => {
             out.push(TAG_SYNC_DIR);
+            put_bytes(out, dir.as_bytes());
             out.push(u8::from(*failed));
+        }
+        Event::CreateDir { path } => {
+            out.push(TAG_CREATE_DIR);
+            put_bytes(out, path.as_bytes());
+        }
+        Event::RemoveDir { path } => {
+            out.push(TAG_REMOVE_DIR);
+            put_bytes(out, path.as_bytes());
         }
         Event::CommitIssued { txn, writes } => {
             out.push(TAG_COMMIT_ISSUED);
@@ -511,8 +522,11 @@ impl<'a> Reader<'a> {
                 file: self.u32()?,
             },
             TAG_SYNC_DIR => Event::SyncDir {
+                dir: self.name()?,
                 failed: self.flag()?,
             },
+            TAG_CREATE_DIR => Event::CreateDir { path: self.name()? },
+            TAG_REMOVE_DIR => Event::RemoveDir { path: self.name()? },
             TAG_COMMIT_ISSUED => Event::CommitIssued {
                 txn: self.u64()?,
                 writes: self.writes()?,

@@ -119,7 +119,10 @@ fn recording_numbers_files_and_records_only_mutations() {
             file: 1,
             failed: false,
         },
-        Event::SyncDir { failed: false },
+        Event::SyncDir {
+            dir: String::new(),
+            failed: false,
+        },
     ];
     assert_eq!(sink.events(), expected);
     assert_eq!(
@@ -269,6 +272,142 @@ fn an_unsynced_rename_can_revert_and_a_remove_be_undone() {
         images.iter().any(|i| !i.contains_key("junk")),
         "the remove can persist"
     );
+}
+
+// --- subdirectories ---
+
+/// The Redis pattern: a directory is created in the root, a file in it is
+/// written, synced, and its entry synced by a sync of the directory; the
+/// root is never synced. The directory's own entry is volatile, so a power
+/// cut may lose the directory and every synced file in it; a process crash
+/// never does.
+#[test]
+fn an_unsynced_directory_creation_can_take_its_synced_files_with_it() {
+    let (storage, sink) = recorder(&Files::new(), FaultPlan::default());
+    storage.create_dir("aof").unwrap();
+    let file = storage.create("aof/log").unwrap();
+    file.write_at(0, b"SET").unwrap();
+    file.sync_data().unwrap();
+    storage.sync_dir_at("aof").unwrap();
+    let events = sink.events();
+    let images: Vec<_> = (0..SEEDS_MAX)
+        .map(|seed| {
+            build_image(
+                &Files::new(),
+                &events,
+                events.len(),
+                FaultProfile::PowerLoss,
+                SECTOR,
+                &FaultChoices::Seeded(seed),
+            )
+            .unwrap()
+        })
+        .collect();
+    for image in &images {
+        let has_dir = image.dirs.contains("aof");
+        assert_eq!(
+            image.files.get("aof/log").map(Vec::as_slice),
+            has_dir.then_some(b"SET".as_slice()),
+            "the synced file is there, whole, exactly when its directory is"
+        );
+    }
+    assert!(images.iter().any(|i| i.dirs.contains("aof")));
+    assert!(images.iter().any(|i| !i.dirs.contains("aof")));
+    let process = build_image(
+        &Files::new(),
+        &events,
+        events.len(),
+        FaultProfile::ProcessCrash,
+        SECTOR,
+        &FaultChoices::Seeded(0),
+    )
+    .unwrap();
+    assert_eq!(process.files, files(&[("aof/log", b"SET")]));
+    assert!(process.dirs.contains("aof"));
+}
+
+/// A sync of one directory covers the entries of that directory only; a
+/// rename across two directories is covered by either.
+#[test]
+fn a_directory_sync_covers_its_own_entries_only() {
+    let base = files(&[("d/old", b"o")]);
+    let (storage, sink) = recorder(&base, FaultPlan::default());
+    storage.create("d/inner").unwrap();
+    storage.sync_dir_at("d").unwrap();
+    storage.rename("d/old", "moved").unwrap();
+    storage.sync_dir_at("d").unwrap();
+    storage.create_dir("e").unwrap();
+    storage.sync_dir().unwrap();
+    storage.create("top").unwrap();
+    storage.create("e/late").unwrap();
+    storage.remove_dir("d").unwrap_err(); // not empty
+    let events = sink.events();
+    let nothing = FaultChoices::Explicit(ExplicitFates::default());
+    let image = build_image(
+        &base,
+        &events,
+        events.len(),
+        FaultProfile::PowerLoss,
+        SECTOR,
+        &nothing,
+    )
+    .unwrap();
+    assert_eq!(
+        image.files.keys().collect::<Vec<_>>(),
+        vec!["d/inner", "moved"],
+        "d's syncs kept d/inner and the rename out of d; the root's sync kept e; \
+         `top` and `e/late` came after the last sync of their directory: {image:?}"
+    );
+    assert!(image.dirs.contains("d") && image.dirs.contains("e"));
+}
+
+/// Redis 7 creates its base file in the data directory, renames it into
+/// `appendonlydir/` and syncs only `appendonlydir/`: the synced rename
+/// must keep the file under its new name, whatever happens to the unsynced
+/// create before it (which the sync covers too: a file's names change in
+/// order).
+#[test]
+fn a_synced_rename_keeps_the_file_whose_create_was_in_an_unsynced_directory() {
+    let (storage, sink) = recorder(&Files::new(), FaultPlan::default());
+    storage.create_dir("aof").unwrap();
+    storage.sync_dir().unwrap();
+    let base = storage.create("temp-base").unwrap();
+    base.write_at(0, b"BASE").unwrap();
+    base.sync_all().unwrap();
+    storage.rename("temp-base", "aof/base").unwrap();
+    storage.sync_dir_at("aof").unwrap();
+    let events = sink.events();
+    for seed in 0..SEEDS_MAX {
+        let image = image(&Files::new(), &events, FaultProfile::PowerLoss, seed);
+        assert_eq!(image, files(&[("aof/base", b"BASE")]), "seed {seed}");
+    }
+}
+
+#[test]
+fn a_removed_directory_may_come_back_until_its_parent_is_synced() {
+    let (storage, sink) = recorder(&Files::new(), FaultPlan::default());
+    storage.create_dir("x").unwrap();
+    storage.sync_dir().unwrap();
+    storage.remove_dir("x").unwrap();
+    let events = sink.events();
+    let dirs_at = |fates: ExplicitFates| {
+        build_image(
+            &Files::new(),
+            &events,
+            events.len(),
+            FaultProfile::PowerLoss,
+            SECTOR,
+            &FaultChoices::Explicit(fates),
+        )
+        .unwrap()
+        .dirs
+    };
+    assert!(dirs_at(ExplicitFates::default()).contains("x"));
+    let removal = ExplicitFates {
+        changes: BTreeMap::from([(2, ChangeFate::Persisted)]),
+        media: None,
+    };
+    assert!(dirs_at(removal).is_empty());
 }
 
 /// `f` holds 4 durable sectors of 0xAA; then one unsynced write of 4
@@ -739,7 +878,20 @@ fn every_kind_of_event() -> Vec<Event> {
             name: "b".into(),
             file: 1,
         },
-        Event::SyncDir { failed: false },
+        Event::SyncDir {
+            dir: String::new(),
+            failed: false,
+        },
+        Event::CreateDir {
+            path: "appendonlydir".into(),
+        },
+        Event::SyncDir {
+            dir: "appendonlydir".into(),
+            failed: true,
+        },
+        Event::RemoveDir {
+            path: "appendonlydir".into(),
+        },
         Event::CommitIssued {
             txn: 7,
             writes: vec![(b"k".to_vec(), Some(b"v".to_vec())), (b"d".to_vec(), None)],

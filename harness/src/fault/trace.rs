@@ -4,9 +4,13 @@
 //! memory mapped before fork, readable after the writer was SIGKILLed).
 
 /// Identifies a file (an inode) for the life of a trace: files of the base
-/// image are numbered first (in name order), then each `Create` takes the next
-/// number. A rename moves a name, not the file id.
+/// image are numbered first (in path order), then each `Create` takes the
+/// next number. A rename moves a name, not the file id.
 pub type FileId = u32;
+
+/// The [`FileId`] the image builder reports for a change that concerns a
+/// directory, not a file (`CreateDir`, `RemoveDir`).
+pub const NO_FILE: FileId = FileId::MAX;
 
 /// The workload's id for a transaction, unique across all cycles of a trial.
 pub type WorkloadTxnId = u64;
@@ -50,8 +54,19 @@ pub enum Event {
         name: String,
         file: FileId,
     },
+    /// A sync of the directory `dir` (`""` is the root): covers the
+    /// entries created, renamed or removed in it.
     SyncDir {
+        dir: String,
         failed: bool,
+    },
+    /// A subdirectory was created (its entry lives in its parent).
+    CreateDir {
+        path: String,
+    },
+    /// An empty subdirectory was removed.
+    RemoveDir {
+        path: String,
     },
     // --- workload events, recorded by the driver.
     /// The driver is about to call commit for this transaction, whose writes

@@ -169,8 +169,10 @@ impl FailureGroups {
 
     /// The lines a run prints: a heading, one aligned line per group (at
     /// most [`GROUP_LINES_MAX`], then one line for the rest), each ending
-    /// with the replay command of the group's smallest case.
-    pub fn lines(&self) -> Vec<String> {
+    /// with the replay command of the group's smallest case, whose argument
+    /// `replay_argument` makes from the case id (a process target replays
+    /// from its bundle, not its case id).
+    pub fn lines(&self, replay_argument: &dyn Fn(&str) -> String) -> Vec<String> {
         let total: u64 = self.groups.values().map(|g| g.count).sum::<u64>() + self.ungrouped;
         if total == 0 {
             return Vec::new();
@@ -196,7 +198,11 @@ impl FailureGroups {
         for (key, group) in shown {
             lines.push(format!(
                 "  {:>count_w$} × {:kind_w$}  {:policy_w$}  {:fault_w$}  powercut replay {}",
-                group.count, key.kind, key.policy, key.fault, group.smallest_case
+                group.count,
+                key.kind,
+                key.policy,
+                key.fault,
+                replay_argument(&group.smallest_case)
             ));
         }
         let hidden = &groups[shown.len()..];
@@ -278,7 +284,7 @@ mod tests {
         }
         assert_eq!(groups.len(), GROUPS_MAX);
         assert!(groups.ungrouped > 0);
-        let lines = groups.lines();
+        let lines = groups.lines(&|case| case.to_string());
         assert_eq!(lines.len(), 1 + GROUP_LINES_MAX + 1, "{lines:#?}");
         assert!(lines[0].starts_with("FAIL "), "{}", lines[0]);
         for line in &lines[1..=GROUP_LINES_MAX] {
@@ -291,7 +297,11 @@ mod tests {
             "{}",
             lines[0]
         );
-        assert!(FailureGroups::default().lines().is_empty());
+        assert!(
+            FailureGroups::default()
+                .lines(&|case| case.to_string())
+                .is_empty()
+        );
     }
 
     /// Shards' groups joined equal the groups of all their failures, and

@@ -354,7 +354,7 @@ pub fn main(dirs: &[PathBuf], out: Option<&Path>, partial: bool) -> i32 {
             println!("  powercut replay {case}");
         }
     }
-    for line in summary.groups.lines() {
+    for line in summary.groups.lines(&|case| case.to_string()) {
         println!("{line}");
     }
     println!(

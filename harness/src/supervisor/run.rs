@@ -311,7 +311,9 @@ fn progress_bar(plan: &Plan) -> indicatif::ProgressBar {
 
 fn finish(plan: &Plan, report: RunReport) -> i32 {
     let summary = &report.summary;
-    for line in summary.groups.lines() {
+    let failures_dir = plan.setup.failures_dir.as_deref();
+    let replay_argument = |case: &str| super::process::replay_argument(case, failures_dir);
+    for line in summary.groups.lines(&replay_argument) {
         println!("{line}");
     }
     if plan.setup.exhaustive.is_some() {

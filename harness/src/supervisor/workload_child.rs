@@ -93,7 +93,7 @@ pub fn run(request: &WorkloadRequest<'_>) -> Result<WorkloadRun, String> {
             event,
             Event::SyncData { failed: true, .. }
                 | Event::SyncAll { failed: true, .. }
-                | Event::SyncDir { failed: true }
+                | Event::SyncDir { failed: true, .. }
         )
     });
     let problem = match received {

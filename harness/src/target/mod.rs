@@ -17,6 +17,7 @@
 
 mod engine;
 pub mod list;
+pub mod process;
 pub mod sqlite;
 
 pub use self::engine::{ENGINE_KIND, EngineFactory, EngineKind, EngineTarget};
@@ -98,7 +99,12 @@ pub trait TargetKind: Sync {
 }
 
 /// Every target, in the order `powercut targets` lists them.
-pub static TARGET_KINDS: &[&dyn TargetKind] = &[&ENGINE_KIND, &SQLITE_KIND];
+pub static TARGET_KINDS: &[&dyn TargetKind] = &[
+    &ENGINE_KIND,
+    &SQLITE_KIND,
+    &process::redis::REDIS_KIND,
+    &process::line::LINE_KIND,
+];
 
 /// The registry entry called `name`.
 pub fn target_kind(name: &str) -> Option<&'static dyn TargetKind> {
@@ -119,6 +125,11 @@ pub enum TargetMode {
     Engine(FsyncPolicy),
     /// SQLite in one journal mode × synchronous level.
     Sqlite(SqliteMode),
+    /// `line:COMMAND`: a program speaking the line protocol (SPEC §9). The
+    /// command is parsed once per run and kept for its life.
+    Line(&'static str),
+    /// `redis:MODE`: redis-server under an `appendfsync` mode.
+    Redis(process::redis::RedisMode),
 }
 
 impl TargetMode {
@@ -127,6 +138,8 @@ impl TargetMode {
         match self {
             TargetMode::Engine(_) => &ENGINE_KIND,
             TargetMode::Sqlite(_) => &SQLITE_KIND,
+            TargetMode::Line(_) => &process::line::LINE_KIND,
+            TargetMode::Redis(_) => &process::redis::REDIS_KIND,
         }
     }
 
@@ -135,6 +148,8 @@ impl TargetMode {
         match self {
             TargetMode::Engine(policy) => self::engine::promise(*policy, fault),
             TargetMode::Sqlite(mode) => mode.promise(fault),
+            TargetMode::Line(_) => process::line::promise(fault),
+            TargetMode::Redis(mode) => process::redis::promise(*mode, fault),
         }
     }
 
@@ -143,7 +158,10 @@ impl TargetMode {
     /// outside its assumptions).
     pub fn outside_assumptions(&self, fault: FaultProfile) -> bool {
         match self {
-            TargetMode::Engine(_) => false,
+            TargetMode::Engine(_) | TargetMode::Line(_) | TargetMode::Redis(_) => {
+                let _ = fault;
+                false
+            }
             TargetMode::Sqlite(mode) => mode.outside_assumptions(fault),
         }
     }
@@ -152,7 +170,7 @@ impl TargetMode {
     pub fn leads_group_commit(&self) -> bool {
         match self {
             TargetMode::Engine(policy) => matches!(policy, FsyncPolicy::Group { .. }),
-            TargetMode::Sqlite(_) => false,
+            TargetMode::Sqlite(_) | TargetMode::Line(_) | TargetMode::Redis(_) => false,
         }
     }
 
@@ -162,6 +180,8 @@ impl TargetMode {
         match self {
             TargetMode::Engine(_) => true,
             TargetMode::Sqlite(mode) => mode.checkpoint_is_durable(),
+            // A line program has no checkpoint request.
+            TargetMode::Line(_) | TargetMode::Redis(_) => false,
         }
     }
 
@@ -178,6 +198,10 @@ impl TargetMode {
                 mode: *mode,
                 bugs: settings.vfs_bugs,
             }),
+            TargetMode::Line(command) => Box::new(process::line::LineFactory {
+                command: command.to_string(),
+            }),
+            TargetMode::Redis(mode) => Box::new(process::redis::RedisFactory { mode: *mode }),
         }
     }
 }
@@ -185,7 +209,7 @@ impl TargetMode {
 /// What opening a target needs besides its mode: the scenario's engine
 /// configuration (policy aside) with its planted bugs, and the planted
 /// bugs of SQLite's VFS.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct TargetSettings {
     pub engine: Config,
     pub vfs_bugs: sqlite::vfs::VfsBugSet,
@@ -196,6 +220,8 @@ impl fmt::Display for TargetMode {
         match self {
             TargetMode::Engine(policy) => write!(f, "{policy}"),
             TargetMode::Sqlite(mode) => write!(f, "{}:{mode}", SQLITE_KIND.name()),
+            TargetMode::Line(command) => write!(f, "line:{command}"),
+            TargetMode::Redis(mode) => write!(f, "redis:{mode}"),
         }
     }
 }

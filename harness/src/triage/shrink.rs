@@ -276,7 +276,11 @@ impl Shrinker {
         }
         self.candidates += 1;
         let plan = replay::plan_for(&case, self.scenario_toml.clone()).ok()?;
-        let resolved = Resolved { case, plan };
+        let resolved = Resolved {
+            case,
+            plan,
+            recorded: None,
+        };
         let replayed = replay::rebuild(&resolved, false).ok()?;
         let first = replayed.result.violations.first().map(|(kind, _)| kind);
         if first != Some(&self.kind) {
@@ -581,6 +585,7 @@ fn bundle_of(case: &CaseId, scenario_toml: &str, replayed: &Replayed) -> Bundle 
         image: replayed.image.files.clone(),
         recovered: None,
         expected: None,
+        recorded: None,
     }
 }
 
@@ -612,6 +617,13 @@ pub fn main(args: &ShrinkArgs) -> i32 {
             return exit::USAGE;
         }
     };
+    if resolved.recorded.is_some() {
+        eprintln!(
+            "powercut: shrinking a process target's bundle is not supported yet (replay it with `powercut replay {}`)",
+            args.case
+        );
+        return exit::USAGE;
+    }
     let scenario_toml = resolved.plan.setup.scenario_toml.clone();
     let started = Instant::now();
     let shrunk = match shrink(resolved, budget) {
@@ -648,6 +660,7 @@ fn report(
     let resolved = Resolved {
         case: case.clone(),
         plan,
+        recorded: None,
     };
     let replayed = replay::rebuild(&resolved, true)?;
     let first = replayed.result.violations.first().map(|(kind, _)| kind);

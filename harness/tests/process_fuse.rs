@@ -1,0 +1,162 @@
+//! The FUSE front-end of process targets: every change a program makes on
+//! the mount reaches the recording storage, in order, one storage call per
+//! system call, so its trace is exactly what an in-process target's would
+//! be. Needs root and /dev/fuse (the machine's set-up; `.ci/run` runs as
+//! root): the test fails rather than skips without them.
+
+use engine::storage::MemStorage;
+use harness::fault::recording::{FaultPlan, RecordingStorage};
+use harness::fault::trace::{Event, VecSink};
+use harness::target::process::fuse::Mount;
+use harness::target::process::namespace::{check_fuse_available, is_mounted};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+fn renameat2(from: &std::path::Path, to: &std::path::Path, flags: u32) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let from = CString::new(from.as_os_str().as_bytes()).unwrap();
+    let to = CString::new(to.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid C strings; AT_FDCWD.
+    let status = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            flags,
+        )
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[test]
+fn every_change_on_the_mount_reaches_the_trace_in_order() {
+    check_fuse_available().expect("this test needs FUSE and root");
+    let base = BTreeMap::from([("old".to_string(), b"base".to_vec())]);
+    let sink = Arc::new(VecSink::new());
+    let storage = RecordingStorage::new(
+        MemStorage::from_files(base),
+        sink.clone(),
+        FaultPlan::default(),
+        None,
+    );
+    let mountpoint = tempfile::tempdir().unwrap();
+    let dir = mountpoint.path();
+    let mount = Mount::new(Arc::new(storage.clone()), dir).unwrap();
+    assert!(is_mounted(dir).unwrap());
+
+    fs::create_dir(dir.join("aof")).unwrap();
+    let mut log = File::create(dir.join("aof/log.tmp")).unwrap();
+    log.write_all(b"SET k v\n").unwrap();
+    log.sync_data().unwrap();
+    log.write_all(b"DEL k\n").unwrap();
+    log.sync_all().unwrap();
+    drop(log);
+    renameat2(
+        &dir.join("aof/log.tmp"),
+        &dir.join("old"),
+        libc::RENAME_NOREPLACE,
+    )
+    .expect_err("RENAME_NOREPLACE refuses an existing target");
+    fs::rename(dir.join("aof/log.tmp"), dir.join("aof/log")).unwrap();
+    File::open(dir.join("aof")).unwrap().sync_all().unwrap();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("old"))
+        .unwrap();
+    file.set_len(2).unwrap();
+    file.write_all_at(b"XY", 6).unwrap();
+    // SAFETY: a valid open descriptor.
+    assert_eq!(
+        unsafe { libc::fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), 0, 0, 100) },
+        0
+    );
+    drop(file);
+    fs::remove_file(dir.join("old")).unwrap();
+    fs::create_dir(dir.join("gone")).unwrap();
+    fs::remove_dir(dir.join("gone")).unwrap();
+    fs::hard_link(dir.join("aof/log"), dir.join("link")).expect_err("no hard links");
+    File::open(dir).unwrap().sync_all().unwrap();
+
+    let mut text = String::new();
+    File::open(dir.join("aof/log"))
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "SET k v\nDEL k\n");
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["aof"]);
+    assert_eq!(mount.control().late_changes(), 0);
+    mount.unmount().unwrap();
+    assert!(!is_mounted(dir).unwrap());
+
+    let expected = vec![
+        Event::CreateDir { path: "aof".into() },
+        Event::Create {
+            name: "aof/log.tmp".into(),
+            file: 1,
+        },
+        Event::Write {
+            file: 1,
+            offset: 0,
+            data: b"SET k v\n".to_vec(),
+        },
+        Event::SyncData {
+            file: 1,
+            failed: false,
+        },
+        Event::Write {
+            file: 1,
+            offset: 8,
+            data: b"DEL k\n".to_vec(),
+        },
+        Event::SyncAll {
+            file: 1,
+            failed: false,
+        },
+        Event::Rename {
+            from: "aof/log.tmp".into(),
+            to: "aof/log".into(),
+            file: 1,
+        },
+        Event::SyncDir {
+            dir: "aof".into(),
+            failed: false,
+        },
+        Event::SetLen { file: 0, len: 2 },
+        Event::Write {
+            file: 0,
+            offset: 6,
+            data: b"XY".to_vec(),
+        },
+        Event::SetLen { file: 0, len: 100 },
+        Event::Remove {
+            name: "old".into(),
+            file: 0,
+        },
+        Event::CreateDir {
+            path: "gone".into(),
+        },
+        Event::RemoveDir {
+            path: "gone".into(),
+        },
+        Event::SyncDir {
+            dir: String::new(),
+            failed: false,
+        },
+    ];
+    assert_eq!(sink.events(), expected);
+}

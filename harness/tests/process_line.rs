@@ -1,0 +1,167 @@
+//! `--target line:COMMAND` end to end, with the example `appendkv` on a FUSE
+//! mount: correct with its fsync, caught (`lost-ack`) without it, and no
+//! mount or process of a run left behind, also after the harness itself is
+//! SIGKILLed mid-run. Needs root and /dev/fuse: fails, never skips, without.
+
+mod common;
+
+use common::{command, describe, summary};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The tests of this file look for leftover processes and mounts of any
+/// run: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const APPENDKV: &str = env!("CARGO_BIN_EXE_appendkv");
+
+/// Set in the environment of every run of these tests; every process of a
+/// run (workers, children, programs) inherits it, so leftovers are told
+/// apart from other processes on the machine.
+const MARK: &str = "POWERCUT_PROCESS_LINE_TEST";
+
+fn marked(args: &[&str]) -> std::process::Command {
+    let mut command = command(args);
+    command.env(MARK, std::process::id().to_string());
+    command
+}
+
+/// Every process of our runs (by the mark in its environment), and every
+/// mount powercut serves (a FUSE mount or a scratch tmpfs) in their mount
+/// namespaces. A private namespace with no process left is gone, mounts
+/// and all, so no process means no mount.
+fn leftovers() -> (Vec<String>, Vec<String>) {
+    let mut processes = Vec::new();
+    let mut mounts = Vec::new();
+    let own = std::process::id().to_string();
+    let mark = format!("{MARK}={own}");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == own {
+            continue;
+        }
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let ours = environ.split(|b| *b == 0).any(|var| var == mark.as_bytes());
+        if !ours {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        processes.push(format!(
+            "{pid}: {}",
+            String::from_utf8_lossy(&cmdline).replace('\0', " ")
+        ));
+        let mountinfo = std::fs::read_to_string(entry.path().join("mountinfo")).unwrap_or_default();
+        for line in mountinfo.lines() {
+            if line.contains("fuse.powercut") || line.contains("powercut-scratch") {
+                mounts.push(format!("{pid}: {line}"));
+            }
+        }
+    }
+    (processes, mounts)
+}
+
+/// Waits a little for the kernel to finish tearing processes down.
+fn assert_nothing_left(after: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (processes, mounts) = leftovers();
+        if processes.is_empty() && mounts.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{after}: left behind\nprocesses: {processes:#?}\nmounts: {mounts:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn run_line(target: &str, out: &Path) -> std::process::Output {
+    marked(&[
+        "run",
+        "--target",
+        target,
+        "--trials",
+        "1",
+        "--cycles",
+        "1",
+        "--fault",
+        "power-loss",
+        "--jobs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .expect("run powercut")
+}
+
+#[test]
+fn appendkv_with_its_fsync_keeps_every_acknowledged_commit() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let output = run_line(&format!("line:{APPENDKV}"), out.path());
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let summary = summary(out.path());
+    assert!(summary["crash_states"].as_u64().unwrap() > 10, "{summary}");
+    assert_eq!(summary["violations"], 0, "{summary}");
+    assert_nothing_left("after a run");
+}
+
+/// The canary: appendkv without its fsync acknowledges commits that a power
+/// cut loses; the oracle must say `lost-ack`.
+#[test]
+fn appendkv_without_fsync_is_caught_losing_acknowledged_commits() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let output = run_line(&format!("line:{APPENDKV} --no-fsync"), out.path());
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let summary = summary(out.path());
+    assert!(
+        summary["violations_by_kind"]["lost-ack"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{summary}"
+    );
+    assert_nothing_left("after a failing run");
+}
+
+#[test]
+fn a_sigkilled_run_leaves_no_mount_and_no_process() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let target = format!("line:{APPENDKV}");
+    let mut run = marked(&[
+        "run",
+        "--target",
+        &target,
+        "--duration",
+        "60s",
+        "--fault",
+        "power-loss",
+        "--jobs",
+        "2",
+        "--out",
+        out.path().to_str().unwrap(),
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    // Wait until programs run on mounts, so the kill lands mid-trial.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leftovers().1.is_empty() {
+        assert!(Instant::now() < deadline, "no mount appeared within 30s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !leftovers().0.is_empty() || !leftovers().1.is_empty(),
+        "the run is busy"
+    );
+    run.kill().unwrap(); // SIGKILL
+    run.wait().unwrap();
+    assert_nothing_left("after SIGKILL of powercut run");
+}
