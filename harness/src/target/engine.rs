@@ -226,7 +226,7 @@ impl Target for EngineTarget {
 }
 
 /// The storage the engine runs on, which keeps a copy of every WAL segment
-/// removed while `keeping` (during [`Engine::open`]), so the words about a
+/// removed or recycled (renamed away) while `keeping` (during [`Engine::open`]), so the words about a
 /// recovery can name its losers by the records it read: the checkpoint that
 /// ends recovery removes the segments that held them. Everything else is
 /// passed through unchanged (reads are not events of the recording storage,
@@ -243,6 +243,17 @@ struct KeepRemovedWal {
 const LOSER_SCAN_RECORDS_MAX: usize = 1 << 20;
 
 impl KeepRemovedWal {
+    /// Keeps a copy of segment `name` about to leave its name, while keeping.
+    fn keep_segment(&self, name: &str) {
+        if self.keeping.load(Ordering::SeqCst)
+            && ::engine::wal::parse_segment_name(name).is_some()
+            && let Ok(bytes) = self.read_all(name)
+        {
+            let mut removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+            removed.push((name.to_string(), bytes));
+        }
+    }
+
     fn read_all(&self, name: &str) -> io::Result<Vec<u8>> {
         let file = self.inner.open(name)?;
         let len = usize::try_from(file.len()?).map_err(io::Error::other)?;
@@ -317,18 +328,15 @@ impl Storage for KeepRemovedWal {
         self.inner.open(name)
     }
 
+    /// A segment renamed away is recycled (moved to a future name, its old
+    /// records still inside until overwritten): kept like a removed one.
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.keep_segment(from);
         self.inner.rename(from, to)
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
-        if self.keeping.load(Ordering::SeqCst)
-            && ::engine::wal::parse_segment_name(name).is_some()
-            && let Ok(bytes) = self.read_all(name)
-        {
-            let mut removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
-            removed.push((name.to_string(), bytes));
-        }
+        self.keep_segment(name);
         self.inner.remove(name)
     }
 
