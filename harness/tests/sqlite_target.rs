@@ -193,6 +193,19 @@ fn every_sqlite_mode_runs_under_every_fault_profile_and_keeps_its_promises() {
     }
     assert_eq!(seen.len(), 8 * 6, "{seen:?}");
     let summary = common::summary(&out);
+    // What a `none` promise lets through is named by a case id per kind,
+    // and replays to the same observation.
+    let cases = summary["unpromised_cases"]
+        .as_object()
+        .expect("unpromised_cases");
+    let (kind, case) = cases.iter().next().expect("at least one unpromised kind");
+    let replayed = powercut(&["replay", case.as_str().unwrap()]);
+    assert_eq!(replayed.status.code(), Some(0), "{}", describe(&replayed));
+    let text = String::from_utf8_lossy(&replayed.stdout);
+    assert!(
+        text.contains("no promise broken") && text.contains(&format!("  {kind}: ")),
+        "{text}"
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         summary["unpromised"].as_u64().unwrap() > 0
