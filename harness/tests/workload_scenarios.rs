@@ -233,3 +233,32 @@ fn every_builtin_gives_an_engine_config_the_engine_accepts() {
         }
     }
 }
+
+#[test]
+fn scenarios_list_targets_and_the_engine_needs_its_policies() {
+    let sqlite = Scenario::builtin("sqlite").unwrap();
+    assert_eq!(sqlite.targets.len(), 8);
+    assert!(sqlite.policies.is_empty());
+    assert!(
+        sqlite
+            .combos()
+            .iter()
+            .all(|combo| combo.target.kind().name() == "sqlite")
+    );
+    let base = "name = \"t\"\nworkloads = [\"kv-churn\"]\nfaults = [\"power-loss\"]\ntrials = 1\n";
+    let mixed = Scenario::from_toml(
+        &format!("{base}targets = [\"engine\", \"sqlite:wal-full\"]\npolicies = [\"always\"]\n"),
+        "t",
+    )
+    .unwrap();
+    let names: Vec<String> = mixed.targets.iter().map(|t| t.to_string()).collect();
+    assert_eq!(names, ["always", "sqlite:wal-full"]);
+    for bad in [
+        "targets = [\"engine\"]\n",
+        "targets = [\"sqlite:wal-sometimes\"]\n",
+        "targets = [\"nosuch\"]\n",
+    ] {
+        let error = Scenario::from_toml(&format!("{base}{bad}"), "t").unwrap_err();
+        assert!(!error.to_string().contains('\n'), "{error}");
+    }
+}

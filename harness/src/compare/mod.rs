@@ -303,20 +303,16 @@ fn throughput_side(
     out: &mut dyn Write,
 ) -> Result<Vec<BenchRow>, CompareError> {
     let modes = options.modes().map_err(CompareError::Usage)?;
-    let policies: Vec<FsyncPolicy> = modes
-        .iter()
-        .filter_map(|mode| match mode {
-            TargetMode::Engine(policy) => Some(*policy),
-            _ => None,
-        })
-        .collect();
-    let sqlite_modes: Vec<_> = modes
-        .iter()
-        .filter_map(|mode| match mode {
-            TargetMode::Sqlite(sqlite) => Some(*sqlite),
-            _ => None,
-        })
-        .collect();
+    let mut policies = Vec::new();
+    let mut sqlite_modes = Vec::new();
+    for mode in &modes {
+        match mode {
+            TargetMode::Engine(policy) => policies.push(*policy),
+            TargetMode::Sqlite(sqlite) => sqlite_modes.push(*sqlite),
+            // Process targets have no throughput side (yet).
+            TargetMode::Line(_) | TargetMode::Redis(_) => {}
+        }
+    }
     let configurations = modes.len() * options.threads.len();
     let per_configuration = (budget / configurations as u32).max(CONFIGURATION_DURATION_MIN);
     let rounds = if per_configuration >= Duration::from_secs(1) {

@@ -1,7 +1,11 @@
 //! `powercut mutants --target sqlite`: the planted bugs of SQLite's VFS,
 //! hunted in the modes that promise `durable`, then the correct VFS under
-//! every SQLite mode and every fault profile (no violation allowed; what
-//! modes promising `none` show is counted, not a failure).
+//! every SQLite mode and every fault profile but `fsync-error` (no
+//! violation allowed; what modes promising `none` show is counted, not a
+//! failure). `fsync-error` is left out of the clean run because SQLite
+//! itself breaks its promises there (docs/targets.md, "Findings"): the
+//! unix VFS ignores a failed directory fsync, which no VFS bug is needed to
+//! show.
 //!
 //! What this does not check: that SQLite's own code is right (the bugs are
 //! in the VFS, the layer the harness supplies); that the bugs are caught in
@@ -10,6 +14,7 @@
 
 use super::{MutantsRequest, Row, header_line, row_of, table_line, write_csv};
 use crate::exit;
+use crate::fault::FaultProfile;
 use crate::supervisor::run::{self, RunRequest};
 use crate::target::sqlite::vfs::VfsBug;
 
@@ -84,7 +89,10 @@ pub fn run(request: &MutantsRequest, budget: &str) -> i32 {
     let hunts = VFS_HUNTS
         .iter()
         .filter(|hunt| wanted.is_empty() || wanted.contains(&hunt.bug));
-    let clean_faults = super::clean_faults();
+    let clean_faults: Vec<String> = super::clean_faults()
+        .into_iter()
+        .filter(|fault| fault != FaultProfile::FsyncError.name())
+        .collect();
     let runs = hunts
         .map(|hunt| {
             (
@@ -126,7 +134,7 @@ pub fn run(request: &MutantsRequest, budget: &str) -> i32 {
         println!("{}", table_line(&row));
         if name == "none" {
             println!(
-                "  correct VFS, every SQLite mode x every fault profile: {} observation(s) where the promise is none (not failures): {}",
+                "  correct VFS, every SQLite mode x every fault profile but fsync-error: {} observation(s) where the promise is none (not failures): {}",
                 report.summary.unpromised,
                 report
                     .summary

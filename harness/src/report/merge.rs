@@ -258,6 +258,12 @@ fn add_totals(summary: &mut Summary, theirs: &Summary) {
     for (kind, count) in &theirs.unpromised_by_kind {
         *summary.unpromised_by_kind.entry(kind.clone()).or_insert(0) += count;
     }
+    for (kind, case_id) in &theirs.unpromised_cases {
+        summary
+            .unpromised_cases
+            .entry(kind.clone())
+            .or_insert_with(|| case_id.clone());
+    }
     summary.elapsed_s = summary.elapsed_s.max(theirs.elapsed_s);
     summary.interrupted |= theirs.interrupted;
     summary.exhaustive_states += theirs.exhaustive_states;

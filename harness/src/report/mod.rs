@@ -56,6 +56,9 @@ pub struct Summary {
     pub unpromised: u64,
     #[serde(default)]
     pub unpromised_by_kind: BTreeMap<String, u64>,
+    /// One case id per unpromised kind (the first seen), to replay.
+    #[serde(default)]
+    pub unpromised_cases: BTreeMap<String, String>,
     pub elapsed_s: f64,
     pub crash_states_per_s: f64,
     /// True if the run was stopped (Ctrl-C, SIGTERM) before its budget.

@@ -64,4 +64,7 @@ pub struct TrialOutcome {
     /// Violations where the target mode promises nothing, by kind.
     #[serde(default)]
     pub unpromised_by_kind: std::collections::BTreeMap<String, u64>,
+    /// The first crash state of each unpromised kind, as a case id to replay.
+    #[serde(default)]
+    pub unpromised_cases: std::collections::BTreeMap<String, String>,
 }

@@ -599,6 +599,12 @@ impl<'plan> Dispatcher<'plan> {
         for (kind, count) in &outcome.unpromised_by_kind {
             *summary.unpromised_by_kind.entry(kind.clone()).or_insert(0) += count;
         }
+        for (kind, case_id) in &outcome.unpromised_cases {
+            summary
+                .unpromised_cases
+                .entry(kind.clone())
+                .or_insert_with(|| case_id.clone());
+        }
         summary.exhaustive_states += outcome.exhaustive_states;
         summary.add_coverage(
             &row.policy,

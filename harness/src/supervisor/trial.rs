@@ -438,6 +438,14 @@ impl TrialPlan {
         for (kind, _) in &result.unpromised {
             row.unpromised += 1;
             *outcome.unpromised_by_kind.entry(kind.clone()).or_insert(0) += 1;
+            if !outcome.unpromised_cases.contains_key(kind) {
+                let crash = Crash {
+                    point: state.point as u64,
+                    faults: state.faults.clone(),
+                };
+                let case_id = self.case_id(trial, chain, crash).to_string();
+                outcome.unpromised_cases.insert(kind.clone(), case_id);
+            }
         }
         row.unpromised_kinds = outcome
             .unpromised_by_kind

@@ -372,6 +372,15 @@ fn print_verdict(case: &CaseId, replayed: &Replayed) {
     if let Some(explanation) = &result.explanation {
         println!("{explanation}");
     }
+    if result.violations.is_empty() && !result.unpromised.is_empty() {
+        println!(
+            "no promise broken: case {case} is under a `none` promise; observed (counted, not a failure):"
+        );
+        for (kind, message) in &result.unpromised {
+            println!("  {kind}: {message}");
+        }
+        return;
+    }
     if result.violations.is_empty() {
         println!(
             "did not reproduce: case {case} recovers to a valid state ({} acknowledged commit(s) at the crash, {} lost within the policy's promise)",

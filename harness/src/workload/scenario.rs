@@ -40,8 +40,9 @@ pub const OPEN_TXNS_MAX: u32 = 64;
 pub const CYCLES_MAX: u32 = 64;
 
 /// The built-in scenarios, by name (the file `scenarios/<name>.toml`).
-const BUILTINS: [(&str, &str); 8] = [
+const BUILTINS: [(&str, &str); 9] = [
     ("smoke", include_str!("../../../scenarios/smoke.toml")),
+    ("sqlite", include_str!("../../../scenarios/sqlite.toml")),
     ("bank", include_str!("../../../scenarios/bank.toml")),
     ("kv-churn", include_str!("../../../scenarios/kv-churn.toml")),
     (

@@ -35,6 +35,9 @@
 //!   because the connection is in `locking_mode=EXCLUSIVE` first, when
 //!   SQLite keeps the WAL index in heap memory;
 //! - no temporary files (`temp_store=MEMORY`): an open without a name fails;
+//! - no file grows past [`FILE_LEN_MAX`]: such a write or truncate fails
+//!   with `SQLITE_FULL` where unix would make a sparse file (a corrupt
+//!   header can ask for one);
 //! - `xRandomness` is a fixed stream and `xCurrentTime` a fixed instant, so
 //!   a case replays byte for byte (the target also seeds SQLite's PRNG with
 //!   `SQLITE_TESTCTRL_PRNG_SEED` before each open); `xSleep` returns at
@@ -74,6 +77,13 @@ const SQLITE_IOCAP_SUBPAGE_READ: c_int = 0x0000_8000;
 /// What the unix VFS reports on Linux by default.
 pub const DEVICE_CHARACTERISTICS: c_int =
     ffi::SQLITE_IOCAP_POWERSAFE_OVERWRITE | SQLITE_IOCAP_SUBPAGE_READ;
+
+/// Largest file the VFS lets SQLite grow. Unix would make a sparse file
+/// when a corrupt journal or database header asks for a write gigabytes
+/// past the end; the harness's storages hold files in memory, so such a
+/// write fails with `SQLITE_FULL` (disk full) instead of aborting the
+/// verifier on allocation. The harness's workloads stay far below it.
+pub const FILE_LEN_MAX: u64 = 1 << 30;
 
 /// Storages mounted at once at most (one per open target in a process).
 pub const MOUNTS_MAX: usize = 1024;
@@ -514,6 +524,9 @@ unsafe extern "C" fn x_write(
     if !state.writable() {
         return ffi::SQLITE_IOERR_WRITE;
     }
+    if offset as u64 + data.len() as u64 > FILE_LEN_MAX {
+        return ffi::SQLITE_FULL;
+    }
     match state.file.write_at(offset as u64, data) {
         Ok(()) => ffi::SQLITE_OK,
         Err(_) => ffi::SQLITE_IOERR_WRITE,
@@ -530,6 +543,9 @@ unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_in
     if state.chunk_size > 0 {
         // unixTruncate: a whole number of chunks.
         size = (size + state.chunk_size - 1) / state.chunk_size * state.chunk_size;
+    }
+    if size as u64 > FILE_LEN_MAX {
+        return ffi::SQLITE_FULL;
     }
     match state.file.set_len(size as u64) {
         Ok(()) => ffi::SQLITE_OK,
