@@ -126,6 +126,51 @@ fn appendkv_without_fsync_is_caught_losing_acknowledged_commits() {
         "{summary}"
     );
     assert_nothing_left("after a failing run");
+
+    // The printed command names the bundle, which replays from its trace.
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let argument = common::first_case_id(&stdout);
+    let bundle = Path::new(argument.trim_matches('\''));
+    assert!(bundle.join("trace.bin").is_file(), "{argument}");
+    let replayed = marked(&["replay", bundle.to_str().unwrap(), "--explain"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&replayed.stdout).into_owned();
+    assert_eq!(replayed.status.code(), Some(1), "{}", describe(&replayed));
+    assert!(
+        text.contains("reproduced") && text.contains("lost-ack"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DROPPED"),
+        "the story tells the dropped writes: {text}"
+    );
+
+    // Shrinking works on the recorded trace: crash point and fault choices.
+    let shrunk_dir = out.path().join("minimal");
+    let shrunk = marked(&[
+        "shrink",
+        bundle.to_str().unwrap(),
+        "--budget",
+        "60s",
+        "--out",
+        shrunk_dir.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&shrunk.stdout).into_owned();
+    assert_eq!(shrunk.status.code(), Some(1), "{}", describe(&shrunk));
+    assert!(text.contains("minimal case (lost-ack)"), "{text}");
+    let again = marked(&["replay", shrunk_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "{}", describe(&again));
+
+    // Its case id alone cannot replay a process target: one clear line.
+    let case_id = std::fs::read_to_string(bundle.join("case-id")).unwrap();
+    let by_id = marked(&["replay", case_id.trim()]).output().unwrap();
+    assert_eq!(by_id.status.code(), Some(2), "{}", describe(&by_id));
+    assert_nothing_left("after replays and a shrink");
 }
 
 #[test]
