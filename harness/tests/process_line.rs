@@ -107,6 +107,17 @@ fn appendkv_with_its_fsync_keeps_every_acknowledged_commit() {
     assert!(summary["crash_states"].as_u64().unwrap() > 10, "{summary}");
     assert_eq!(summary["violations"], 0, "{summary}");
     assert_nothing_left("after a run");
+
+    // A program that is not there is bad input: one line, exit 2.
+    let missing = marked(&["run", "--target", "line:/nonexistent/prog", "--trials", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&missing.stderr).into_owned();
+    assert_eq!(missing.status.code(), Some(2), "{}", describe(&missing));
+    assert!(
+        stderr.contains("not found") && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
 }
 
 /// The canary: appendkv without its fsync acknowledges commits that a power

@@ -66,6 +66,14 @@ impl TargetKind for LineKind {
         if mode.split(' ').all(str::is_empty) {
             return Err("line: needs a command, e.g. `line:appendkv`".to_string());
         }
+        let program = argv(mode, "").remove(0);
+        // The bare example name stays as it is where it is not built (a
+        // test binary's directory): starting it then says what is missing.
+        if program != EXAMPLE_PROGRAM && !program_exists(&program) {
+            return Err(format!(
+                "line: program `{program}` not found (give a path, or a name on PATH)"
+            ));
+        }
         Ok(TargetMode::Line(Box::leak(
             mode.to_string().into_boxed_str(),
         )))
@@ -98,6 +106,15 @@ fn example_command() -> &'static str {
 /// The promise of a line program under `fault`.
 pub fn promise(_fault: FaultProfile) -> PromiseKind {
     PromiseKind::Durable
+}
+
+/// True if `program` names an existing file (a path) or a file on `PATH`.
+fn program_exists(program: &str) -> bool {
+    if program.contains('/') {
+        return std::path::Path::new(program).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// Resolves a bare `appendkv` to the example built next to `powercut`.
