@@ -107,6 +107,17 @@ fn appendkv_with_its_fsync_keeps_every_acknowledged_commit() {
     assert!(summary["crash_states"].as_u64().unwrap() > 10, "{summary}");
     assert_eq!(summary["violations"], 0, "{summary}");
     assert_nothing_left("after a run");
+
+    // A program that is not there is bad input: one line, exit 2.
+    let missing = marked(&["run", "--target", "line:/nonexistent/prog", "--trials", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&missing.stderr).into_owned();
+    assert_eq!(missing.status.code(), Some(2), "{}", describe(&missing));
+    assert!(
+        stderr.contains("not found") && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
 }
 
 /// The canary: appendkv without its fsync acknowledges commits that a power
@@ -126,6 +137,51 @@ fn appendkv_without_fsync_is_caught_losing_acknowledged_commits() {
         "{summary}"
     );
     assert_nothing_left("after a failing run");
+
+    // The printed command names the bundle, which replays from its trace.
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let argument = common::first_case_id(&stdout);
+    let bundle = Path::new(argument.trim_matches('\''));
+    assert!(bundle.join("trace.bin").is_file(), "{argument}");
+    let replayed = marked(&["replay", bundle.to_str().unwrap(), "--explain"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&replayed.stdout).into_owned();
+    assert_eq!(replayed.status.code(), Some(1), "{}", describe(&replayed));
+    assert!(
+        text.contains("reproduced") && text.contains("lost-ack"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DROPPED"),
+        "the story tells the dropped writes: {text}"
+    );
+
+    // Shrinking works on the recorded trace: crash point and fault choices.
+    let shrunk_dir = out.path().join("minimal");
+    let shrunk = marked(&[
+        "shrink",
+        bundle.to_str().unwrap(),
+        "--budget",
+        "60s",
+        "--out",
+        shrunk_dir.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&shrunk.stdout).into_owned();
+    assert_eq!(shrunk.status.code(), Some(1), "{}", describe(&shrunk));
+    assert!(text.contains("minimal case (lost-ack)"), "{text}");
+    let again = marked(&["replay", shrunk_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "{}", describe(&again));
+
+    // Its case id alone cannot replay a process target: one clear line.
+    let case_id = std::fs::read_to_string(bundle.join("case-id")).unwrap();
+    let by_id = marked(&["replay", case_id.trim()]).output().unwrap();
+    assert_eq!(by_id.status.code(), Some(2), "{}", describe(&by_id));
+    assert_nothing_left("after replays and a shrink");
 }
 
 #[test]

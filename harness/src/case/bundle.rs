@@ -18,6 +18,7 @@
 use crate::fault::shm::{decode_entries, encode_entry};
 use crate::fault::trace::Event;
 use crate::report::{ReportError, write_atomically};
+use crate::target::process::line::{hex, unhex};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -86,7 +87,6 @@ pub fn decode_trace(bytes: &[u8]) -> Result<Vec<Event>, String> {
 }
 
 fn state_lines(state: &BTreeMap<Vec<u8>, Vec<u8>>) -> String {
-    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
     state
         .iter()
         .map(|(key, value)| format!("{} {}\n", hex(key), hex(value)))
@@ -94,15 +94,6 @@ fn state_lines(state: &BTreeMap<Vec<u8>, Vec<u8>>) -> String {
 }
 
 fn parse_state_lines(text: &str) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
-    let unhex = |text: &str| -> Option<Vec<u8>> {
-        if !text.len().is_multiple_of(2) {
-            return None;
-        }
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-            .collect()
-    };
     text.lines()
         .filter(|line| !line.is_empty())
         .map(|line| {

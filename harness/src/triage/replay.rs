@@ -154,7 +154,6 @@ pub fn rebuild(resolved: &Resolved, explain: bool) -> Result<Replayed, String> {
     let combo = plan.combo(trial);
     let factory = plan.factory(trial);
     let spec = plan.scenario.cycle_spec(combo);
-    let sector_size = u64::from(plan.scenario.crash.sector_size);
     let mut chain = Chain::default();
     for (cycle, crash) in case.crashes.iter().enumerate() {
         let cycle_seed = plan.cycle_seed(trial, cycle);
@@ -168,47 +167,18 @@ pub fn rebuild(resolved: &Resolved, explain: bool) -> Result<Replayed, String> {
             stop_at: Some(crash.point),
             chaos_seed: None,
         })?;
-        let point =
-            usize::try_from(crash.point).map_err(|_| "crash point too large".to_string())?;
-        if run.events.len() < point {
-            return Err(format!(
-                "cycle {cycle} recorded only {} operations, the case crashes at {point}: this case id does not belong to this binary or scenario",
-                run.events.len()
-            ));
-        }
-        let events = run.events[..point].to_vec();
-        let state = CrashState {
-            point,
-            faults: crash.faults.clone(),
-        };
-        let image = build_image(
-            &chain.image,
-            &events,
-            point,
-            combo.fault,
-            sector_size,
-            &state.faults.to_choices(),
-        )
-        .map_err(|e| format!("cannot rebuild the crash image: {e}"))?;
         let last = cycle + 1 == case.crashes.len();
-        let input = CycleInput {
+        let (events, image, result) = judge_crash(
             plan,
             trial,
             cycle,
-            chain: &chain,
-            events: &events,
-            factory: factory.as_ref(),
-            explain: explain && last,
-        };
-        let mut bundles = 0;
-        let result = verify::verify_states(
-            &input,
-            std::slice::from_ref(&state),
-            (!last).then_some(0),
-            &mut bundles,
-        )?
-        .pop()
-        .expect("one state, one result");
+            &chain,
+            &run.events,
+            crash,
+            factory.as_ref(),
+            explain && last,
+            !last,
+        )?;
         if last {
             return Ok(Replayed {
                 events,
@@ -251,59 +221,92 @@ fn rebuild_recorded(
     explain: bool,
 ) -> Result<Replayed, String> {
     let Resolved { case, plan, .. } = resolved;
-    let trial = case.trial;
-    let combo = plan.combo(trial);
-    let factory = plan.factory(trial);
-    let sector_size = u64::from(plan.scenario.crash.sector_size);
+    let factory = plan.factory(case.trial);
     let (crash, earlier) = case
         .crashes
         .split_last()
         .expect("a case id has at least one crash");
-    let point = usize::try_from(crash.point).map_err(|_| "crash point too large".to_string())?;
-    if recorded.events.len() < point {
-        return Err(format!(
-            "corrupt bundle: its trace has {} operations, the case crashes at {point}",
-            recorded.events.len()
-        ));
-    }
-    let events = recorded.events[..point].to_vec();
-    let state = CrashState {
-        point,
-        faults: crash.faults.clone(),
-    };
-    let image = build_image(
-        &recorded.base_image,
-        &events,
-        point,
-        combo.fault,
-        sector_size,
-        &state.faults.to_choices(),
-    )
-    .map_err(|e| format!("cannot rebuild the crash image: {e}"))?;
     let chain = Chain {
         image: recorded.base_image.clone(),
         state: recorded.base_state.clone(),
         crashes: earlier.to_vec(),
     };
-    let input = CycleInput {
+    let (events, image, result) = judge_crash(
         plan,
-        trial,
-        cycle: earlier.len(),
-        chain: &chain,
-        events: &events,
-        factory: factory.as_ref(),
+        case.trial,
+        earlier.len(),
+        &chain,
+        &recorded.events,
+        crash,
+        factory.as_ref(),
         explain,
-    };
-    let mut bundles = 0;
-    let result = verify::verify_states(&input, std::slice::from_ref(&state), None, &mut bundles)?
-        .pop()
-        .expect("one state, one result");
+        false,
+    )?;
     Ok(Replayed {
         events,
         image,
         result,
         workload_problem: None,
     })
+}
+
+/// Cuts the cycle's `events` at `crash`'s point, rebuilds the crash image
+/// over `chain` with its fault choices, and judges it in a verifier child
+/// (asking for the recovered state to continue with when `continues`).
+#[allow(clippy::too_many_arguments)] // one crash state, spelt out
+fn judge_crash(
+    plan: &TrialPlan,
+    trial: u64,
+    cycle: usize,
+    chain: &Chain,
+    events: &[Event],
+    crash: &Crash,
+    factory: &dyn crate::target::TargetFactory,
+    explain: bool,
+    continues: bool,
+) -> Result<(Vec<Event>, CrashImage, StateResult), String> {
+    let fault = plan.combo(trial).fault;
+    let sector_size = u64::from(plan.scenario.crash.sector_size);
+    let point = usize::try_from(crash.point).map_err(|_| "crash point too large".to_string())?;
+    if events.len() < point {
+        return Err(format!(
+            "cycle {cycle} recorded only {} operations, the case crashes at {point}: this case does not belong to this binary or scenario",
+            events.len()
+        ));
+    }
+    let events = events[..point].to_vec();
+    let state = CrashState {
+        point,
+        faults: crash.faults.clone(),
+    };
+    let image = build_image(
+        &chain.image,
+        &events,
+        point,
+        fault,
+        sector_size,
+        &state.faults.to_choices(),
+    )
+    .map_err(|e| format!("cannot rebuild the crash image: {e}"))?;
+    let input = CycleInput {
+        plan,
+        trial,
+        cycle,
+        chain,
+        events: &events,
+        factory,
+        explain,
+    };
+    let mut bundles = 0;
+    let result = verify::verify_states(
+        &input,
+        std::slice::from_ref(&state),
+        continues.then_some(0),
+        &mut bundles,
+    )?
+    .pop()
+    .expect("one state, one result");
+    Ok((events, image, result))
 }
 
 /// `powercut replay`; returns the exit code.

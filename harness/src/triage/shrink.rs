@@ -617,12 +617,8 @@ pub fn main(args: &ShrinkArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    if resolved.recorded.is_some() {
-        eprintln!(
-            "powercut: shrinking a process target's bundle is not supported yet (replay it with `powercut replay {}`)",
-            args.case
-        );
-        return exit::USAGE;
+    if let Some(recorded) = resolved.recorded.clone() {
+        return shrink_recorded(args, resolved, &recorded, budget);
     }
     let scenario_toml = resolved.plan.setup.scenario_toml.clone();
     let started = Instant::now();
@@ -641,6 +637,40 @@ pub fn main(args: &ShrinkArgs) -> i32 {
         }
     };
     match report(args, &scenario_toml, &shrunk, started.elapsed()) {
+        Ok(()) => exit::VIOLATIONS,
+        Err(message) => {
+            eprintln!("powercut: {message}");
+            exit::HARNESS_FAILED
+        }
+    }
+}
+
+/// `shrink` of a process target's bundle ([`super::process_shrink`]).
+fn shrink_recorded(
+    args: &ShrinkArgs,
+    resolved: Resolved,
+    recorded: &crate::case::bundle::RecordedCycle,
+    budget: Duration,
+) -> i32 {
+    let scenario_toml = resolved.plan.setup.scenario_toml.clone();
+    let started = Instant::now();
+    let shrunk = match super::process_shrink::shrink(resolved, recorded, budget) {
+        Ok(Some(shrunk)) => shrunk,
+        Ok(None) => {
+            println!("the case does not fail: nothing to shrink");
+            return exit::OK;
+        }
+        Err(message) => {
+            eprintln!("powercut: {message}");
+            return exit::HARNESS_FAILED;
+        }
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("shrunk").join(short_bundle_name(&shrunk.case)));
+    match super::process_shrink::report(&shrunk, &scenario_toml, recorded, &out, started.elapsed())
+    {
         Ok(()) => exit::VIOLATIONS,
         Err(message) => {
             eprintln!("powercut: {message}");

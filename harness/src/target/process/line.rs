@@ -15,6 +15,7 @@
 
 use super::program::ProgramSpec;
 use super::session::Session;
+use super::txns::OpenTxns;
 use crate::fault::FaultProfile;
 use crate::fault::trace::Write as TxnWrite;
 use crate::target::{
@@ -23,7 +24,6 @@ use crate::target::{
 };
 use engine::Clock;
 use engine::storage::Storage;
-use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::process::{ChildStdin, ChildStdout};
@@ -66,6 +66,14 @@ impl TargetKind for LineKind {
         if mode.split(' ').all(str::is_empty) {
             return Err("line: needs a command, e.g. `line:appendkv`".to_string());
         }
+        let program = argv(mode, "").remove(0);
+        // The bare example name stays as it is where it is not built (a
+        // test binary's directory): starting it then says what is missing.
+        if program != EXAMPLE_PROGRAM && !program_exists(&program) {
+            return Err(format!(
+                "line: program `{program}` not found (give a path, or a name on PATH)"
+            ));
+        }
         Ok(TargetMode::Line(Box::leak(
             mode.to_string().into_boxed_str(),
         )))
@@ -98,6 +106,15 @@ fn example_command() -> &'static str {
 /// The promise of a line program under `fault`.
 pub fn promise(_fault: FaultProfile) -> PromiseKind {
     PromiseKind::Durable
+}
+
+/// True if `program` names an existing file (a path) or a file on `PATH`.
+fn program_exists(program: &str) -> bool {
+    if program.contains('/') {
+        return std::path::Path::new(program).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// Resolves a bare `appendkv` to the example built next to `powercut`.
@@ -143,8 +160,7 @@ impl TargetFactory for LineFactory {
         let mut target = LineTarget {
             session,
             client: Some(LineClient::new(stdin, stdout)),
-            txns: BTreeMap::new(),
-            next_txn: 1,
+            txns: OpenTxns::default(),
             acks: Vec::new(),
         };
         // The first answer says the program started and recovered.
@@ -286,8 +302,7 @@ pub struct LineTarget {
     /// `None` once closed.
     client: Option<LineClient>,
     /// Open transactions: their writes, in order (`None` deletes).
-    txns: BTreeMap<TxnHandle, Vec<TxnWrite>>,
-    next_txn: TxnHandle,
+    txns: OpenTxns,
     acks: Vec<TxnHandle>,
 }
 
@@ -314,13 +329,6 @@ impl LineTarget {
             .ok_or_else(|| io::Error::other("the target was closed"))
     }
 
-    fn writes(&mut self, txn: TxnHandle) -> TargetResult<&mut Vec<TxnWrite>> {
-        self.txns.get_mut(&txn).ok_or_else(|| TargetError {
-            kind: TargetErrorKind::Other,
-            message: format!("no open transaction {txn}"),
-        })
-    }
-
     /// Sends one transaction; `Ok(Err(text))` if the program said `ERR`.
     fn send_txn(&mut self, writes: &[TxnWrite]) -> io::Result<Result<(), String>> {
         let client = self.client()?;
@@ -343,32 +351,24 @@ impl LineTarget {
 
 impl Target for LineTarget {
     fn begin(&mut self) -> TargetResult<TxnHandle> {
-        let txn = self.next_txn;
-        self.next_txn += 1;
-        self.txns.insert(txn, Vec::new());
-        Ok(txn)
+        Ok(self.txns.begin())
     }
 
     fn put(&mut self, txn: TxnHandle, key: &[u8], value: &[u8]) -> TargetResult<()> {
-        self.writes(txn)?.push((key.to_vec(), Some(value.to_vec())));
-        Ok(())
+        self.txns.write(txn, key, Some(value))
     }
 
     fn delete(&mut self, txn: TxnHandle, key: &[u8]) -> TargetResult<()> {
-        self.writes(txn)?.push((key.to_vec(), None));
-        Ok(())
+        self.txns.write(txn, key, None)
     }
 
     fn abort(&mut self, txn: TxnHandle) -> TargetResult<()> {
-        self.txns.remove(&txn);
+        self.txns.abort(txn);
         Ok(())
     }
 
     fn commit(&mut self, txn: TxnHandle) -> TargetResult<Option<u64>> {
-        let writes = self.txns.remove(&txn).ok_or_else(|| TargetError {
-            kind: TargetErrorKind::Other,
-            message: format!("no open transaction {txn}"),
-        })?;
+        let writes = self.txns.take(txn)?;
         match self.send_txn(&writes) {
             Ok(Ok(())) => {
                 self.acks.push(txn);

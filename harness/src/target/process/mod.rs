@@ -21,3 +21,4 @@ pub mod program;
 pub mod redis;
 pub mod resp;
 pub mod session;
+pub mod txns;
