@@ -302,7 +302,9 @@ pub fn redo(
 ) -> Result<()> {
     let (redo_lsn, end) = (analysis.redo_lsn, analysis.end.lsn);
     let segment_len = usize::try_from(inner.config.segment_size).expect("segment fits memory");
-    let mut scan = reader(inner.storage.as_ref(), &inner.config, redo_lsn, segment_len);
+    // Analysis checked every record from the begin record to the end.
+    let mut scan = reader(inner.storage.as_ref(), &inner.config, redo_lsn, segment_len)
+        .validated_from(analysis.begin_lsn);
     let mut batch = RedoBatch::default();
     let records_max = segment_len / HEADER_LEN;
     loop {
