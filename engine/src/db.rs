@@ -1,10 +1,12 @@
 //! The engine's public face: [`Engine`] and the types its API speaks.
 //!
-//! Locking (always taken in this order, never the reverse):
-//! `always_lock` (only under `always`) → the core lock ([`Core`]: pool,
-//! transactions) → the WAL writer lock → the WAL sync lock. Syncs never hold
-//! the core or writer lock except for page eviction and checkpoints, so a
-//! group-commit leader's fsync runs while other threads append.
+//! Locking (always taken in this order, never the reverse): the
+//! checkpointer lock → `always_lock` (only under `always`) → the core lock
+//! ([`Core`]: pool, transactions) → the WAL writer lock → the WAL sync lock
+//! (the group-commit lock is taken alone). Syncs never hold the core or
+//! writer lock except for page eviction, so a group-commit leader's fsync
+//! runs while other threads append, and a checkpoint's fsyncs while they
+//! commit.
 //!
 //! Determinism: the single-threaded API (`commit_enqueue`, `group_flush_*`,
 //! `tick`, `checkpoint`) issues the same storage calls for the same inputs:
