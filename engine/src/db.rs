@@ -1,10 +1,12 @@
 //! The engine's public face: [`Engine`] and the types its API speaks.
 //!
-//! Locking (always taken in this order, never the reverse):
-//! `always_lock` (only under `always`) → the core lock ([`Core`]: pool,
-//! transactions) → the WAL writer lock → the WAL sync lock. Syncs never hold
-//! the core or writer lock except for page eviction and checkpoints, so a
-//! group-commit leader's fsync runs while other threads append.
+//! Locking (always taken in this order, never the reverse): the
+//! checkpointer lock → `always_lock` (only under `always`) → the core lock
+//! ([`Core`]: pool, transactions) → the WAL writer lock → the WAL sync lock
+//! (the group-commit lock is taken alone). Syncs never hold the core or
+//! writer lock except for page eviction, so a group-commit leader's fsync
+//! runs while other threads append, and a checkpoint's fsyncs while they
+//! commit.
 //!
 //! Determinism: the single-threaded API (`commit_enqueue`, `group_flush_*`,
 //! `tick`, `checkpoint`) issues the same storage calls for the same inputs:
@@ -141,6 +143,54 @@ pub struct EngineStats {
     pub group_gather_us: u64,
     pub group_write_us: u64,
     pub group_sync_us: u64,
+}
+
+impl EngineStats {
+    /// Every counter of `self` less `before`'s (a measurement's share).
+    pub fn since(&self, before: &EngineStats) -> EngineStats {
+        self.zip(before, u64::saturating_sub)
+    }
+
+    /// Every counter of `self` plus `other`'s.
+    pub fn plus(&self, other: &EngineStats) -> EngineStats {
+        self.zip(other, u64::saturating_add)
+    }
+
+    fn zip(&self, other: &EngineStats, op: fn(u64, u64) -> u64) -> EngineStats {
+        EngineStats {
+            commits: op(self.commits, other.commits),
+            aborts: op(self.aborts, other.aborts),
+            wal_bytes_written: op(self.wal_bytes_written, other.wal_bytes_written),
+            wal_syncs: op(self.wal_syncs, other.wal_syncs),
+            page_writes: op(self.page_writes, other.page_writes),
+            checkpoints: op(self.checkpoints, other.checkpoints),
+            group_rounds: op(self.group_rounds, other.group_rounds),
+            group_commits: op(self.group_commits, other.group_commits),
+            group_gather_us: op(self.group_gather_us, other.group_gather_us),
+            group_write_us: op(self.group_write_us, other.group_write_us),
+            group_sync_us: op(self.group_sync_us, other.group_sync_us),
+        }
+    }
+
+    /// Commits per group-commit round (per fsync a committing thread led).
+    pub fn commits_per_group_round(&self) -> Option<f64> {
+        self.per_group_round(self.group_commits)
+    }
+
+    /// A group-commit round's time outside its fsync (gathering plus
+    /// writing out), µs.
+    pub fn outside_fsync_us_per_group_round(&self) -> Option<f64> {
+        self.per_group_round(self.group_gather_us + self.group_write_us)
+    }
+
+    /// A group-commit round's fsync, µs.
+    pub fn fsync_us_per_group_round(&self) -> Option<f64> {
+        self.per_group_round(self.group_sync_us)
+    }
+
+    fn per_group_round(&self, total: u64) -> Option<f64> {
+        (self.group_rounds > 0).then(|| total as f64 / self.group_rounds as f64)
+    }
 }
 
 /// A commit whose record is in the log; acknowledged now or later (see

@@ -78,8 +78,8 @@ impl Group {
         }
     }
 
-    /// The leader's gathering (see the module header); returns the commit
-    /// count its flush target will cover at least.
+    /// The leader's gathering (see the module header): returns the group
+    /// lock once enough commits are pending or the time is up.
     pub fn gather<'a>(
         &'a self,
         mut state: MutexGuard<'a, GroupState>,

@@ -2,10 +2,12 @@
 //!
 //! A transactional key-value store built like the classic WAL designs
 //! (ARIES, PostgreSQL, InnoDB) so that the powercut harness has real
-//! mechanisms to torture: a WAL of CRC-checked records in segment files, a
-//! page file behind a bounded STEAL/NO-FORCE buffer pool, full-page images
-//! against torn pages, checkpoints with an atomically replaced control file,
-//! and ARIES recovery (analysis, redo, undo with CLRs).
+//! mechanisms to torture: a WAL of CRC-checked records in preallocated,
+//! recycled segment files, a page file behind a bounded STEAL/NO-FORCE
+//! buffer pool, full-page images against torn pages, fuzzy checkpoints
+//! (begin and end records, a dirty page table, pages written in the
+//! background) named by an atomically replaced control file, and ARIES
+//! recovery (analysis, redo from the oldest recLSN, undo with CLRs).
 //!
 //! All file I/O goes through [`storage::Storage`]; all time through
 //! [`clock::Clock`]. See `docs/design.md` for the on-disk formats and the

@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::fatal::{Fatal, io_error};
 use crate::page::Page;
 use crate::state::{Core, Inner, UndoStep, undo_one};
-use crate::storage::Storage;
+use crate::storage::{Storage, read_exact_at};
 use crate::wal::reader::{Found, LogEnd, LogReader, Step, read_record_at, record_in};
 use crate::wal::record::{ActiveTxn, Body, HEADER_LEN, NO_LSN, Record, UpdateBody};
 use crate::wal::writer::{
@@ -265,7 +265,18 @@ pub fn open_writer(
         config.segment_size,
     )?;
     fatal.sync(config.bugs, "the directory", storage.sync_dir())?;
-    let len = end - start;
+    let mut len = end - start;
+    if config.bugs.has(Bug::NoTailTruncate) {
+        // As if the segment ended at its last written byte (a file that
+        // was never cut): appends go after the torn tail, not over it.
+        let mut bytes = vec![0u8; usize::try_from(config.segment_size).expect("segment fits")];
+        read_exact_at(file.as_ref(), 0, &mut bytes).map_err(io_error("read", &name))?;
+        let written = bytes
+            .iter()
+            .rposition(|&byte| byte != 0)
+            .map_or(0, |at| at + 1);
+        len = len.max(written as u64);
+    }
     let segment = Segment {
         start,
         name,
@@ -302,7 +313,9 @@ pub fn redo(
 ) -> Result<()> {
     let (redo_lsn, end) = (analysis.redo_lsn, analysis.end.lsn);
     let segment_len = usize::try_from(inner.config.segment_size).expect("segment fits memory");
-    let mut scan = reader(inner.storage.as_ref(), &inner.config, redo_lsn, segment_len);
+    // Analysis checked every record from the begin record to the end.
+    let mut scan = reader(inner.storage.as_ref(), &inner.config, redo_lsn, segment_len)
+        .validated_from(analysis.begin_lsn);
     let mut batch = RedoBatch::default();
     let records_max = segment_len / HEADER_LEN;
     loop {

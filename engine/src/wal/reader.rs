@@ -55,6 +55,9 @@ pub struct LogReader<'s> {
     /// Refuse a record whose LSN field is not its position (always, but
     /// for the `stale-recycled-record` bug).
     check_lsn: bool,
+    /// Records from this LSN on were validated by an earlier scan (redo
+    /// after analysis): their CRC is not computed again.
+    validated_from: Lsn,
     skip_torn: bool,
     /// The most bytes read (and held) at a time, unless one record is larger.
     window_max: usize,
@@ -96,6 +99,7 @@ impl<'s> LogReader<'s> {
             segment_size,
             check_crc,
             check_lsn: true,
+            validated_from: Lsn::MAX,
             skip_torn,
             window_max,
             pos: start,
@@ -114,6 +118,13 @@ impl<'s> LogReader<'s> {
     /// the `stale-recycled-record` bug).
     pub fn with_lsn_check(mut self, check_lsn: bool) -> LogReader<'s> {
         self.check_lsn = check_lsn;
+        self
+    }
+
+    /// Skips the CRC of records at or past `lsn`, which an earlier scan of
+    /// the same log (analysis, up to the end it found) already checked.
+    pub fn validated_from(mut self, lsn: Lsn) -> LogReader<'s> {
+        self.validated_from = lsn;
         self
     }
 
@@ -220,8 +231,8 @@ impl<'s> LogReader<'s> {
                 .expect("window offset fits memory")
                 .min(self.window_len);
             let available = &self.buffer[at..self.window_len];
-            let decoded =
-                record::decode_checked(available, self.pos, self.check_crc, self.check_lsn);
+            let check_crc = self.check_crc && self.pos < self.validated_from;
+            let decoded = record::decode_checked(available, self.pos, check_crc, self.check_lsn);
             if window_end < segment_len
                 && let Err(error) = &decoded
                 && let Some(need) = more_needed(error)

@@ -332,25 +332,24 @@ impl Body<'_> {
                 if body.len() != dirty_at + dirty_count * CHECKPOINT_DIRTY_LEN {
                     return Err("checkpoint body length does not match its counts");
                 }
-                let active = (0..active_count)
-                    .map(|i| {
-                        let at = CHECKPOINT_FIXED_LEN + i * CHECKPOINT_TXN_LEN;
-                        ActiveTxn {
-                            txn: u64_at(body, at),
-                            first_lsn: u64_at(body, at + 8),
-                            last_lsn: u64_at(body, at + 16),
-                        }
-                    })
-                    .collect();
-                let dirty = (0..dirty_count)
-                    .map(|i| {
-                        let at = dirty_at + i * CHECKPOINT_DIRTY_LEN;
+                let active = decode_table(
+                    body,
+                    CHECKPOINT_FIXED_LEN,
+                    active_count,
+                    CHECKPOINT_TXN_LEN,
+                    |entry| ActiveTxn {
+                        txn: u64_at(entry, 0),
+                        first_lsn: u64_at(entry, 8),
+                        last_lsn: u64_at(entry, 16),
+                    },
+                );
+                let dirty =
+                    decode_table(body, dirty_at, dirty_count, CHECKPOINT_DIRTY_LEN, |entry| {
                         DirtyPage {
-                            page_id: u32_at(body, at),
-                            rec_lsn: u64_at(body, at + 4),
+                            page_id: u32_at(entry, 0),
+                            rec_lsn: u64_at(entry, 4),
                         }
-                    })
-                    .collect();
+                    });
                 Ok(Body::Checkpoint {
                     begin_lsn: u64_at(body, 0),
                     redo_lsn: u64_at(body, 8),
@@ -370,6 +369,25 @@ impl Body<'_> {
             }
         }
     }
+}
+
+/// `count` entries of `entry_len` bytes from `at` in `body` (its length was
+/// checked against the counts), each decoded by `entry`.
+fn decode_table<T>(
+    body: &[u8],
+    at: usize,
+    count: usize,
+    entry_len: usize,
+    entry: impl Fn(&[u8]) -> T,
+) -> Vec<T> {
+    assert!(
+        at + count * entry_len <= body.len(),
+        "table within the body"
+    );
+    body[at..at + count * entry_len]
+        .chunks_exact(entry_len)
+        .map(entry)
+        .collect()
 }
 
 /// One WAL record.

@@ -108,56 +108,8 @@ pub fn bench_engine(
         wal_syncs: after.wal_syncs - before.wal_syncs,
         all_file_syncs: None,
         wal_bytes: Some(after.wal_bytes_written - before.wal_bytes_written),
-        engine: Some(EngineCounters::between(&before, &after)),
+        engine: Some(after.since(&before)),
     })
-}
-
-/// Engine counters over one measurement (see [`engine::EngineStats`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct EngineCounters {
-    pub checkpoints: u64,
-    pub group_rounds: u64,
-    pub group_commits: u64,
-    pub group_gather_us: u64,
-    pub group_write_us: u64,
-    pub group_sync_us: u64,
-}
-
-impl EngineCounters {
-    fn between(before: &engine::EngineStats, after: &engine::EngineStats) -> EngineCounters {
-        EngineCounters {
-            checkpoints: after.checkpoints - before.checkpoints,
-            group_rounds: after.group_rounds - before.group_rounds,
-            group_commits: after.group_commits - before.group_commits,
-            group_gather_us: after.group_gather_us - before.group_gather_us,
-            group_write_us: after.group_write_us - before.group_write_us,
-            group_sync_us: after.group_sync_us - before.group_sync_us,
-        }
-    }
-
-    pub fn add(&mut self, other: &EngineCounters) {
-        self.checkpoints += other.checkpoints;
-        self.group_rounds += other.group_rounds;
-        self.group_commits += other.group_commits;
-        self.group_gather_us += other.group_gather_us;
-        self.group_write_us += other.group_write_us;
-        self.group_sync_us += other.group_sync_us;
-    }
-
-    /// Commits per group-commit round (per fsync a leader ran).
-    pub fn commits_per_round(&self) -> Option<f64> {
-        (self.group_rounds > 0).then(|| self.group_commits as f64 / self.group_rounds as f64)
-    }
-
-    /// A round's time outside its fsync: gathering plus writing out, µs.
-    pub fn outside_fsync_us_per_round(&self) -> Option<f64> {
-        (self.group_rounds > 0)
-            .then(|| (self.group_gather_us + self.group_write_us) as f64 / self.group_rounds as f64)
-    }
-
-    pub fn sync_us_per_round(&self) -> Option<f64> {
-        (self.group_rounds > 0).then(|| self.group_sync_us as f64 / self.group_rounds as f64)
-    }
 }
 
 /// Runs `work` while a ticker thread calls [`Engine::tick`] every

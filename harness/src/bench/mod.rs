@@ -209,13 +209,13 @@ impl BenchRow {
             p999_us: round_to(quantile(0.999), 1),
             wal_bytes_per_commit: measured.wal_bytes.and_then(per_commit),
             commits_per_round: group
-                .and_then(|g| g.commits_per_round())
+                .and_then(|g| g.commits_per_group_round())
                 .map(|v| round_to(v, 2)),
             outside_fsync_us_per_round: group
-                .and_then(|g| g.outside_fsync_us_per_round())
+                .and_then(|g| g.outside_fsync_us_per_group_round())
                 .map(|v| round_to(v, 1)),
             fsync_us_per_round: group
-                .and_then(|g| g.sync_us_per_round())
+                .and_then(|g| g.fsync_us_per_group_round())
                 .map(|v| round_to(v, 1)),
         }
     }
@@ -231,8 +231,9 @@ pub struct Measured {
     pub all_file_syncs: Option<u64>,
     /// WAL bytes written during the measurement, where counted (the engine).
     pub wal_bytes: Option<u64>,
-    /// The engine's own counters (checkpoints, group-commit rounds).
-    pub engine: Option<engine::EngineCounters>,
+    /// The engine's own counters over the measurement (checkpoints,
+    /// group-commit rounds).
+    pub engine: Option<::engine::EngineStats>,
 }
 
 impl Measured {
@@ -258,7 +259,7 @@ impl Measured {
             (mine, theirs) => Some(mine.unwrap_or(0) + theirs.unwrap_or(0)),
         };
         if let Some(theirs) = &round.engine {
-            self.engine.get_or_insert_with(Default::default).add(theirs);
+            self.engine = Some(self.engine.unwrap_or_default().plus(theirs));
         }
     }
 }
