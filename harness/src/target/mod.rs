@@ -98,7 +98,11 @@ pub trait TargetKind: Sync {
 }
 
 /// Every target, in the order `powercut targets` lists them.
-pub static TARGET_KINDS: &[&dyn TargetKind] = &[&ENGINE_KIND, &process::line::LINE_KIND];
+pub static TARGET_KINDS: &[&dyn TargetKind] = &[
+    &ENGINE_KIND,
+    &process::line::LINE_KIND,
+    &process::postgres::POSTGRES_KIND,
+];
 
 /// The registry entry called `name`.
 pub fn target_kind(name: &str) -> Option<&'static dyn TargetKind> {
@@ -120,6 +124,8 @@ pub enum TargetMode {
     /// `line:COMMAND`: a program speaking the line protocol (SPEC §9). The
     /// command is parsed once per run and kept for its life.
     Line(&'static str),
+    /// `postgres:MODE`: PostgreSQL 15 under one durability setting.
+    Postgres(process::postgres::PgMode),
 }
 
 impl TargetMode {
@@ -128,6 +134,7 @@ impl TargetMode {
         match self {
             TargetMode::Engine(_) => &ENGINE_KIND,
             TargetMode::Line(_) => &process::line::LINE_KIND,
+            TargetMode::Postgres(_) => &process::postgres::POSTGRES_KIND,
         }
     }
 
@@ -136,6 +143,7 @@ impl TargetMode {
         match self {
             TargetMode::Engine(policy) => self::engine::promise(*policy, fault),
             TargetMode::Line(_) => process::line::promise(fault),
+            TargetMode::Postgres(mode) => process::postgres::promise(*mode, fault),
         }
     }
 
@@ -148,6 +156,7 @@ impl TargetMode {
                 let _ = fault;
                 false
             }
+            TargetMode::Postgres(_) => process::postgres::outside_assumptions(fault),
         }
     }
 
@@ -155,7 +164,7 @@ impl TargetMode {
     pub fn leads_group_commit(&self) -> bool {
         match self {
             TargetMode::Engine(policy) => matches!(policy, FsyncPolicy::Group { .. }),
-            TargetMode::Line(_) => false,
+            TargetMode::Line(_) | TargetMode::Postgres(_) => false,
         }
     }
 
@@ -166,6 +175,7 @@ impl TargetMode {
             TargetMode::Engine(_) => true,
             // A line program has no checkpoint request.
             TargetMode::Line(_) => false,
+            TargetMode::Postgres(mode) => process::postgres::checkpoint_is_durable(*mode),
         }
     }
 
@@ -181,6 +191,9 @@ impl TargetMode {
             TargetMode::Line(command) => Box::new(process::line::LineFactory {
                 command: command.to_string(),
             }),
+            TargetMode::Postgres(mode) => {
+                Box::new(process::postgres::PostgresFactory { mode: *mode })
+            }
         }
     }
 }
@@ -197,6 +210,7 @@ impl fmt::Display for TargetMode {
         match self {
             TargetMode::Engine(policy) => write!(f, "{policy}"),
             TargetMode::Line(command) => write!(f, "line:{command}"),
+            TargetMode::Postgres(mode) => write!(f, "postgres:{mode}"),
         }
     }
 }
@@ -354,6 +368,12 @@ pub trait TargetFactory: Send + Sync {
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
     ) -> TargetResult<Box<dyn Target>>;
+
+    /// The files every trial starts from (a process target's initialised
+    /// data directory); empty unless the target needs one.
+    fn starting_image(&self) -> Result<BTreeMap<String, Vec<u8>>, String> {
+        Ok(BTreeMap::new())
+    }
 }
 
 #[cfg(test)]

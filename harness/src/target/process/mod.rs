@@ -9,12 +9,14 @@
 //!   process group, its output kept in files);
 //! - [`session`]: one start of a program on a mount, in the private
 //!   namespace of the (forked, single-threaded) process that starts it;
-//! - [`line`]: `line:COMMAND`, a user's program speaking the line protocol.
+//! - [`line`]: `line:COMMAND`, a user's program speaking the line protocol;
+//! - [`postgres`]: `postgres:MODE`, PostgreSQL 15 driven over SQL.
 //!
 //! [`Storage`]: engine::storage::Storage
 
 pub mod fuse;
 pub mod line;
 pub mod namespace;
+pub mod postgres;
 pub mod program;
 pub mod session;
