@@ -85,7 +85,11 @@ const SOCKET_NAME: &str = ".s.PGSQL.5432";
 /// How often a start is checked for readiness.
 const READY_POLL: Duration = Duration::from_millis(3);
 
-/// Settings of every mode: small, fast, local.
+/// Settings of every mode: small, fast, local. `recovery_init_sync_method
+/// = syncfs` (PostgreSQL's own alternative to fsyncing every file before
+/// crash recovery) is a no-op on the FUSE mount, which is right here: a
+/// trial's starting image is durable by construction, so the fsync of
+/// every file would only cost time (about 0.13 s of a 0.23 s start).
 const COMMON_SETTINGS: &[(&str, &str)] = &[
     ("listen_addresses", ""),
     ("max_connections", "5"),
@@ -94,6 +98,7 @@ const COMMON_SETTINGS: &[(&str, &str)] = &[
     ("min_wal_size", "2MB"),
     ("dynamic_shared_memory_type", "sysv"),
     ("log_min_messages", "warning"),
+    ("recovery_init_sync_method", "syncfs"),
 ];
 
 /// One setting of PostgreSQL's durability trade-offs.
