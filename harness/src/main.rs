@@ -159,6 +159,10 @@ struct BenchArgs {
     /// (harness) Worker processes [default: all cores].
     #[arg(long)]
     jobs: Option<u32>,
+    /// (harness) Targets to measure, e.g. redis:always [default: the engine].
+    /// A process target also gets the cost of each step of a crash state.
+    #[arg(long = "target", value_delimiter = ',')]
+    targets: Vec<String>,
 }
 
 fn main() {
@@ -258,6 +262,7 @@ fn bench(args: BenchArgs) -> i32 {
             match harness::bench::harness::run_harness_bench(
                 duration,
                 args.jobs,
+                &args.targets,
                 &mut std::io::stdout(),
             ) {
                 Ok(_) => exit::OK,

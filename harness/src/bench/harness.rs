@@ -22,9 +22,12 @@ pub struct HarnessBench {
 }
 
 /// Measures for `duration` with `jobs` workers (None: all cores).
+/// `targets` (`--target`) picks the targets (empty: the scenario's); for
+/// each process target among them the cost of each step is printed first.
 pub fn run_harness_bench(
     duration: Duration,
     jobs: Option<u32>,
+    targets: &[String],
     out: &mut dyn Write,
 ) -> Result<HarnessBench, String> {
     let request = RunRequest {
@@ -32,10 +35,32 @@ pub fn run_harness_bench(
         seed: 1,
         duration: Some(format!("{}ms", duration.as_millis())),
         faults: vec!["power-loss".to_string()],
+        targets: targets.to_vec(),
         jobs,
         ..RunRequest::default()
     };
     let plan = Plan::resolve(request)?;
+    for selector in targets {
+        let Ok(mode) = selector.parse::<crate::target::TargetMode>() else {
+            continue;
+        };
+        if mode.kind().deterministic() {
+            continue;
+        }
+        let costs = super::process::profile(mode, super::process::ROUNDS_DEFAULT)?;
+        writeln!(
+            out,
+            "{mode}: per start, mean of {} rounds: mount+start+first answer {:.1} ms (mount, start of `true`, kill, unmount alone: {:.1} ms), scan {:.2} ms, \
+             one commit {:.2} ms, kill+unmount {:.1} ms",
+            costs.rounds,
+            costs.open_us / 1e3,
+            costs.mount_us / 1e3,
+            costs.scan_us / 1e3,
+            costs.commit_us / 1e3,
+            costs.kill_us / 1e3
+        )
+        .map_err(|e| format!("cannot write output: {e}"))?;
+    }
     let report = execute(&plan)?;
     let summary = report.summary;
     let bench = HarnessBench {

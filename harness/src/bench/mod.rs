@@ -23,6 +23,7 @@
 
 pub mod engine;
 pub mod harness;
+pub mod process;
 pub mod recovery;
 pub mod runner;
 pub mod sqlite;

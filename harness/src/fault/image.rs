@@ -33,7 +33,9 @@
 //!   D, and renames whose source or target lives in D. A file or directory
 //!   whose ancestors do not all exist in an image is gone with them (a
 //!   directory creation that did not persist takes its synced contents with
-//!   it: no file system journal orders it before them here).
+//!   it: no file system journal orders it before them here). A file's own
+//!   name changes persist in order: a sync covering one also covers the
+//!   file's earlier pending creates and renames, wherever they were.
 //! - `media` adds one flipped bit or one misdirected sector (a sector of the
 //!   file copied over another) inside bytes that were durable at the crash.
 //!
@@ -573,11 +575,30 @@ impl<'a> ImageBuilder<'a> {
 
     /// A sync at `index` covering the pending changes `covers` selects:
     /// promoted to durable, or (failed) dropped for good.
+    ///
+    /// A file's names change in order: when a directory change of file F is
+    /// covered, every earlier pending directory change of F is covered too
+    /// (a rename into a synced directory cannot persist while the create
+    /// before it, in an unsynced one, reverts and takes the name back).
     fn sync(&mut self, index: usize, failed: bool, covers: impl Fn(&Event) -> bool) {
         let events = self.events;
+        let mut last_covered: HashMap<FileId, usize> = HashMap::new();
+        for p in &self.pending {
+            let event = &events[p.event_index];
+            if is_dir_change(event) && covers(event) && event_file(event) != NO_FILE {
+                last_covered.insert(event_file(event), p.event_index);
+            }
+        }
+        let earlier_name_change = |event_index: usize| {
+            let event = &events[event_index];
+            is_dir_change(event)
+                && last_covered
+                    .get(&event_file(event))
+                    .is_some_and(|last| event_index < *last)
+        };
         let (covered, rest): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
             .into_iter()
-            .partition(|p| covers(&events[p.event_index]));
+            .partition(|p| covers(&events[p.event_index]) || earlier_name_change(p.event_index));
         self.pending = rest;
         for change in covered {
             let event = &events[change.event_index];

@@ -361,6 +361,28 @@ fn a_directory_sync_covers_its_own_entries_only() {
     assert!(image.dirs.contains("d") && image.dirs.contains("e"));
 }
 
+/// Redis 7 creates its base file in the data directory, renames it into
+/// `appendonlydir/` and syncs only `appendonlydir/`: the synced rename
+/// must keep the file under its new name, whatever happens to the unsynced
+/// create before it (which the sync covers too: a file's names change in
+/// order).
+#[test]
+fn a_synced_rename_keeps_the_file_whose_create_was_in_an_unsynced_directory() {
+    let (storage, sink) = recorder(&Files::new(), FaultPlan::default());
+    storage.create_dir("aof").unwrap();
+    storage.sync_dir().unwrap();
+    let base = storage.create("temp-base").unwrap();
+    base.write_at(0, b"BASE").unwrap();
+    base.sync_all().unwrap();
+    storage.rename("temp-base", "aof/base").unwrap();
+    storage.sync_dir_at("aof").unwrap();
+    let events = sink.events();
+    for seed in 0..SEEDS_MAX {
+        let image = image(&Files::new(), &events, FaultProfile::PowerLoss, seed);
+        assert_eq!(image, files(&[("aof/base", b"BASE")]), "seed {seed}");
+    }
+}
+
 #[test]
 fn a_removed_directory_may_come_back_until_its_parent_is_synced() {
     let (storage, sink) = recorder(&Files::new(), FaultPlan::default());

@@ -100,6 +100,7 @@ pub trait TargetKind: Sync {
 /// Every target, in the order `powercut targets` lists them.
 pub static TARGET_KINDS: &[&dyn TargetKind] = &[
     &ENGINE_KIND,
+    &process::redis::REDIS_KIND,
     &process::line::LINE_KIND,
     &process::postgres::POSTGRES_KIND,
 ];
@@ -124,6 +125,8 @@ pub enum TargetMode {
     /// `line:COMMAND`: a program speaking the line protocol (SPEC §9). The
     /// command is parsed once per run and kept for its life.
     Line(&'static str),
+    /// `redis:MODE`: redis-server under an `appendfsync` mode.
+    Redis(process::redis::RedisMode),
     /// `postgres:MODE`: PostgreSQL 15 under one durability setting.
     Postgres(process::postgres::PgMode),
 }
@@ -134,6 +137,7 @@ impl TargetMode {
         match self {
             TargetMode::Engine(_) => &ENGINE_KIND,
             TargetMode::Line(_) => &process::line::LINE_KIND,
+            TargetMode::Redis(_) => &process::redis::REDIS_KIND,
             TargetMode::Postgres(_) => &process::postgres::POSTGRES_KIND,
         }
     }
@@ -143,6 +147,7 @@ impl TargetMode {
         match self {
             TargetMode::Engine(policy) => self::engine::promise(*policy, fault),
             TargetMode::Line(_) => process::line::promise(fault),
+            TargetMode::Redis(mode) => process::redis::promise(*mode, fault),
             TargetMode::Postgres(mode) => process::postgres::promise(*mode, fault),
         }
     }
@@ -152,7 +157,7 @@ impl TargetMode {
     /// outside its assumptions).
     pub fn outside_assumptions(&self, fault: FaultProfile) -> bool {
         match self {
-            TargetMode::Engine(_) | TargetMode::Line(_) => {
+            TargetMode::Engine(_) | TargetMode::Line(_) | TargetMode::Redis(_) => {
                 let _ = fault;
                 false
             }
@@ -164,7 +169,7 @@ impl TargetMode {
     pub fn leads_group_commit(&self) -> bool {
         match self {
             TargetMode::Engine(policy) => matches!(policy, FsyncPolicy::Group { .. }),
-            TargetMode::Line(_) | TargetMode::Postgres(_) => false,
+            TargetMode::Line(_) | TargetMode::Redis(_) | TargetMode::Postgres(_) => false,
         }
     }
 
@@ -174,7 +179,7 @@ impl TargetMode {
         match self {
             TargetMode::Engine(_) => true,
             // A line program has no checkpoint request.
-            TargetMode::Line(_) => false,
+            TargetMode::Line(_) | TargetMode::Redis(_) => false,
             TargetMode::Postgres(mode) => process::postgres::checkpoint_is_durable(*mode),
         }
     }
@@ -191,6 +196,7 @@ impl TargetMode {
             TargetMode::Line(command) => Box::new(process::line::LineFactory {
                 command: command.to_string(),
             }),
+            TargetMode::Redis(mode) => Box::new(process::redis::RedisFactory { mode: *mode }),
             TargetMode::Postgres(mode) => {
                 Box::new(process::postgres::PostgresFactory { mode: *mode })
             }
@@ -210,6 +216,7 @@ impl fmt::Display for TargetMode {
         match self {
             TargetMode::Engine(policy) => write!(f, "{policy}"),
             TargetMode::Line(command) => write!(f, "line:{command}"),
+            TargetMode::Redis(mode) => write!(f, "redis:{mode}"),
             TargetMode::Postgres(mode) => write!(f, "postgres:{mode}"),
         }
     }
