@@ -8,6 +8,7 @@
 mod common;
 
 use common::{command, describe, powercut, summary};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -49,37 +50,48 @@ points_per_trial = 5
 states_per_point = 2
 "#;
 
-/// Every running process of a PostgreSQL cluster (the postmaster and its
-/// backends all run the `postgres` program).
-fn clusters_running() -> Vec<String> {
-    let own = std::process::id().to_string();
-    let mut found = Vec::new();
+/// The parent of process `pid`, if it runs.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(1)?.parse().ok()
+}
+
+/// Whether `pid` runs the `postgres` program (a zombie has no program).
+fn runs_postgres(pid: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == Path::new(POSTGRES))
+}
+
+/// Every running PostgreSQL process of a cluster (below an `unshare`, not
+/// `initdb`'s) whose ancestors include `root`.
+fn clusters_under(root: u32) -> BTreeSet<u32> {
+    let mut found = BTreeSet::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let pid = entry.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == own {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if !runs_postgres(pid) {
             continue;
         }
-        let exe = std::fs::read_link(entry.path().join("exe")).unwrap_or_default();
-        if exe == Path::new(POSTGRES) {
-            found.push(pid);
+        let mut at = pid;
+        let mut in_cluster = false;
+        while let Some(parent) = parent_of(at) {
+            in_cluster |= std::fs::read_link(format!("/proc/{parent}/exe"))
+                .is_ok_and(|exe| exe.ends_with("unshare"));
+            if parent == root {
+                if in_cluster {
+                    found.insert(pid);
+                }
+                break;
+            }
+            if parent <= 1 {
+                break;
+            }
+            at = parent;
         }
     }
     found
-}
-
-fn assert_no_cluster_left(after: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = clusters_running();
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{after}: PostgreSQL processes left: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn run_postgres(mode: &str, seed: &str, out: &Path) -> std::process::Output {
@@ -113,7 +125,6 @@ fn postgres_sync_keeps_every_acknowledged_commit_through_power_cuts() {
     assert!(summary["acked"].as_u64().unwrap() > 0, "{summary}");
     assert_eq!(summary["violations"], 0, "{summary}");
     assert_eq!(summary["acked_lost_permitted"], 0, "{summary}");
-    assert_no_cluster_left("after a run");
 }
 
 /// `fsync=off` promises nothing under power loss: what it loses is counted
@@ -133,9 +144,10 @@ fn postgres_without_fsync_loses_acknowledged_commits_and_the_run_counts_them() {
         lost + unpromised > 0,
         "nothing lost without fsync: {summary}"
     );
-    assert_no_cluster_left("after a run");
 }
 
+/// Every process of every cluster dies with the harness: the postmaster
+/// by its parent-death signal, its backends with its PID namespace.
 #[test]
 fn a_sigkilled_run_leaves_no_postgresql_process() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -157,13 +169,42 @@ fn a_sigkilled_run_leaves_no_postgresql_process() {
     .stderr(std::process::Stdio::null())
     .spawn()
     .unwrap();
+    let root = run.id();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while clusters_running().is_empty() {
-        assert!(Instant::now() < deadline, "no cluster started within 30s");
+    let mut seen = BTreeSet::new();
+    while seen.len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "no cluster of the run started within 30s"
+        );
+        seen.extend(clusters_under(root));
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    // The processes running at the kill are the ones that must die.
+    let running = loop {
+        let running = clusters_under(root);
+        if !running.is_empty() {
+            break running;
+        }
+        assert!(Instant::now() < deadline, "no cluster runs to kill");
+        std::thread::sleep(Duration::from_millis(2));
+    };
     run.kill().unwrap(); // SIGKILL
     run.wait().unwrap();
-    assert_no_cluster_left("after SIGKILL of powercut run");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<u32> = running
+            .iter()
+            .copied()
+            .filter(|pid| runs_postgres(*pid))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL processes of the killed run still run: {left:?} (of {running:?})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

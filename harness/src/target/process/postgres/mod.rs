@@ -285,6 +285,20 @@ fn run_as(mut command: Command, user: (u32, u32), log: &Path, what: &str) -> Res
     use std::os::unix::process::CommandExt;
     let out = std::fs::File::create(log).map_err(|e| format!("{what}: {e}"))?;
     let err = out.try_clone().map_err(|e| format!("{what}: {e}"))?;
+    // SAFETY: getpid before the fork; in the child only async-signal-safe
+    // calls (prctl, getppid, _exit). The identity changes before the hook
+    // runs, so the death signal stays set: a killed harness takes initdb
+    // with it.
+    let parent = unsafe { libc::getpid() };
+    unsafe {
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                libc::_exit(127);
+            }
+            Ok(())
+        });
+    }
     let status = command
         .uid(user.0)
         .gid(user.1)
