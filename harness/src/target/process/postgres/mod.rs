@@ -434,13 +434,14 @@ pub fn quote_log(log: &[u8]) -> String {
 }
 
 /// The lines of a server log that tell a problem (`WARNING`, `ERROR`,
-/// `FATAL`, `PANIC`), or its tail when there is none.
+/// `FATAL`, `PANIC`, with their `DETAIL` and `HINT`), or its tail when there
+/// is none.
 pub fn problem_lines(log: &[u8]) -> String {
     let text = String::from_utf8_lossy(log);
     let problems: Vec<&str> = text
         .lines()
         .filter(|line| {
-            ["WARNING:", "ERROR:", "FATAL:", "PANIC:"]
+            ["WARNING:", "ERROR:", "FATAL:", "PANIC:", "DETAIL:", "HINT:"]
                 .iter()
                 .any(|level| line.contains(level))
         })
