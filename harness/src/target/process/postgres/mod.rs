@@ -44,11 +44,11 @@
 pub mod wire;
 
 use self::wire::{Connection, WireError, bytea_literal, parse_bytea};
+use super::buffered::{BufferedTxns, RealTime};
 use super::fuse::Owner;
 use super::program::{NotReady, ProgramSpec, wait_ready};
 use super::session::Session;
 use crate::fault::FaultProfile;
-use crate::fault::trace::Write as TxnWrite;
 use crate::target::{
     PromiseKind, State, Target, TargetError, TargetErrorKind, TargetFactory, TargetKind,
     TargetMode, TargetResult, TxnHandle,
@@ -494,12 +494,8 @@ pub struct PostgresTarget {
     /// `None` once closed.
     connection: Option<Connection>,
     session: Session,
-    clock: Arc<dyn Clock>,
-    started: Instant,
-    started_us: u64,
-    txns: BTreeMap<TxnHandle, Vec<TxnWrite>>,
-    next_txn: TxnHandle,
-    acks: Vec<TxnHandle>,
+    real_time: RealTime,
+    txns: BufferedTxns,
     /// What the log said about recovery, read once it accepted connections.
     recovery: String,
 }
@@ -573,12 +569,8 @@ impl PostgresTarget {
             mode,
             connection: None,
             session,
-            started_us: clock.now_us(),
-            clock,
-            started: Instant::now(),
-            txns: BTreeMap::new(),
-            next_txn: 1,
-            acks: Vec::new(),
+            real_time: RealTime::new(clock),
+            txns: BufferedTxns::default(),
             recovery: String::new(),
         };
         let socket = socket_dir.join(SOCKET_NAME);
@@ -632,22 +624,13 @@ impl PostgresTarget {
         )
     }
 
-    /// Keeps the virtual clock at or past the real time since the start.
-    fn follow_real_time(&self) {
-        let real = self.started_us + self.started.elapsed().as_micros() as u64;
-        let now = self.clock.now_us();
-        if real > now {
-            self.clock.sleep_us(real - now);
-        }
-    }
-
     fn query(&mut self, what: &str, sql: &str) -> TargetResult<wire::QueryResult> {
-        self.follow_real_time();
+        self.real_time.follow();
         let result = match self.connection.as_mut() {
             Some(connection) => connection.query(sql),
             None => Err(WireError::Io(io::Error::other("the target was closed"))),
         };
-        self.follow_real_time();
+        self.real_time.follow();
         result.map_err(|e| self.failure(what, e))
     }
 
@@ -734,38 +717,24 @@ fn recovery_lines(log: &[u8]) -> String {
 
 impl Target for PostgresTarget {
     fn begin(&mut self) -> TargetResult<TxnHandle> {
-        let txn = self.next_txn;
-        self.next_txn += 1;
-        self.txns.insert(txn, Vec::new());
-        Ok(txn)
+        Ok(self.txns.begin())
     }
 
     fn put(&mut self, txn: TxnHandle, key: &[u8], value: &[u8]) -> TargetResult<()> {
-        self.txns
-            .get_mut(&txn)
-            .ok_or_else(|| error(TargetErrorKind::Other, format!("no open transaction {txn}")))?
-            .push((key.to_vec(), Some(value.to_vec())));
-        Ok(())
+        self.txns.put(txn, key, value)
     }
 
     fn delete(&mut self, txn: TxnHandle, key: &[u8]) -> TargetResult<()> {
-        self.txns
-            .get_mut(&txn)
-            .ok_or_else(|| error(TargetErrorKind::Other, format!("no open transaction {txn}")))?
-            .push((key.to_vec(), None));
-        Ok(())
+        self.txns.delete(txn, key)
     }
 
     fn abort(&mut self, txn: TxnHandle) -> TargetResult<()> {
-        self.txns.remove(&txn);
+        self.txns.abort(txn);
         Ok(())
     }
 
     fn commit(&mut self, txn: TxnHandle) -> TargetResult<Option<u64>> {
-        let writes = self
-            .txns
-            .remove(&txn)
-            .ok_or_else(|| error(TargetErrorKind::Other, format!("no open transaction {txn}")))?;
+        let writes = self.txns.take(txn)?;
         let mut sql = String::from("BEGIN;");
         for (key, value) in &writes {
             match value {
@@ -788,7 +757,7 @@ impl Target for PostgresTarget {
                 ),
             ));
         }
-        self.acks.push(txn);
+        self.txns.acknowledge(txn);
         Ok(None)
     }
 
@@ -801,7 +770,7 @@ impl Target for PostgresTarget {
     }
 
     fn tick(&mut self) -> TargetResult<()> {
-        self.follow_real_time();
+        self.real_time.follow();
         Ok(())
     }
 
@@ -810,7 +779,7 @@ impl Target for PostgresTarget {
     }
 
     fn take_acks(&mut self) -> Vec<TxnHandle> {
-        std::mem::take(&mut self.acks)
+        self.txns.take_acks()
     }
 
     fn get(&mut self, key: &[u8]) -> TargetResult<Option<Vec<u8>>> {
