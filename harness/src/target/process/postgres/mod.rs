@@ -46,7 +46,7 @@ pub mod wire;
 use self::wire::{Connection, WireError, bytea_literal, parse_bytea};
 use super::buffered::{BufferedTxns, RealTime};
 use super::fuse::Owner;
-use super::program::{NotReady, ProgramSpec, wait_ready};
+use super::program::{NotReady, ProgramSpec, die_with_this_thread, wait_ready};
 use super::session::Session;
 use crate::fault::FaultProfile;
 use crate::target::{
@@ -285,20 +285,8 @@ fn run_as(mut command: Command, user: (u32, u32), log: &Path, what: &str) -> Res
     use std::os::unix::process::CommandExt;
     let out = std::fs::File::create(log).map_err(|e| format!("{what}: {e}"))?;
     let err = out.try_clone().map_err(|e| format!("{what}: {e}"))?;
-    // SAFETY: getpid before the fork; in the child only async-signal-safe
-    // calls (prctl, getppid, _exit). The identity changes before the hook
-    // runs, so the death signal stays set: a killed harness takes initdb
-    // with it.
-    let parent = unsafe { libc::getpid() };
-    unsafe {
-        command.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::getppid() != parent {
-                libc::_exit(127);
-            }
-            Ok(())
-        });
-    }
+    // A killed harness takes initdb with it.
+    die_with_this_thread(&mut command);
     let status = command
         .uid(user.0)
         .gid(user.1)
