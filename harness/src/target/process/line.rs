@@ -13,7 +13,6 @@
 //! profile: a program that answers `OK` to a commit says it is kept.
 //! `appendkv` (harness/examples/appendkv.rs) is the example.
 
-use super::buffered::BufferedTxns;
 use super::program::ProgramSpec;
 use super::session::Session;
 use crate::fault::FaultProfile;
@@ -24,6 +23,7 @@ use crate::target::{
 };
 use engine::Clock;
 use engine::storage::Storage;
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::process::{ChildStdin, ChildStdout};
@@ -143,7 +143,9 @@ impl TargetFactory for LineFactory {
         let mut target = LineTarget {
             session,
             client: Some(LineClient::new(stdin, stdout)),
-            txns: BufferedTxns::default(),
+            txns: BTreeMap::new(),
+            next_txn: 1,
+            acks: Vec::new(),
         };
         // The first answer says the program started and recovered.
         target.scan().map_err(|e| target.with_stderr(e))?;
@@ -283,7 +285,10 @@ pub struct LineTarget {
     session: Session,
     /// `None` once closed.
     client: Option<LineClient>,
-    txns: BufferedTxns,
+    /// Open transactions: their writes, in order (`None` deletes).
+    txns: BTreeMap<TxnHandle, Vec<TxnWrite>>,
+    next_txn: TxnHandle,
+    acks: Vec<TxnHandle>,
 }
 
 impl LineTarget {
@@ -309,6 +314,13 @@ impl LineTarget {
             .ok_or_else(|| io::Error::other("the target was closed"))
     }
 
+    fn writes(&mut self, txn: TxnHandle) -> TargetResult<&mut Vec<TxnWrite>> {
+        self.txns.get_mut(&txn).ok_or_else(|| TargetError {
+            kind: TargetErrorKind::Other,
+            message: format!("no open transaction {txn}"),
+        })
+    }
+
     /// Sends one transaction; `Ok(Err(text))` if the program said `ERR`.
     fn send_txn(&mut self, writes: &[TxnWrite]) -> io::Result<Result<(), String>> {
         let client = self.client()?;
@@ -331,27 +343,35 @@ impl LineTarget {
 
 impl Target for LineTarget {
     fn begin(&mut self) -> TargetResult<TxnHandle> {
-        Ok(self.txns.begin())
+        let txn = self.next_txn;
+        self.next_txn += 1;
+        self.txns.insert(txn, Vec::new());
+        Ok(txn)
     }
 
     fn put(&mut self, txn: TxnHandle, key: &[u8], value: &[u8]) -> TargetResult<()> {
-        self.txns.put(txn, key, value)
+        self.writes(txn)?.push((key.to_vec(), Some(value.to_vec())));
+        Ok(())
     }
 
     fn delete(&mut self, txn: TxnHandle, key: &[u8]) -> TargetResult<()> {
-        self.txns.delete(txn, key)
+        self.writes(txn)?.push((key.to_vec(), None));
+        Ok(())
     }
 
     fn abort(&mut self, txn: TxnHandle) -> TargetResult<()> {
-        self.txns.abort(txn);
+        self.txns.remove(&txn);
         Ok(())
     }
 
     fn commit(&mut self, txn: TxnHandle) -> TargetResult<Option<u64>> {
-        let writes = self.txns.take(txn)?;
+        let writes = self.txns.remove(&txn).ok_or_else(|| TargetError {
+            kind: TargetErrorKind::Other,
+            message: format!("no open transaction {txn}"),
+        })?;
         match self.send_txn(&writes) {
             Ok(Ok(())) => {
-                self.txns.acknowledge(txn);
+                self.acks.push(txn);
                 Ok(None)
             }
             Ok(Err(text)) => Err(self.with_stderr(TargetError {
@@ -379,7 +399,7 @@ impl Target for LineTarget {
     }
 
     fn take_acks(&mut self) -> Vec<TxnHandle> {
-        self.txns.take_acks()
+        std::mem::take(&mut self.acks)
     }
 
     fn get(&mut self, key: &[u8]) -> TargetResult<Option<Vec<u8>>> {

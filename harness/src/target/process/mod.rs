@@ -4,8 +4,6 @@
 //! verification).
 //!
 //! - [`fuse`]: the file system over a `Storage`;
-//! - [`buffered`]: transactions kept until they commit, and real time, for
-//!   every process target;
 //! - [`namespace`]: the private mount namespace every mount lives in;
 //! - [`program`]: starting, waiting for and killing a program (its own
 //!   process group, its output kept in files);
@@ -17,7 +15,6 @@
 //!
 //! [`Storage`]: engine::storage::Storage
 
-pub mod buffered;
 pub mod fuse;
 pub mod line;
 pub mod namespace;

@@ -21,7 +21,6 @@
 //! harness's virtual clock at least as far as real time since it opened
 //! (it advances it before each acknowledgement); windows are judged on it.
 
-use super::buffered::{BufferedTxns, RealTime};
 use super::program::{ProgramSpec, wait_ready};
 use super::resp::{Reply, RespClient};
 use super::session::Session;
@@ -33,12 +32,13 @@ use crate::target::{
 };
 use engine::Clock;
 use engine::storage::Storage;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long the server may take to accept connections (it loads the AOF
 /// first).
@@ -200,12 +200,19 @@ impl TargetFactory for RedisFactory {
                 ));
             }
         };
-        Ok(Box::new(RedisTarget {
-            session,
-            client,
-            real_time: RealTime::new(clock),
-            txns: BufferedTxns::default(),
-        }))
+        Ok(Box::new(
+            RedisTarget {
+                session,
+                client,
+                clock,
+                opened: Instant::now(),
+                opened_us: 0,
+                txns: BTreeMap::new(),
+                next_txn: 1,
+                acks: Vec::new(),
+            }
+            .with_origin(),
+        ))
     }
 }
 
@@ -244,11 +251,30 @@ fn server_argv(mode: RedisMode, datadir: &str, socket: &std::path::Path) -> Vec<
 pub struct RedisTarget {
     session: Session,
     client: RespClient,
-    real_time: RealTime,
-    txns: BufferedTxns,
+    clock: Arc<dyn Clock>,
+    opened: Instant,
+    opened_us: u64,
+    txns: BTreeMap<TxnHandle, Vec<TxnWrite>>,
+    next_txn: TxnHandle,
+    acks: Vec<TxnHandle>,
 }
 
 impl RedisTarget {
+    fn with_origin(mut self) -> RedisTarget {
+        self.opened = Instant::now();
+        self.opened_us = self.clock.now_us();
+        self
+    }
+
+    /// Moves the virtual clock up to real time since the open.
+    fn keep_clock_real(&self) {
+        let real_us = self.opened_us + self.opened.elapsed().as_micros() as u64;
+        let now_us = self.clock.now_us();
+        if real_us > now_us {
+            self.clock.sleep_us(real_us - now_us);
+        }
+    }
+
     fn failed(&self, what: &str, e: impl fmt::Display) -> TargetError {
         let output = self.session.output_tail("output");
         error(
@@ -308,28 +334,44 @@ impl RedisTarget {
 
 impl Target for RedisTarget {
     fn begin(&mut self) -> TargetResult<TxnHandle> {
-        Ok(self.txns.begin())
+        let txn = self.next_txn;
+        self.next_txn += 1;
+        self.txns.insert(txn, Vec::new());
+        Ok(txn)
     }
 
     fn put(&mut self, txn: TxnHandle, key: &[u8], value: &[u8]) -> TargetResult<()> {
-        self.txns.put(txn, key, value)
+        let writes = self
+            .txns
+            .get_mut(&txn)
+            .ok_or_else(|| error(TargetErrorKind::Other, format!("no open transaction {txn}")))?;
+        writes.push((key.to_vec(), Some(value.to_vec())));
+        Ok(())
     }
 
     fn delete(&mut self, txn: TxnHandle, key: &[u8]) -> TargetResult<()> {
-        self.txns.delete(txn, key)
+        let writes = self
+            .txns
+            .get_mut(&txn)
+            .ok_or_else(|| error(TargetErrorKind::Other, format!("no open transaction {txn}")))?;
+        writes.push((key.to_vec(), None));
+        Ok(())
     }
 
     fn abort(&mut self, txn: TxnHandle) -> TargetResult<()> {
-        self.txns.abort(txn);
+        self.txns.remove(&txn);
         Ok(())
     }
 
     fn commit(&mut self, txn: TxnHandle) -> TargetResult<Option<u64>> {
-        let writes = self.txns.take(txn)?;
+        let writes = self
+            .txns
+            .remove(&txn)
+            .ok_or_else(|| error(TargetErrorKind::Other, format!("no open transaction {txn}")))?;
         match self.exec(&writes) {
             Ok(Ok(())) => {
-                self.real_time.follow();
-                self.txns.acknowledge(txn);
+                self.keep_clock_real();
+                self.acks.push(txn);
                 Ok(None)
             }
             Ok(Err(text)) => Err(self.failed("redis-server refused the transaction", text)),
@@ -346,7 +388,7 @@ impl Target for RedisTarget {
     }
 
     fn tick(&mut self) -> TargetResult<()> {
-        self.real_time.follow();
+        self.keep_clock_real();
         Ok(())
     }
 
@@ -355,7 +397,7 @@ impl Target for RedisTarget {
     }
 
     fn take_acks(&mut self) -> Vec<TxnHandle> {
-        self.txns.take_acks()
+        std::mem::take(&mut self.acks)
     }
 
     fn get(&mut self, key: &[u8]) -> TargetResult<Option<Vec<u8>>> {
