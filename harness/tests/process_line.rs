@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{command, describe, powercut, summary};
+use common::{command, describe, summary};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,22 +16,41 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const APPENDKV: &str = env!("CARGO_BIN_EXE_appendkv");
 
-/// Every process whose command line names `APPENDKV`, and every mount in
-/// any namespace served by powercut (a FUSE mount or a scratch tmpfs).
+/// Set in the environment of every run of these tests; every process of a
+/// run (workers, children, programs) inherits it, so leftovers are told
+/// apart from other processes on the machine.
+const MARK: &str = "POWERCUT_PROCESS_LINE_TEST";
+
+fn marked(args: &[&str]) -> std::process::Command {
+    let mut command = command(args);
+    command.env(MARK, std::process::id().to_string());
+    command
+}
+
+/// Every process of our runs (by the mark in its environment), and every
+/// mount powercut serves (a FUSE mount or a scratch tmpfs) in their mount
+/// namespaces. A private namespace with no process left is gone, mounts
+/// and all, so no process means no mount.
 fn leftovers() -> (Vec<String>, Vec<String>) {
     let mut processes = Vec::new();
     let mut mounts = Vec::new();
     let own = std::process::id().to_string();
+    let mark = format!("{MARK}={own}");
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let pid = entry.file_name().to_string_lossy().into_owned();
         if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == own {
             continue;
         }
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(APPENDKV) {
-            processes.push(format!("{pid}: {cmdline}"));
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let ours = environ.split(|b| *b == 0).any(|var| var == mark.as_bytes());
+        if !ours {
+            continue;
         }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        processes.push(format!(
+            "{pid}: {}",
+            String::from_utf8_lossy(&cmdline).replace('\0', " ")
+        ));
         let mountinfo = std::fs::read_to_string(entry.path().join("mountinfo")).unwrap_or_default();
         for line in mountinfo.lines() {
             if line.contains("fuse.powercut") || line.contains("powercut-scratch") {
@@ -59,7 +78,7 @@ fn assert_nothing_left(after: &str) {
 }
 
 fn run_line(target: &str, out: &Path) -> std::process::Output {
-    powercut(&[
+    marked(&[
         "run",
         "--target",
         target,
@@ -74,6 +93,8 @@ fn run_line(target: &str, out: &Path) -> std::process::Output {
         "--out",
         out.to_str().unwrap(),
     ])
+    .output()
+    .expect("run powercut")
 }
 
 #[test]
@@ -105,6 +126,51 @@ fn appendkv_without_fsync_is_caught_losing_acknowledged_commits() {
         "{summary}"
     );
     assert_nothing_left("after a failing run");
+
+    // The printed command names the bundle, which replays from its trace.
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let argument = common::first_case_id(&stdout);
+    let bundle = Path::new(argument.trim_matches('\''));
+    assert!(bundle.join("trace.bin").is_file(), "{argument}");
+    let replayed = marked(&["replay", bundle.to_str().unwrap(), "--explain"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&replayed.stdout).into_owned();
+    assert_eq!(replayed.status.code(), Some(1), "{}", describe(&replayed));
+    assert!(
+        text.contains("reproduced") && text.contains("lost-ack"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DROPPED"),
+        "the story tells the dropped writes: {text}"
+    );
+
+    // Shrinking works on the recorded trace: crash point and fault choices.
+    let shrunk_dir = out.path().join("minimal");
+    let shrunk = marked(&[
+        "shrink",
+        bundle.to_str().unwrap(),
+        "--budget",
+        "60s",
+        "--out",
+        shrunk_dir.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&shrunk.stdout).into_owned();
+    assert_eq!(shrunk.status.code(), Some(1), "{}", describe(&shrunk));
+    assert!(text.contains("minimal case (lost-ack)"), "{text}");
+    let again = marked(&["replay", shrunk_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "{}", describe(&again));
+
+    // Its case id alone cannot replay a process target: one clear line.
+    let case_id = std::fs::read_to_string(bundle.join("case-id")).unwrap();
+    let by_id = marked(&["replay", case_id.trim()]).output().unwrap();
+    assert_eq!(by_id.status.code(), Some(2), "{}", describe(&by_id));
+    assert_nothing_left("after replays and a shrink");
 }
 
 #[test]
@@ -112,7 +178,7 @@ fn a_sigkilled_run_leaves_no_mount_and_no_process() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = tempfile::tempdir().unwrap();
     let target = format!("line:{APPENDKV}");
-    let mut run = command(&[
+    let mut run = marked(&[
         "run",
         "--target",
         &target,

@@ -8,9 +8,17 @@
 //! - `explanation.txt` — the story in words;
 //! - `trace.txt` — the events of the failing cycle up to the crash point;
 //! - `image/` — the crash image, as ordinary files;
-//! - `recovered.txt`, `expected.txt`, `diff.txt` — states, one key a line.
+//! - `recovered.txt`, `expected.txt`, `diff.txt` — states, one key a line;
+//! - for a process target (not deterministic: its workload cannot be run
+//!   again byte for byte), what replays the case without re-running it:
+//!   `trace.bin` — the failing cycle's whole trace, LZ4-compressed;
+//!   `base/` — the durable disk the cycle started from; `base-state.txt` —
+//!   the state that disk holds (`hex-key hex-value` lines).
 
+use crate::fault::shm::{decode_entries, encode_entry};
+use crate::fault::trace::Event;
 use crate::report::{ReportError, write_atomically};
+use crate::target::process::line::{hex, unhex};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,6 +37,131 @@ pub struct Bundle {
     pub image: BTreeMap<String, Vec<u8>>,
     pub recovered: Option<BTreeMap<Vec<u8>, Vec<u8>>>,
     pub expected: Option<BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// A process target's recorded cycle (`None` for deterministic targets).
+    pub recorded: Option<RecordedCycle>,
+}
+
+/// What a process target's bundle keeps to replay without the workload.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordedCycle {
+    /// The failing cycle's whole trace.
+    pub events: Vec<Event>,
+    /// The durable disk the cycle started from.
+    pub base_image: BTreeMap<String, Vec<u8>>,
+    /// The state that disk holds.
+    pub base_state: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+/// The first bytes of `trace.bin`.
+const TRACE_MAGIC: &[u8; 8] = b"PCTRACE1";
+/// The largest decompressed trace a bundle may hold.
+pub const TRACE_BYTES_MAX: usize = 1 << 30;
+
+/// `trace.bin`'s bytes for `events`.
+pub fn encode_trace(events: &[Event]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut entry = Vec::new();
+    for event in events {
+        encode_entry(event, &mut entry);
+        raw.extend_from_slice(&entry);
+    }
+    let mut out = TRACE_MAGIC.to_vec();
+    out.extend_from_slice(&lz4_flex::compress_prepend_size(&raw));
+    out
+}
+
+/// The events of a `trace.bin`.
+pub fn decode_trace(bytes: &[u8]) -> Result<Vec<Event>, String> {
+    let body = bytes
+        .strip_prefix(TRACE_MAGIC.as_slice())
+        .ok_or("trace.bin does not start with its magic")?;
+    let declared = body
+        .get(..4)
+        .map(|len| u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize)
+        .ok_or("trace.bin is truncated")?;
+    if declared > TRACE_BYTES_MAX {
+        return Err(format!("trace.bin declares {declared} bytes"));
+    }
+    let raw = lz4_flex::decompress_size_prepended(body).map_err(|e| format!("trace.bin: {e}"))?;
+    decode_entries(&raw).map_err(|e| format!("trace.bin: {e}"))
+}
+
+fn state_lines(state: &BTreeMap<Vec<u8>, Vec<u8>>) -> String {
+    state
+        .iter()
+        .map(|(key, value)| format!("{} {}\n", hex(key), hex(value)))
+        .collect()
+}
+
+fn parse_state_lines(text: &str) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
+    text.lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+            unhex(key)
+                .zip(unhex(value))
+                .ok_or_else(|| format!("base-state.txt: bad line {line:?}"))
+        })
+        .collect()
+}
+
+/// Writes `files` (paths may name subdirectories) under `dir`.
+fn write_tree(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), ReportError> {
+    for (file, bytes) in files {
+        let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| ReportError::new(parent, e))?;
+        }
+        write_atomically(&path, bytes)?;
+    }
+    Ok(())
+}
+
+/// Reads every file under `dir` (paths relative to it, `/`-separated).
+fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) -> Result<(), String> {
+        let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.is_dir() {
+                walk(root, &path, out)?;
+            } else {
+                let name = path
+                    .strip_prefix(root)
+                    .expect("under root")
+                    .to_string_lossy()
+                    .into_owned();
+                let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                out.insert(name, bytes);
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    if dir.is_dir() {
+        walk(dir, dir, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// The recorded cycle of a bundle, if it holds one (`trace.bin`).
+pub fn read_recorded(dir: &Path) -> Result<Option<RecordedCycle>, String> {
+    let corrupt = |what: String| format!("corrupt bundle {}: {what}", dir.display());
+    let trace = match fs::read(dir.join("trace.bin")) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(corrupt(format!("cannot read trace.bin: {e}"))),
+    };
+    let events = decode_trace(&trace).map_err(corrupt)?;
+    let base_image = read_tree(&dir.join("base")).map_err(corrupt)?;
+    let state_text = fs::read_to_string(dir.join("base-state.txt"))
+        .map_err(|e| corrupt(format!("cannot read base-state.txt: {e}")))?;
+    let base_state = parse_state_lines(&state_text).map_err(corrupt)?;
+    Ok(Some(RecordedCycle {
+        events,
+        base_image,
+        base_state,
+    }))
 }
 
 /// Writes `bundle` under `failures_dir/<name>/`; returns the directory.
@@ -44,8 +177,16 @@ pub fn write(failures_dir: &Path, name: &str, bundle: &Bundle) -> Result<PathBuf
     write_atomically(&dir.join("verdict.json"), bundle.verdict_json.as_bytes())?;
     write_atomically(&dir.join("explanation.txt"), bundle.explanation.as_bytes())?;
     write_atomically(&dir.join("trace.txt"), bundle.trace.as_bytes())?;
-    for (file, bytes) in &bundle.image {
-        write_atomically(&image_dir.join(file), bytes)?;
+    write_tree(&image_dir, &bundle.image)?;
+    if let Some(recorded) = &bundle.recorded {
+        write_atomically(&dir.join("trace.bin"), &encode_trace(&recorded.events))?;
+        let base_dir = dir.join("base");
+        fs::create_dir_all(&base_dir).map_err(|e| ReportError::new(&base_dir, e))?;
+        write_tree(&base_dir, &recorded.base_image)?;
+        write_atomically(
+            &dir.join("base-state.txt"),
+            state_lines(&recorded.base_state).as_bytes(),
+        )?;
     }
     if let Some(recovered) = &bundle.recovered {
         write_atomically(&dir.join("recovered.txt"), state_text(recovered).as_bytes())?;
@@ -146,6 +287,55 @@ mod tests {
         assert!(
             diff.contains("- expected \"new\"") && diff.contains("+ recovered \"old\""),
             "{diff}"
+        );
+    }
+
+    /// A process target's bundle keeps its trace, base disk (with nested
+    /// paths) and base state, and reads them back exactly.
+    #[test]
+    fn a_recorded_cycle_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorded = RecordedCycle {
+            events: vec![
+                Event::CreateDir {
+                    path: "appendonlydir".into(),
+                },
+                Event::Write {
+                    file: 0,
+                    offset: 7,
+                    data: vec![9; 5000],
+                },
+                Event::SyncDir {
+                    dir: "appendonlydir".into(),
+                    failed: false,
+                },
+                Event::Acked { txn: 3, now_us: 4 },
+            ],
+            base_image: BTreeMap::from([("appendonlydir/base".into(), b"B".to_vec())]),
+            base_state: BTreeMap::from([(b"k\n".to_vec(), Vec::new())]),
+        };
+        let bundle = Bundle {
+            case_id: "c".into(),
+            image: BTreeMap::from([("appendonlydir/x".into(), b"X".to_vec())]),
+            recorded: Some(recorded.clone()),
+            ..Bundle::default()
+        };
+        let written = write(dir.path(), "case", &bundle).unwrap();
+        assert_eq!(
+            fs::read(written.join("image/appendonlydir/x")).unwrap(),
+            b"X"
+        );
+        assert_eq!(read_recorded(&written).unwrap(), Some(recorded));
+        let compressed = fs::metadata(written.join("trace.bin")).unwrap().len();
+        assert!(
+            compressed < 1000,
+            "the trace is compressed: {compressed} bytes"
+        );
+        fs::write(written.join("trace.bin"), b"PCTRACE1\xff\xff\xff\x7f").unwrap();
+        let error = read_recorded(&written).unwrap_err();
+        assert!(
+            error.starts_with("corrupt bundle") && !error.contains('\n'),
+            "{error}"
         );
     }
 

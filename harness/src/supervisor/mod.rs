@@ -4,6 +4,7 @@
 //! workers and their children never do.
 
 pub mod child;
+pub mod process;
 pub mod protocol;
 pub mod recovery_fault;
 pub mod run;

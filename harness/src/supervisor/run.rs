@@ -554,7 +554,13 @@ impl<'plan> Dispatcher<'plan> {
                 summary.failures.push(failure.case_id.clone());
                 let line = format!(
                     "FAIL {} ({}): {}\n  powercut replay {}",
-                    failure.kind, row.policy, failure.message, failure.case_id
+                    failure.kind,
+                    row.policy,
+                    failure.message,
+                    super::process::replay_argument(
+                        &failure.case_id,
+                        self.plan.setup.failures_dir.as_deref()
+                    )
                 );
                 match &self.progress {
                     Some(bar) => bar.println(line),

@@ -604,5 +604,19 @@ fn bundle_for(
         image: image.files.clone(),
         recovered: checked.state.clone(),
         expected: Some(history.state_after(crate::case::explain::acked_prefix(history))),
+        recorded: recorded_cycle(input, case.target),
     }
+}
+
+/// A process target's bundle keeps the cycle it ran (its workload cannot
+/// be run again byte for byte).
+fn recorded_cycle(
+    input: &CycleInput<'_>,
+    target: crate::target::TargetMode,
+) -> Option<bundle::RecordedCycle> {
+    (!target.kind().deterministic()).then(|| bundle::RecordedCycle {
+        events: input.events.to_vec(),
+        base_image: input.chain.image.clone(),
+        base_state: input.chain.state.clone(),
+    })
 }

@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 pub struct Resolved {
     pub case: CaseId,
     pub plan: TrialPlan,
+    /// A process target's bundle: the cycle it recorded (replayed from its
+    /// trace instead of running the workload again).
+    pub recorded: Option<bundle::RecordedCycle>,
 }
 
 /// Resolves CASE (a case id or a bundle directory), under `target` instead
@@ -30,11 +33,11 @@ pub struct Resolved {
 /// error is one line.
 pub fn resolve(argument: &str, target: Option<&str>) -> Result<Resolved, String> {
     let path = Path::new(argument);
-    let (text, bundled_toml) = if path.is_dir() {
+    let (text, bundled_toml, recorded) = if path.is_dir() {
         let (case, toml) = bundle::read(path)?;
-        (case, Some(toml))
+        (case, Some(toml), bundle::read_recorded(path)?)
     } else {
-        (argument.to_string(), None)
+        (argument.to_string(), None, None)
     };
     let mut case: CaseId = text
         .parse()
@@ -49,8 +52,23 @@ pub fn resolve(argument: &str, target: Option<&str>) -> Result<Resolved, String>
         Some(toml) => toml,
         None => scenario_text(&case.scenario)?,
     };
+    if recorded.is_none() && !case.target.kind().deterministic() {
+        return Err(format!(
+            "target `{}` is a process target: its cases replay from their bundle directory (failures/<case>/ under the run's --out), which keeps the trace",
+            case.target
+        ));
+    }
+    if recorded.is_some() && target.is_some() {
+        return Err(
+            "--target cannot change the target of a recorded (process target) bundle".into(),
+        );
+    }
     let plan = plan_for(&case, toml)?;
-    Ok(Resolved { case, plan })
+    Ok(Resolved {
+        case,
+        plan,
+        recorded,
+    })
 }
 
 fn scenario_text(label: &str) -> Result<String, String> {
@@ -123,12 +141,14 @@ pub struct Replayed {
 
 /// Runs the case's cycles again and judges its crash state.
 pub fn rebuild(resolved: &Resolved, explain: bool) -> Result<Replayed, String> {
-    let Resolved { case, plan } = resolved;
+    if let Some(recorded) = &resolved.recorded {
+        return rebuild_recorded(resolved, recorded, explain);
+    }
+    let Resolved { case, plan, .. } = resolved;
     let trial = case.trial;
     let combo = plan.combo(trial);
     let factory = plan.factory(trial);
     let spec = plan.scenario.cycle_spec(combo);
-    let sector_size = u64::from(plan.scenario.crash.sector_size);
     let mut chain = Chain::default();
     for (cycle, crash) in case.crashes.iter().enumerate() {
         let cycle_seed = plan.cycle_seed(trial, cycle);
@@ -142,47 +162,18 @@ pub fn rebuild(resolved: &Resolved, explain: bool) -> Result<Replayed, String> {
             stop_at: Some(crash.point),
             chaos_seed: None,
         })?;
-        let point =
-            usize::try_from(crash.point).map_err(|_| "crash point too large".to_string())?;
-        if run.events.len() < point {
-            return Err(format!(
-                "cycle {cycle} recorded only {} operations, the case crashes at {point}: this case id does not belong to this binary or scenario",
-                run.events.len()
-            ));
-        }
-        let events = run.events[..point].to_vec();
-        let state = CrashState {
-            point,
-            faults: crash.faults.clone(),
-        };
-        let image = build_image(
-            &chain.image,
-            &events,
-            point,
-            combo.fault,
-            sector_size,
-            &state.faults.to_choices(),
-        )
-        .map_err(|e| format!("cannot rebuild the crash image: {e}"))?;
         let last = cycle + 1 == case.crashes.len();
-        let input = CycleInput {
+        let (events, image, result) = judge_crash(
             plan,
             trial,
             cycle,
-            chain: &chain,
-            events: &events,
-            factory: factory.as_ref(),
-            explain: explain && last,
-        };
-        let mut bundles = 0;
-        let result = verify::verify_states(
-            &input,
-            std::slice::from_ref(&state),
-            (!last).then_some(0),
-            &mut bundles,
-        )?
-        .pop()
-        .expect("one state, one result");
+            &chain,
+            &run.events,
+            crash,
+            factory.as_ref(),
+            explain && last,
+            !last,
+        )?;
         if last {
             return Ok(Replayed {
                 events,
@@ -213,6 +204,104 @@ pub fn rebuild(resolved: &Resolved, explain: bool) -> Result<Replayed, String> {
         };
     }
     unreachable!("a case id has at least one crash")
+}
+
+/// Rebuilds a process target's crash state from its bundle: the recorded
+/// trace of the failing cycle, cut at the case's crash point, with its
+/// fault choices, over the disk the cycle started from; then starts the
+/// program on the image and judges it, as the run did.
+fn rebuild_recorded(
+    resolved: &Resolved,
+    recorded: &bundle::RecordedCycle,
+    explain: bool,
+) -> Result<Replayed, String> {
+    let Resolved { case, plan, .. } = resolved;
+    let factory = plan.factory(case.trial);
+    let (crash, earlier) = case
+        .crashes
+        .split_last()
+        .expect("a case id has at least one crash");
+    let chain = Chain {
+        image: recorded.base_image.clone(),
+        state: recorded.base_state.clone(),
+        crashes: earlier.to_vec(),
+    };
+    let (events, image, result) = judge_crash(
+        plan,
+        case.trial,
+        earlier.len(),
+        &chain,
+        &recorded.events,
+        crash,
+        factory.as_ref(),
+        explain,
+        false,
+    )?;
+    Ok(Replayed {
+        events,
+        image,
+        result,
+        workload_problem: None,
+    })
+}
+
+/// Cuts the cycle's `events` at `crash`'s point, rebuilds the crash image
+/// over `chain` with its fault choices, and judges it in a verifier child
+/// (asking for the recovered state to continue with when `continues`).
+#[allow(clippy::too_many_arguments)] // one crash state, spelt out
+fn judge_crash(
+    plan: &TrialPlan,
+    trial: u64,
+    cycle: usize,
+    chain: &Chain,
+    events: &[Event],
+    crash: &Crash,
+    factory: &dyn crate::target::TargetFactory,
+    explain: bool,
+    continues: bool,
+) -> Result<(Vec<Event>, CrashImage, StateResult), String> {
+    let fault = plan.combo(trial).fault;
+    let sector_size = u64::from(plan.scenario.crash.sector_size);
+    let point = usize::try_from(crash.point).map_err(|_| "crash point too large".to_string())?;
+    if events.len() < point {
+        return Err(format!(
+            "cycle {cycle} recorded only {} operations, the case crashes at {point}: this case does not belong to this binary or scenario",
+            events.len()
+        ));
+    }
+    let events = events[..point].to_vec();
+    let state = CrashState {
+        point,
+        faults: crash.faults.clone(),
+    };
+    let image = build_image(
+        &chain.image,
+        &events,
+        point,
+        fault,
+        sector_size,
+        &state.faults.to_choices(),
+    )
+    .map_err(|e| format!("cannot rebuild the crash image: {e}"))?;
+    let input = CycleInput {
+        plan,
+        trial,
+        cycle,
+        chain,
+        events: &events,
+        factory,
+        explain,
+    };
+    let mut bundles = 0;
+    let result = verify::verify_states(
+        &input,
+        std::slice::from_ref(&state),
+        continues.then_some(0),
+        &mut bundles,
+    )?
+    .pop()
+    .expect("one state, one result");
+    Ok((events, image, result))
 }
 
 /// `powercut replay`; returns the exit code.

@@ -276,7 +276,11 @@ impl Shrinker {
         }
         self.candidates += 1;
         let plan = replay::plan_for(&case, self.scenario_toml.clone()).ok()?;
-        let resolved = Resolved { case, plan };
+        let resolved = Resolved {
+            case,
+            plan,
+            recorded: None,
+        };
         let replayed = replay::rebuild(&resolved, false).ok()?;
         let first = replayed.result.violations.first().map(|(kind, _)| kind);
         if first != Some(&self.kind) {
@@ -581,6 +585,7 @@ fn bundle_of(case: &CaseId, scenario_toml: &str, replayed: &Replayed) -> Bundle 
         image: replayed.image.files.clone(),
         recovered: None,
         expected: None,
+        recorded: None,
     }
 }
 
@@ -612,6 +617,9 @@ pub fn main(args: &ShrinkArgs) -> i32 {
             return exit::USAGE;
         }
     };
+    if let Some(recorded) = resolved.recorded.clone() {
+        return shrink_recorded(args, resolved, &recorded, budget);
+    }
     let scenario_toml = resolved.plan.setup.scenario_toml.clone();
     let started = Instant::now();
     let shrunk = match shrink(resolved, budget) {
@@ -637,6 +645,40 @@ pub fn main(args: &ShrinkArgs) -> i32 {
     }
 }
 
+/// `shrink` of a process target's bundle ([`super::process_shrink`]).
+fn shrink_recorded(
+    args: &ShrinkArgs,
+    resolved: Resolved,
+    recorded: &crate::case::bundle::RecordedCycle,
+    budget: Duration,
+) -> i32 {
+    let scenario_toml = resolved.plan.setup.scenario_toml.clone();
+    let started = Instant::now();
+    let shrunk = match super::process_shrink::shrink(resolved, recorded, budget) {
+        Ok(Some(shrunk)) => shrunk,
+        Ok(None) => {
+            println!("the case does not fail: nothing to shrink");
+            return exit::OK;
+        }
+        Err(message) => {
+            eprintln!("powercut: {message}");
+            return exit::HARNESS_FAILED;
+        }
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("shrunk").join(short_bundle_name(&shrunk.case)));
+    match super::process_shrink::report(&shrunk, &scenario_toml, recorded, &out, started.elapsed())
+    {
+        Ok(()) => exit::VIOLATIONS,
+        Err(message) => {
+            eprintln!("powercut: {message}");
+            exit::HARNESS_FAILED
+        }
+    }
+}
+
 fn report(
     args: &ShrinkArgs,
     scenario_toml: &str,
@@ -648,6 +690,7 @@ fn report(
     let resolved = Resolved {
         case: case.clone(),
         plan,
+        recorded: None,
     };
     let replayed = replay::rebuild(&resolved, true)?;
     let first = replayed.result.violations.first().map(|(kind, _)| kind);

@@ -392,6 +392,24 @@ impl StorageFs {
         Ok(())
     }
 
+    /// `unlink` (`dir` false) or `rmdir` (`dir` true) of `name` in `parent`.
+    fn remove_entry(&self, parent: INodeNo, name: &OsStr, dir: bool) -> Result<(), Errno> {
+        let path = self.child_path(parent, name)?;
+        match self.kind_of(&path)? {
+            Some(true) if !dir => return Err(Errno::EISDIR),
+            Some(false) if dir => return Err(Errno::ENOTDIR),
+            _ => {}
+        }
+        self.control.count_change();
+        if dir {
+            self.storage.remove_dir(&path).map_err(errno)?;
+        } else {
+            self.storage.remove(&path).map_err(errno)?;
+        }
+        self.unlink_path(&path);
+        Ok(())
+    }
+
     fn do_fallocate(
         &self,
         fh: FileHandle,
@@ -421,6 +439,14 @@ impl StorageFs {
             }
             _ => Err(Errno::from_i32(libc::EOPNOTSUPP)),
         }
+    }
+}
+
+/// Answers a request that returns nothing.
+fn reply_empty(reply: ReplyEmpty, result: Result<(), Errno>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
     }
 }
 
@@ -546,37 +572,11 @@ impl Filesystem for StorageFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = (|| {
-            let path = self.child_path(parent, name)?;
-            if self.kind_of(&path)? == Some(true) {
-                return Err(Errno::EISDIR);
-            }
-            self.control.count_change();
-            self.storage.remove(&path).map_err(errno)?;
-            self.unlink_path(&path);
-            Ok(())
-        })();
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, self.remove_entry(parent, name, false));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = (|| {
-            let path = self.child_path(parent, name)?;
-            if self.kind_of(&path)? == Some(false) {
-                return Err(Errno::ENOTDIR);
-            }
-            self.control.count_change();
-            self.storage.remove_dir(&path).map_err(errno)?;
-            self.unlink_path(&path);
-            Ok(())
-        })();
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, self.remove_entry(parent, name, true));
     }
 
     fn symlink(
@@ -600,10 +600,10 @@ impl Filesystem for StorageFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self.do_rename(parent, name, newparent, newname, flags) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(
+            reply,
+            self.do_rename(parent, name, newparent, newname, flags),
+        );
     }
 
     fn link(
@@ -731,10 +731,7 @@ impl Filesystem for StorageFs {
                 file.sync_all().map_err(errno)
             }
         })();
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, result);
     }
 
     fn readdir(
@@ -800,10 +797,7 @@ impl Filesystem for StorageFs {
             self.control.count_change();
             self.storage.sync_dir_at(&path).map_err(errno)
         })();
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, result);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -850,10 +844,7 @@ impl Filesystem for StorageFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self.do_fallocate(fh, offset, length, mode) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, self.do_fallocate(fh, offset, length, mode));
     }
 }
 

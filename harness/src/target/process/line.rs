@@ -15,6 +15,7 @@
 
 use super::program::ProgramSpec;
 use super::session::Session;
+use super::txns::OpenTxns;
 use crate::fault::FaultProfile;
 use crate::fault::trace::Write as TxnWrite;
 use crate::target::{
@@ -23,7 +24,6 @@ use crate::target::{
 };
 use engine::Clock;
 use engine::storage::Storage;
-use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::process::{ChildStdin, ChildStdout};
@@ -143,8 +143,7 @@ impl TargetFactory for LineFactory {
         let mut target = LineTarget {
             session,
             client: Some(LineClient::new(stdin, stdout)),
-            txns: BTreeMap::new(),
-            next_txn: 1,
+            txns: OpenTxns::default(),
             acks: Vec::new(),
         };
         // The first answer says the program started and recovered.
@@ -286,8 +285,7 @@ pub struct LineTarget {
     /// `None` once closed.
     client: Option<LineClient>,
     /// Open transactions: their writes, in order (`None` deletes).
-    txns: BTreeMap<TxnHandle, Vec<TxnWrite>>,
-    next_txn: TxnHandle,
+    txns: OpenTxns,
     acks: Vec<TxnHandle>,
 }
 
@@ -314,13 +312,6 @@ impl LineTarget {
             .ok_or_else(|| io::Error::other("the target was closed"))
     }
 
-    fn writes(&mut self, txn: TxnHandle) -> TargetResult<&mut Vec<TxnWrite>> {
-        self.txns.get_mut(&txn).ok_or_else(|| TargetError {
-            kind: TargetErrorKind::Other,
-            message: format!("no open transaction {txn}"),
-        })
-    }
-
     /// Sends one transaction; `Ok(Err(text))` if the program said `ERR`.
     fn send_txn(&mut self, writes: &[TxnWrite]) -> io::Result<Result<(), String>> {
         let client = self.client()?;
@@ -343,32 +334,24 @@ impl LineTarget {
 
 impl Target for LineTarget {
     fn begin(&mut self) -> TargetResult<TxnHandle> {
-        let txn = self.next_txn;
-        self.next_txn += 1;
-        self.txns.insert(txn, Vec::new());
-        Ok(txn)
+        Ok(self.txns.begin())
     }
 
     fn put(&mut self, txn: TxnHandle, key: &[u8], value: &[u8]) -> TargetResult<()> {
-        self.writes(txn)?.push((key.to_vec(), Some(value.to_vec())));
-        Ok(())
+        self.txns.write(txn, key, Some(value))
     }
 
     fn delete(&mut self, txn: TxnHandle, key: &[u8]) -> TargetResult<()> {
-        self.writes(txn)?.push((key.to_vec(), None));
-        Ok(())
+        self.txns.write(txn, key, None)
     }
 
     fn abort(&mut self, txn: TxnHandle) -> TargetResult<()> {
-        self.txns.remove(&txn);
+        self.txns.abort(txn);
         Ok(())
     }
 
     fn commit(&mut self, txn: TxnHandle) -> TargetResult<Option<u64>> {
-        let writes = self.txns.remove(&txn).ok_or_else(|| TargetError {
-            kind: TargetErrorKind::Other,
-            message: format!("no open transaction {txn}"),
-        })?;
+        let writes = self.txns.take(txn)?;
         match self.send_txn(&writes) {
             Ok(Ok(())) => {
                 self.acks.push(txn);

@@ -23,3 +23,4 @@ pub mod program;
 pub mod redis;
 pub mod resp;
 pub mod session;
+pub mod txns;

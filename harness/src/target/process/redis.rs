@@ -24,6 +24,7 @@
 use super::program::{ProgramSpec, wait_ready};
 use super::resp::{Reply, RespClient};
 use super::session::Session;
+use super::txns::OpenTxns;
 use crate::fault::FaultProfile;
 use crate::fault::trace::Write as TxnWrite;
 use crate::target::{
@@ -32,7 +33,6 @@ use crate::target::{
 };
 use engine::Clock;
 use engine::storage::Storage;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -207,8 +207,7 @@ impl TargetFactory for RedisFactory {
                 clock,
                 opened: Instant::now(),
                 opened_us: 0,
-                txns: BTreeMap::new(),
-                next_txn: 1,
+                txns: OpenTxns::default(),
                 acks: Vec::new(),
             }
             .with_origin(),
@@ -254,8 +253,7 @@ pub struct RedisTarget {
     clock: Arc<dyn Clock>,
     opened: Instant,
     opened_us: u64,
-    txns: BTreeMap<TxnHandle, Vec<TxnWrite>>,
-    next_txn: TxnHandle,
+    txns: OpenTxns,
     acks: Vec<TxnHandle>,
 }
 
@@ -334,40 +332,24 @@ impl RedisTarget {
 
 impl Target for RedisTarget {
     fn begin(&mut self) -> TargetResult<TxnHandle> {
-        let txn = self.next_txn;
-        self.next_txn += 1;
-        self.txns.insert(txn, Vec::new());
-        Ok(txn)
+        Ok(self.txns.begin())
     }
 
     fn put(&mut self, txn: TxnHandle, key: &[u8], value: &[u8]) -> TargetResult<()> {
-        let writes = self
-            .txns
-            .get_mut(&txn)
-            .ok_or_else(|| error(TargetErrorKind::Other, format!("no open transaction {txn}")))?;
-        writes.push((key.to_vec(), Some(value.to_vec())));
-        Ok(())
+        self.txns.write(txn, key, Some(value))
     }
 
     fn delete(&mut self, txn: TxnHandle, key: &[u8]) -> TargetResult<()> {
-        let writes = self
-            .txns
-            .get_mut(&txn)
-            .ok_or_else(|| error(TargetErrorKind::Other, format!("no open transaction {txn}")))?;
-        writes.push((key.to_vec(), None));
-        Ok(())
+        self.txns.write(txn, key, None)
     }
 
     fn abort(&mut self, txn: TxnHandle) -> TargetResult<()> {
-        self.txns.remove(&txn);
+        self.txns.abort(txn);
         Ok(())
     }
 
     fn commit(&mut self, txn: TxnHandle) -> TargetResult<Option<u64>> {
-        let writes = self
-            .txns
-            .remove(&txn)
-            .ok_or_else(|| error(TargetErrorKind::Other, format!("no open transaction {txn}")))?;
+        let writes = self.txns.take(txn)?;
         match self.exec(&writes) {
             Ok(Ok(())) => {
                 self.keep_clock_real();
