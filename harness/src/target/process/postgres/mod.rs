@@ -44,10 +44,10 @@
 pub mod wire;
 
 use self::wire::{Connection, WireError, bytea_literal, parse_bytea};
-use super::buffered::{BufferedTxns, RealTime};
 use super::fuse::Owner;
 use super::program::{NotReady, ProgramSpec, die_with_this_thread, wait_ready};
 use super::session::Session;
+use super::txns::OpenTxns;
 use crate::fault::FaultProfile;
 use crate::target::{
     PromiseKind, State, Target, TargetError, TargetErrorKind, TargetFactory, TargetKind,
@@ -482,8 +482,11 @@ pub struct PostgresTarget {
     /// `None` once closed.
     connection: Option<Connection>,
     session: Session,
-    real_time: RealTime,
-    txns: BufferedTxns,
+    clock: Arc<dyn Clock>,
+    started: Instant,
+    started_us: u64,
+    txns: OpenTxns,
+    acks: Vec<TxnHandle>,
     /// What the log said about recovery, read once it accepted connections.
     recovery: String,
 }
@@ -557,8 +560,11 @@ impl PostgresTarget {
             mode,
             connection: None,
             session,
-            real_time: RealTime::new(clock),
-            txns: BufferedTxns::default(),
+            started_us: clock.now_us(),
+            clock,
+            started: Instant::now(),
+            txns: OpenTxns::default(),
+            acks: Vec::new(),
             recovery: String::new(),
         };
         let socket = socket_dir.join(SOCKET_NAME);
@@ -612,13 +618,22 @@ impl PostgresTarget {
         )
     }
 
+    /// Keeps the virtual clock at or past the real time since the start.
+    fn follow_real_time(&self) {
+        let real_us = self.started_us + self.started.elapsed().as_micros() as u64;
+        let now_us = self.clock.now_us();
+        if real_us > now_us {
+            self.clock.sleep_us(real_us - now_us);
+        }
+    }
+
     fn query(&mut self, what: &str, sql: &str) -> TargetResult<wire::QueryResult> {
-        self.real_time.follow();
+        self.follow_real_time();
         let result = match self.connection.as_mut() {
             Some(connection) => connection.query(sql),
             None => Err(WireError::Io(io::Error::other("the target was closed"))),
         };
-        self.real_time.follow();
+        self.follow_real_time();
         result.map_err(|e| self.failure(what, e))
     }
 
@@ -709,11 +724,11 @@ impl Target for PostgresTarget {
     }
 
     fn put(&mut self, txn: TxnHandle, key: &[u8], value: &[u8]) -> TargetResult<()> {
-        self.txns.put(txn, key, value)
+        self.txns.write(txn, key, Some(value))
     }
 
     fn delete(&mut self, txn: TxnHandle, key: &[u8]) -> TargetResult<()> {
-        self.txns.delete(txn, key)
+        self.txns.write(txn, key, None)
     }
 
     fn abort(&mut self, txn: TxnHandle) -> TargetResult<()> {
@@ -745,7 +760,7 @@ impl Target for PostgresTarget {
                 ),
             ));
         }
-        self.txns.acknowledge(txn);
+        self.acks.push(txn);
         Ok(None)
     }
 
@@ -758,7 +773,7 @@ impl Target for PostgresTarget {
     }
 
     fn tick(&mut self) -> TargetResult<()> {
-        self.real_time.follow();
+        self.follow_real_time();
         Ok(())
     }
 
@@ -767,7 +782,7 @@ impl Target for PostgresTarget {
     }
 
     fn take_acks(&mut self) -> Vec<TxnHandle> {
-        self.txns.take_acks()
+        std::mem::take(&mut self.acks)
     }
 
     fn get(&mut self, key: &[u8]) -> TargetResult<Option<Vec<u8>>> {
