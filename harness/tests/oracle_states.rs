@@ -222,6 +222,40 @@ fn interval_may_lose_only_acks_within_its_window_under_power_loss() {
     assert_eq!(kinds(&killed), [ViolationKind::LostAck].into());
 }
 
+/// PostgreSQL's asynchronous commit keeps its WAL buffers in the server's
+/// memory: a window promise holds under a process crash too, and is judged
+/// there as under a power cut.
+#[test]
+fn a_window_promise_is_judged_by_its_window_also_under_a_process_crash() {
+    let mut trace = Trace::default();
+    trace.commit(100, &[("a", Some(b"1"))], Some(1_000));
+    trace.commit(101, &[("b", Some(b"2"))], Some(900_000));
+    let history = trace.history(&State::new());
+    let killed = FaultProfile::ProcessCrash;
+    let within = check(
+        &history,
+        &history.state_after(1),
+        promise("postgres:async", killed, 1_000_000),
+        &[],
+    );
+    assert!(within.is_ok(), "{:?}", within.violations);
+    assert_eq!(within.acked_lost_permitted, 1);
+    let beyond = check(
+        &history,
+        &history.state_after(0),
+        promise("postgres:async", killed, 1_000_000),
+        &[],
+    );
+    assert_eq!(kinds(&beyond), [ViolationKind::BeyondWindow].into());
+    let sync = check(
+        &history,
+        &history.state_after(1),
+        promise("postgres:sync", killed, 1_000_000),
+        &[],
+    );
+    assert_eq!(kinds(&sync), [ViolationKind::LostAck].into());
+}
+
 #[test]
 fn unacknowledged_and_failed_commits_may_or_may_not_survive() {
     let mut trace = Trace::default();

@@ -58,11 +58,13 @@ pub fn profile(mode: TargetMode, rounds: u32) -> Result<StepCosts, String> {
 }
 
 fn measure(mode: TargetMode, rounds: u32) -> Result<StepCosts, String> {
-    let storage = MemStorage::new();
     let factory = mode.factory(&TargetSettings {
         engine: Config::default(),
         ..TargetSettings::default()
     });
+    // A target that needs an initialised data directory (PostgreSQL) starts
+    // from it, as a trial does.
+    let storage = MemStorage::from_files(factory.starting_image()?);
     let clock = Arc::new(VirtualClock::new(0));
     let mut costs = StepCosts {
         rounds,

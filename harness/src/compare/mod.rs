@@ -310,7 +310,7 @@ fn throughput_side(
             TargetMode::Engine(policy) => policies.push(*policy),
             TargetMode::Sqlite(sqlite) => sqlite_modes.push(*sqlite),
             // Process targets have no throughput side (yet).
-            TargetMode::Line(_) | TargetMode::Redis(_) => {}
+            TargetMode::Line(_) | TargetMode::Redis(_) | TargetMode::Postgres(_) => {}
         }
     }
     let configurations = modes.len() * options.threads.len();
@@ -452,7 +452,7 @@ pub fn build_rows(
         let (system, policy) = match mode {
             TargetMode::Engine(policy) => (System::Engine, policy.to_string()),
             TargetMode::Sqlite(sqlite) => (System::Sqlite, sqlite.to_string()),
-            TargetMode::Line(_) | TargetMode::Redis(_) => return None,
+            TargetMode::Line(_) | TargetMode::Redis(_) | TargetMode::Postgres(_) => return None,
         };
         bench_rows
             .iter()

@@ -82,7 +82,14 @@ impl Promise {
             // A state equal to some prefix is acceptable under media.
             return LossRule::Permitted;
         }
-        if history.acked_before_durable_point(txn) || !self.fault.loses_volatile_data() {
+        if history.acked_before_durable_point(txn) {
+            return LossRule::Forbidden(ViolationKind::LostAck);
+        }
+        // A crash that keeps the page cache loses nothing a target wrote;
+        // a window promise (PostgreSQL's asynchronous commit) also covers
+        // buffers in the target's own memory, which die with its process.
+        let window = matches!(self.kind, PromiseKind::Window { .. });
+        if !self.fault.loses_volatile_data() && !window {
             return LossRule::Forbidden(ViolationKind::LostAck);
         }
         match self.kind {

@@ -196,7 +196,10 @@ impl TrialPlan {
             },
             ..TrialOutcome::default()
         };
-        let mut chain = Chain::default();
+        let mut chain = Chain {
+            image: self.factory(trial).starting_image()?,
+            ..Chain::default()
+        };
         for cycle in 0..self.cycles_for(combo.fault) {
             outcome.row.cycles += 1;
             let Some(next) = self.run_cycle(trial, cycle, &chain, &mut outcome, bundles_left)?

@@ -104,6 +104,7 @@ pub static TARGET_KINDS: &[&dyn TargetKind] = &[
     &SQLITE_KIND,
     &process::redis::REDIS_KIND,
     &process::line::LINE_KIND,
+    &process::postgres::POSTGRES_KIND,
 ];
 
 /// The registry entry called `name`.
@@ -130,6 +131,8 @@ pub enum TargetMode {
     Line(&'static str),
     /// `redis:MODE`: redis-server under an `appendfsync` mode.
     Redis(process::redis::RedisMode),
+    /// `postgres:MODE`: PostgreSQL 15 under one durability setting.
+    Postgres(process::postgres::PgMode),
 }
 
 impl TargetMode {
@@ -140,6 +143,7 @@ impl TargetMode {
             TargetMode::Sqlite(_) => &SQLITE_KIND,
             TargetMode::Line(_) => &process::line::LINE_KIND,
             TargetMode::Redis(_) => &process::redis::REDIS_KIND,
+            TargetMode::Postgres(_) => &process::postgres::POSTGRES_KIND,
         }
     }
 
@@ -150,6 +154,7 @@ impl TargetMode {
             TargetMode::Sqlite(mode) => mode.promise(fault),
             TargetMode::Line(_) => process::line::promise(fault),
             TargetMode::Redis(mode) => process::redis::promise(*mode, fault),
+            TargetMode::Postgres(mode) => process::postgres::promise(*mode, fault),
         }
     }
 
@@ -163,6 +168,7 @@ impl TargetMode {
                 false
             }
             TargetMode::Sqlite(mode) => mode.outside_assumptions(fault),
+            TargetMode::Postgres(_) => process::postgres::outside_assumptions(fault),
         }
     }
 
@@ -170,7 +176,10 @@ impl TargetMode {
     pub fn leads_group_commit(&self) -> bool {
         match self {
             TargetMode::Engine(policy) => matches!(policy, FsyncPolicy::Group { .. }),
-            TargetMode::Sqlite(_) | TargetMode::Line(_) | TargetMode::Redis(_) => false,
+            TargetMode::Sqlite(_)
+            | TargetMode::Line(_)
+            | TargetMode::Redis(_)
+            | TargetMode::Postgres(_) => false,
         }
     }
 
@@ -182,6 +191,7 @@ impl TargetMode {
             TargetMode::Sqlite(mode) => mode.checkpoint_is_durable(),
             // A line program has no checkpoint request.
             TargetMode::Line(_) | TargetMode::Redis(_) => false,
+            TargetMode::Postgres(mode) => process::postgres::checkpoint_is_durable(*mode),
         }
     }
 
@@ -202,6 +212,9 @@ impl TargetMode {
                 command: command.to_string(),
             }),
             TargetMode::Redis(mode) => Box::new(process::redis::RedisFactory { mode: *mode }),
+            TargetMode::Postgres(mode) => {
+                Box::new(process::postgres::PostgresFactory { mode: *mode })
+            }
         }
     }
 }
@@ -222,6 +235,7 @@ impl fmt::Display for TargetMode {
             TargetMode::Sqlite(mode) => write!(f, "{}:{mode}", SQLITE_KIND.name()),
             TargetMode::Line(command) => write!(f, "line:{command}"),
             TargetMode::Redis(mode) => write!(f, "redis:{mode}"),
+            TargetMode::Postgres(mode) => write!(f, "postgres:{mode}"),
         }
     }
 }
@@ -405,6 +419,12 @@ pub trait TargetFactory: Send + Sync {
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
     ) -> TargetResult<Box<dyn Target>>;
+
+    /// The files every trial starts from (a process target's initialised
+    /// data directory); empty unless the target needs one.
+    fn starting_image(&self) -> Result<BTreeMap<String, Vec<u8>>, String> {
+        Ok(BTreeMap::new())
+    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,8 @@
 //! `RENAME_EXCHANGE` (EINVAL), symbolic links and special files (EPERM),
 //! `fallocate` modes other than the two above (EOPNOTSUPP). Permissions,
 //! owners and times are not kept: files are 0644, directories 0755, owned
-//! by the mounting user, and every time is the mount's start.
+//! by the mounting user (or as an [`Owner`] given to [`Mount::owned_by`]
+//! says), and every time is the mount's start.
 //!
 //! Writes after a kill: [`FsControl::mark_killed`] tells the file system
 //! that the program was killed; every change that still arrives after it is
@@ -119,11 +120,38 @@ pub struct StorageFs {
     tables: Mutex<Tables>,
     uid: u32,
     gid: u32,
+    /// Permission bits of directories and files.
+    dir_perm: u16,
+    file_perm: u16,
     started: SystemTime,
+}
+
+/// Who the mount says owns every file, and with which permissions: a
+/// program that checks its data directory (PostgreSQL wants it owned by
+/// its own uid, mode 0700) is served what it checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+    pub dir_perm: u16,
+    pub file_perm: u16,
 }
 
 impl StorageFs {
     pub fn new(storage: Arc<dyn Storage>, control: Arc<FsControl>) -> StorageFs {
+        // SAFETY: getuid/getgid cannot fail and touch no memory.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let owner = Owner {
+            uid,
+            gid,
+            dir_perm: 0o755,
+            file_perm: 0o644,
+        };
+        StorageFs::owned_by(storage, control, owner)
+    }
+
+    /// As [`StorageFs::new`], every file owned by `owner`.
+    pub fn owned_by(storage: Arc<dyn Storage>, control: Arc<FsControl>, owner: Owner) -> StorageFs {
         let root = Inode {
             path: Some(String::new()),
             is_dir: true,
@@ -135,14 +163,14 @@ impl StorageFs {
             handles: HashMap::new(),
             next_handle: 1,
         };
-        // SAFETY: getuid/getgid cannot fail and touch no memory.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         StorageFs {
             storage,
             control,
             tables: Mutex::new(tables),
-            uid,
-            gid,
+            uid: owner.uid,
+            gid: owner.gid,
+            dir_perm: owner.dir_perm,
+            file_perm: owner.file_perm,
             started: SystemTime::now(),
         }
     }
@@ -232,7 +260,11 @@ impl StorageFs {
             } else {
                 FileType::RegularFile
             },
-            perm: if is_dir { 0o755 } else { 0o644 },
+            perm: if is_dir {
+                self.dir_perm
+            } else {
+                self.file_perm
+            },
             nlink: if is_dir { 2 } else { 1 },
             uid: self.uid,
             gid: self.gid,
@@ -826,8 +858,20 @@ impl Mount {
     /// Serves `storage` at `mountpoint` (an existing empty directory) on a
     /// background thread. Needs root (mount(2) on `/dev/fuse`).
     pub fn new(storage: Arc<dyn Storage>, mountpoint: &Path) -> io::Result<Mount> {
+        Mount::owned_by(storage, mountpoint, None)
+    }
+
+    /// As [`Mount::new`], every file owned by `owner` when given.
+    pub fn owned_by(
+        storage: Arc<dyn Storage>,
+        mountpoint: &Path,
+        owner: Option<Owner>,
+    ) -> io::Result<Mount> {
         let control = Arc::new(FsControl::default());
-        let fs = StorageFs::new(storage, control.clone());
+        let fs = match owner {
+            Some(owner) => StorageFs::owned_by(storage, control.clone(), owner),
+            None => StorageFs::new(storage, control.clone()),
+        };
         let mut config = fuser::Config::default();
         config.mount_options = vec![
             fuser::MountOption::FSName("powercut".to_string()),

@@ -10,13 +10,15 @@
 //! - [`session`]: one start of a program on a mount, in the private
 //!   namespace of the (forked, single-threaded) process that starts it;
 //! - [`line`]: `line:COMMAND`, a user's program speaking the line protocol;
-//! - [`redis`] (with its RESP client [`resp`]): `redis:always|everysec|no`.
+//! - [`redis`] (with its RESP client [`resp`]): `redis:always|everysec|no`;
+//! - [`postgres`]: `postgres:MODE`, PostgreSQL 15 driven over SQL.
 //!
 //! [`Storage`]: engine::storage::Storage
 
 pub mod fuse;
 pub mod line;
 pub mod namespace;
+pub mod postgres;
 pub mod program;
 pub mod redis;
 pub mod resp;

@@ -68,18 +68,7 @@ impl Program {
             Some(path) => command.stdout(append(path)?),
             None => command.stdout(Stdio::piped()),
         };
-        // SAFETY: getpid before the fork; in the child only async-signal-safe
-        // calls (prctl, getppid, _exit).
-        let parent = unsafe { libc::getpid() };
-        unsafe {
-            command.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if libc::getppid() != parent {
-                    libc::_exit(127);
-                }
-                Ok(())
-            });
-        }
+        die_with_this_thread(&mut command);
         let child = command.spawn()?;
         Ok(Program {
             child,
@@ -135,6 +124,24 @@ impl Program {
             std::thread::sleep(READY_POLL);
         }
         self.kill()
+    }
+}
+
+/// Makes the command's process die (SIGKILL) with the thread that starts
+/// it, and not start at all if that thread is already gone. The hook runs
+/// after a change of identity (`Command::uid`), which would clear it.
+pub fn die_with_this_thread(command: &mut Command) {
+    // SAFETY: getpid before the fork; in the child only async-signal-safe
+    // calls (prctl, getppid, _exit).
+    let parent = unsafe { libc::getpid() };
+    unsafe {
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                libc::_exit(127);
+            }
+            Ok(())
+        });
     }
 }
 

@@ -9,7 +9,7 @@
 //! is gone when the last process of the namespace (the child, its FUSE
 //! thread, the program it started) dies, even by SIGKILL.
 
-use super::fuse::{FsControl, Mount};
+use super::fuse::{FsControl, Mount, Owner};
 use super::namespace::enter_private_mount_namespace;
 use super::program::{Program, ProgramSpec};
 use engine::storage::Storage;
@@ -80,13 +80,23 @@ impl Session {
         storage: Arc<dyn Storage>,
         spec_for: impl FnOnce(&Path, &Path) -> ProgramSpec,
     ) -> io::Result<Session> {
+        Session::start_owned(storage, None, |datadir, dir| Ok(spec_for(datadir, dir)))
+    }
+
+    /// As [`Session::start`], with the mount's files owned by `owner` when
+    /// given; `spec_for` may fail.
+    pub fn start_owned(
+        storage: Arc<dyn Storage>,
+        owner: Option<Owner>,
+        spec_for: impl FnOnce(&Path, &Path) -> io::Result<ProgramSpec>,
+    ) -> io::Result<Session> {
         ensure_private_scratch()?;
         let number = SESSION_COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = Path::new(SCRATCH_DIR).join(format!("session-{number}"));
         let mountpoint = dir.join("data");
         std::fs::create_dir_all(&mountpoint)?;
-        let mount = Mount::new(storage, &mountpoint)?;
-        let spec = spec_for(&mountpoint, &dir);
+        let mount = Mount::owned_by(storage, &mountpoint, owner)?;
+        let spec = spec_for(&mountpoint, &dir)?;
         let program = Program::start(&spec)?;
         Ok(Session {
             program,
