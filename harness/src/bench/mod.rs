@@ -25,9 +25,11 @@ pub mod engine;
 pub mod harness;
 pub mod process;
 pub mod recovery;
+pub mod redis;
 pub mod runner;
 pub mod sqlite;
 
+use crate::target::process::redis::RedisMode;
 use crate::target::sqlite::SqliteMode;
 use ::engine::FsyncPolicy;
 use runner::RunTotals;
@@ -75,6 +77,8 @@ pub struct EngineBenchOptions {
     pub sqlite: bool,
     /// The SQLite modes measured (default `wal-full`, `wal-normal`).
     pub sqlite_modes: Vec<SqliteMode>,
+    /// `redis-server` modes measured (`powercut compare --target redis`).
+    pub redis_modes: Vec<RedisMode>,
     /// Write the rows here as CSV.
     pub csv: Option<PathBuf>,
     /// Also measure recovery speed and memory, with these options.
@@ -103,6 +107,7 @@ impl Default for EngineBenchOptions {
                 .iter()
                 .map(|mode| mode.parse().expect("built-in SQLite mode"))
                 .collect(),
+            redis_modes: Vec::new(),
             csv: None,
             recovery: None,
             dir: None,
@@ -117,6 +122,7 @@ impl Default for EngineBenchOptions {
 pub enum System {
     Engine,
     Sqlite,
+    Redis,
 }
 
 /// One configuration's result. Serialises to exactly [`CSV_COLUMNS`].
@@ -293,6 +299,8 @@ pub enum BenchError {
         during: &'static str,
         source: rusqlite::Error,
     },
+    #[error("redis-server: {0}")]
+    Redis(String),
     #[error("SQLite set-up: {0}")]
     SqliteSetup(String),
     #[error("registering the sync-counting SQLite VFS failed with code {code}")]
@@ -379,6 +387,7 @@ enum Target {
     /// [`engine::CHECKPOINT_EVERY_BYTES`] of WAL (for the checkpoint table).
     EngineCheckpoints(FsyncPolicy),
     Sqlite(SqliteMode),
+    Redis(RedisMode),
 }
 
 impl Target {
@@ -387,6 +396,7 @@ impl Target {
             Target::Engine(policy) => engine::bench_engine(root, policy, spec, false),
             Target::EngineCheckpoints(policy) => engine::bench_engine(root, policy, spec, true),
             Target::Sqlite(mode) => sqlite::bench_sqlite(root, mode, spec),
+            Target::Redis(mode) => redis::bench_redis(root, mode, spec),
         }
     }
 
@@ -406,6 +416,11 @@ impl Target {
                 threads,
                 measured,
             )),
+            // Redis's fsyncs are not counted (no recording storage between).
+            Target::Redis(mode) => Some(BenchRow {
+                fsyncs_per_commit: None,
+                ..BenchRow::from_measured(System::Redis, &mode.to_string(), threads, measured)
+            }),
         }
     }
 }
@@ -516,6 +531,7 @@ fn configurations(options: &EngineBenchOptions) -> Vec<(Target, usize)> {
         .iter()
         .flat_map(|&policy| [Target::Engine(policy), Target::EngineCheckpoints(policy)])
         .chain(sqlite.map(|&mode| Target::Sqlite(mode)))
+        .chain(options.redis_modes.iter().map(|&mode| Target::Redis(mode)))
         .collect();
     options
         .threads
@@ -538,8 +554,8 @@ fn validate(options: &EngineBenchOptions) -> Result<(), BenchError> {
             options.duration
         ));
     }
-    let measures_rows =
-        !options.threads.is_empty() && (options.sqlite || !options.policies.is_empty());
+    let measures_rows = !options.threads.is_empty()
+        && (options.sqlite || !options.policies.is_empty() || !options.redis_modes.is_empty());
     if !measures_rows && options.recovery.is_none() {
         return invalid("nothing to measure".to_string());
     }
@@ -595,6 +611,7 @@ fn write_table_row(out: &mut dyn Write, row: &BenchRow) -> io::Result<()> {
     let system = match row.system {
         System::Engine => "engine",
         System::Sqlite => "sqlite",
+        System::Redis => "redis",
     };
     writeln!(
         out,

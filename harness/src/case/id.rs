@@ -7,12 +7,14 @@
 //! every crash cycle up to the failing one the crash point (an operation
 //! index in that cycle's trace) and the fault choices (a seed, or an explicit
 //! list of volatile-write fates after shrinking). Optional workload limits
-//! written by `shrink` follow.
+//! written by `shrink` follow. `start=steady` says the trial started from a
+//! disk the target initialised in an earlier, uncrashed run (absent: from an
+//! empty directory).
 //!
 //! Text form, fields separated by `:`:
 //!
 //! ```text
-//! pc1:smoke:kv-churn:group:power-loss:s42:t17:812.9a3b:1234.77f1[:bugs=no-undo,skip-fsync][:txns=6][:value=16]
+//! pc1:smoke:kv-churn:group:power-loss:s42:t17:812.9a3b:1234.77f1[:bugs=no-undo,skip-fsync][:start=steady][:txns=6][:value=16]
 //! ```
 //!
 //! A SQLite case: `pc1:smoke:kv-churn:sqlite:wal-full:power-loss:s42:t17:812.9a3b`.
@@ -26,7 +28,7 @@
 use crate::fault::FaultProfile;
 use crate::fault::image::{ChangeFate, ExplicitFates, FaultChoices, MediaFault, SectorFate};
 use crate::target::sqlite::vfs::{VfsBug, VfsBugSet};
-use crate::target::{PlantedBug, TargetMode};
+use crate::target::{PlantedBug, Start, TargetMode};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use engine::{Bug, BugSet};
@@ -263,6 +265,8 @@ pub struct CaseId {
     /// One crash per cycle; the last one is this case's crash state.
     pub crashes: Vec<Crash>,
     pub limits: WorkloadLimits,
+    /// What the trial started from (written `:start=steady`; absent: empty).
+    pub start: Start,
 }
 
 impl CaseId {
@@ -312,6 +316,9 @@ impl fmt::Display for CaseId {
                 .chain(self.vfs_bugs.iter().map(VfsBug::name))
                 .collect();
             write!(f, ":bugs={}", names.join(","))?;
+        }
+        if self.start != Start::Empty {
+            write!(f, ":start={}", self.start)?;
         }
         if let Some(txns) = self.limits.txns_max {
             write!(f, ":txns={txns}")?;
@@ -376,6 +383,7 @@ fn parse_option(field: &str, case: &mut CaseId) -> Result<(), CaseIdError> {
                 }
             }
         }
+        "start" => case.start = value.parse().map_err(bad)?,
         "txns" => case.limits.txns_max = Some(number()?),
         "value" => case.limits.value_len_max = Some(number()?),
         _ => return Err(bad(format!("unknown option `{key}`"))),
@@ -432,11 +440,13 @@ impl FromStr for CaseId {
             trial,
             crashes: Vec::new(),
             limits: WorkloadLimits::default(),
+            start: Start::Empty,
         };
         for field in &fields[rest + 2..] {
             if field.contains('=') {
                 parse_option(field, &mut case)?;
             } else if case.limits == WorkloadLimits::default()
+                && case.start == Start::Empty
                 && case.bugs.is_empty()
                 && case.vfs_bugs.is_empty()
             {
@@ -512,7 +522,24 @@ mod tests {
                 txns_max: Some(6),
                 value_len_max: None,
             },
+            start: Start::Empty,
         }
+    }
+
+    #[test]
+    fn a_steady_start_is_written_and_read_back() {
+        let case = CaseId {
+            start: Start::Steady,
+            ..sample()
+        };
+        let text = case.to_string();
+        assert!(text.contains(":start=steady:txns=6"), "{text}");
+        assert_eq!(text.parse::<CaseId>().unwrap(), case);
+        assert!(
+            "pc1:smoke:kv-churn:group:power-loss:s1:t1:5.1:start=warm"
+                .parse::<CaseId>()
+                .is_err()
+        );
     }
 
     #[test]
@@ -574,6 +601,7 @@ mod tests {
             points in proptest::collection::vec((any::<u64>(), any::<u64>()), 1..5),
             bug_bits in 0u16..(1 << 13),
             txns in proptest::option::of(any::<u32>()),
+            steady in any::<bool>(),
         ) {
             let case = CaseId {
                 scenario: "nightly".into(),
@@ -589,6 +617,7 @@ mod tests {
                     .map(|(point, seed)| Crash { point, faults: FaultSeed::Seeded(seed) })
                     .collect(),
                 limits: WorkloadLimits { txns_max: txns, value_len_max: None },
+                start: if steady { Start::Steady } else { Start::Empty },
             };
             prop_assert_eq!(case.to_string().parse::<CaseId>().unwrap(), case);
         }

@@ -305,13 +305,20 @@ fn throughput_side(
     let modes = options.modes().map_err(CompareError::Usage)?;
     let mut policies = Vec::new();
     let mut sqlite_modes = Vec::new();
+    let mut redis_modes = Vec::new();
     for mode in &modes {
         match mode {
             TargetMode::Engine(policy) => policies.push(*policy),
             TargetMode::Sqlite(sqlite) => sqlite_modes.push(*sqlite),
-            // Process targets have no throughput side (yet).
-            TargetMode::Line(_) | TargetMode::Redis(_) | TargetMode::Postgres(_) => {}
+            TargetMode::Redis(redis) => redis_modes.push(*redis),
+            // A user's program speaks the line protocol on a FUSE mount
+            // only, and PostgreSQL has no commit loop here yet: no
+            // throughput side.
+            TargetMode::Line(_) | TargetMode::Postgres(_) => {}
         }
+    }
+    if policies.is_empty() && sqlite_modes.is_empty() && redis_modes.is_empty() {
+        return Ok(Vec::new());
     }
     let configurations = modes.len() * options.threads.len();
     let per_configuration = (budget / configurations as u32).max(CONFIGURATION_DURATION_MIN);
@@ -327,6 +334,7 @@ fn throughput_side(
         rounds,
         sqlite: !sqlite_modes.is_empty(),
         sqlite_modes,
+        redis_modes,
         csv: None,
         recovery: None,
         dir: options.bench_dir.clone(),
@@ -447,12 +455,13 @@ pub fn build_rows(
 ) -> Vec<CompareRow> {
     let mut rows = Vec::new();
     let find = |mode: &TargetMode, threads: usize| {
-        // Process targets have no throughput side (yet): their rows carry
-        // the crash side only.
+        // `line:` targets have no throughput side: their rows carry the
+        // crash side only.
         let (system, policy) = match mode {
             TargetMode::Engine(policy) => (System::Engine, policy.to_string()),
             TargetMode::Sqlite(sqlite) => (System::Sqlite, sqlite.to_string()),
-            TargetMode::Line(_) | TargetMode::Redis(_) | TargetMode::Postgres(_) => return None,
+            TargetMode::Redis(redis) => (System::Redis, redis.to_string()),
+            TargetMode::Line(_) | TargetMode::Postgres(_) => return None,
         };
         bench_rows
             .iter()

@@ -139,6 +139,9 @@ pub struct TrialRow {
     /// or not.
     #[serde(default)]
     pub corrupt_states: u64,
+    /// What the trial started from: `empty` or `steady`.
+    #[serde(default)]
+    pub start: String,
 }
 
 /// One failure, for `junit.xml` and the console.
@@ -206,7 +209,7 @@ pub fn write_trials(path: &Path, rows: &[TrialRow]) -> Result<(), ReportError> {
 }
 
 /// The columns of `trials.csv`, in order.
-pub const TRIAL_COLUMNS: [&str; 16] = [
+pub const TRIAL_COLUMNS: [&str; 17] = [
     "trial",
     "scenario",
     "workload",
@@ -223,6 +226,7 @@ pub const TRIAL_COLUMNS: [&str; 16] = [
     "unpromised",
     "unpromised_kinds",
     "corrupt_states",
+    "start",
 ];
 
 /// `junit.xml`: one test suite per scenario, one test case per

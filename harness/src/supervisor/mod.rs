@@ -8,6 +8,7 @@ pub mod process;
 pub mod protocol;
 pub mod recovery_fault;
 pub mod run;
+pub mod steady;
 pub mod trial;
 pub mod verify;
 pub mod worker;

@@ -21,7 +21,7 @@ use crate::fault::points::choose_crash_points;
 use crate::oracle::ViolationKind;
 use crate::report::{Failure, TrialRow};
 use crate::target::sqlite::vfs::VfsBugSet;
-use crate::target::{PlantedBug, State, TargetFactory, TargetSettings};
+use crate::target::{PlantedBug, Start, State, TargetFactory, TargetSettings};
 use crate::workload::scenario::{Combo, Scenario};
 use engine::BugSet;
 use rand::{RngExt, SeedableRng};
@@ -34,6 +34,7 @@ const SALT_CRASH_POINTS: u64 = 0xC4A5_0001;
 const SALT_FAIL_SYNC: u64 = 0xC4A5_0002;
 const SALT_CONTINUE: u64 = 0xC4A5_0003;
 const SALT_EXHAUSTIVE: u64 = 0xC4A5_0004;
+const SALT_STEADY: u64 = 0xC4A5_0005;
 
 /// Exhaustive crash states verified per cycle at most.
 pub const EXHAUSTIVE_STATES_MAX: usize = 1 << 14;
@@ -141,6 +142,7 @@ impl TrialPlan {
             trial,
             crashes,
             limits: self.limits,
+            start: combo.start,
         }
     }
 
@@ -181,6 +183,23 @@ impl TrialPlan {
         mix(mix(self.setup.seed, trial), cycle as u64)
     }
 
+    /// What trial `trial`'s first cycle starts from: nothing, or the disk
+    /// and state of a clean steady-state run (see [`super::steady`]).
+    pub fn start_chain(&self, trial: u64) -> Result<Chain, String> {
+        let combo = self.combo(trial);
+        match combo.start {
+            Start::Empty => Ok(Chain {
+                image: self.factory(trial).starting_image()?,
+                ..Chain::default()
+            }),
+            Start::Steady => super::steady::steady_chain(
+                self.factory(trial).as_ref(),
+                &self.scenario.cycle_spec(combo),
+                mix(mix(self.setup.seed, trial), SALT_STEADY),
+            ),
+        }
+    }
+
     /// Runs trial `trial`; `bundles_left` bounds the bundles it may write.
     pub fn run_trial(&self, trial: u64, bundles_left: &mut u32) -> Result<TrialOutcome, String> {
         let started = Instant::now();
@@ -192,14 +211,12 @@ impl TrialPlan {
                 workload: combo.workload.name().to_string(),
                 policy: combo.target.to_string(),
                 fault: combo.fault.to_string(),
+                start: combo.start.to_string(),
                 ..TrialRow::default()
             },
             ..TrialOutcome::default()
         };
-        let mut chain = Chain {
-            image: self.factory(trial).starting_image()?,
-            ..Chain::default()
-        };
+        let mut chain = self.start_chain(trial)?;
         for cycle in 0..self.cycles_for(combo.fault) {
             outcome.row.cycles += 1;
             let Some(next) = self.run_cycle(trial, cycle, &chain, &mut outcome, bundles_left)?

@@ -115,6 +115,45 @@ pub fn target_kind(name: &str) -> Option<&'static dyn TargetKind> {
         .find(|kind| kind.name() == name)
 }
 
+/// What a trial's first cycle starts from (SPEC §9): an empty data
+/// directory (the program's first start), or one the target initialised,
+/// wrote a few transactions to and closed cleanly in an earlier, uncrashed
+/// run (steady state).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Start {
+    #[default]
+    Empty,
+    Steady,
+}
+
+impl Start {
+    pub const ALL: [Start; 2] = [Start::Empty, Start::Steady];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Start::Empty => "empty",
+            Start::Steady => "steady",
+        }
+    }
+}
+
+impl fmt::Display for Start {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Start {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Start, String> {
+        Start::ALL
+            .into_iter()
+            .find(|start| start.name() == text)
+            .ok_or_else(|| format!("unknown start `{text}` (expected empty or steady)"))
+    }
+}
+
 /// One target in one mode: what a trial runs.
 ///
 /// Text form: `NAME:MODE` (`sqlite:wal-full`); the reference engine's modes

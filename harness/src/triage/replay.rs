@@ -120,6 +120,7 @@ pub fn plan_for(case: &CaseId, toml: String) -> Result<TrialPlan, String> {
         .parse()
         .map_err(|e| format!("malformed case id: {e}"))?;
     plan.scenario.workloads = vec![workload];
+    plan.scenario.starts = vec![case.start];
     plan.combos = plan.scenario.combos();
     plan.limits = case.limits;
     if let Some(txns) = case.limits.txns_max {
@@ -154,7 +155,7 @@ pub fn rebuild(resolved: &Resolved, explain: bool) -> Result<Replayed, String> {
     let combo = plan.combo(trial);
     let factory = plan.factory(trial);
     let spec = plan.scenario.cycle_spec(combo);
-    let mut chain = Chain::default();
+    let mut chain = plan.start_chain(trial)?;
     for (cycle, crash) in case.crashes.iter().enumerate() {
         let cycle_seed = plan.cycle_seed(trial, cycle);
         let run = workload_child::run(&WorkloadRequest {

@@ -21,7 +21,7 @@
 //! the line, when the TOML parser knows it) and the problem.
 
 use crate::fault::FaultProfile;
-use crate::target::{ENGINE_KIND, TargetKind, TargetMode, TargetSettings, expand_targets};
+use crate::target::{ENGINE_KIND, Start, TargetKind, TargetMode, TargetSettings, expand_targets};
 use engine::{Bug, BugSet, Config, FsyncPolicy};
 use serde::Deserialize;
 use std::fmt;
@@ -279,6 +279,10 @@ struct ScenarioFile {
     #[serde(default)]
     policies: Vec<String>,
     faults: Vec<String>,
+    /// What a trial starts from: `empty`, `steady` (default: both for
+    /// process targets, `empty` for the engine and SQLite).
+    #[serde(default)]
+    start: Vec<String>,
     #[serde(default = "default_cycles")]
     cycles: u32,
     duration: Option<String>,
@@ -310,6 +314,7 @@ pub struct Combo {
     pub workload: WorkloadKind,
     pub target: TargetMode,
     pub fault: FaultProfile,
+    pub start: Start,
 }
 
 /// A validated scenario.
@@ -324,6 +329,9 @@ pub struct Scenario {
     /// `target_selectors` expanded: every target mode a trial may run.
     pub targets: Vec<TargetMode>,
     pub faults: Vec<FaultProfile>,
+    /// The `start` list as written (empty: each target's default, see
+    /// [`Scenario::starts_for`]).
+    pub starts: Vec<Start>,
     /// Crash cycles per trial (at least 1).
     pub cycles: u32,
     pub budget: Budget,
@@ -426,6 +434,13 @@ impl Scenario {
                 file.cycles
             ));
         }
+        let mut starts = Vec::new();
+        for text in &file.start {
+            let start = Start::from_str(text).map_err(|problem| format!("`start`: {problem}"))?;
+            if !starts.contains(&start) {
+                starts.push(start);
+            }
+        }
         let budget = match (&file.duration, file.trials) {
             (Some(text), None) => Budget::Duration(
                 parse_duration(text).map_err(|problem| format!("`duration`: {problem}"))?,
@@ -471,6 +486,7 @@ impl Scenario {
             policies,
             targets,
             faults,
+            starts,
             cycles: file.cycles,
             budget,
             bugs,
@@ -505,21 +521,39 @@ impl Scenario {
         Ok(())
     }
 
-    /// Every combination, in a fixed order: workload × target mode × fault.
+    /// Every combination, in a fixed order: workload × target mode × fault
+    /// × start.
     pub fn combos(&self) -> Vec<Combo> {
         let mut combos = Vec::new();
         for &workload in &self.workloads {
             for &target in &self.targets {
                 for &fault in &self.faults {
-                    combos.push(Combo {
-                        workload,
-                        target,
-                        fault,
-                    });
+                    for start in self.starts_for(target) {
+                        combos.push(Combo {
+                            workload,
+                            target,
+                            fault,
+                            start,
+                        });
+                    }
                 }
             }
         }
         combos
+    }
+
+    /// What trials of `target` start from: the scenario's `start` list, or
+    /// when it has none both starts for a process target (whose first start
+    /// and steady state differ: SPEC §9) and an empty directory for a
+    /// deterministic one (its later cycles start from a recovered disk).
+    pub fn starts_for(&self, target: TargetMode) -> Vec<Start> {
+        if !self.starts.is_empty() {
+            self.starts.clone()
+        } else if target.kind().deterministic() {
+            vec![Start::Empty]
+        } else {
+            Start::ALL.to_vec()
+        }
     }
 
     /// The combination trial `trial` runs: combo `trial % n`.

@@ -215,7 +215,7 @@ impl TargetFactory for RedisFactory {
     }
 }
 
-fn server_argv(mode: RedisMode, datadir: &str, socket: &std::path::Path) -> Vec<String> {
+pub fn server_argv(mode: RedisMode, datadir: &str, socket: &std::path::Path) -> Vec<String> {
     [
         "redis-server",
         "--port",
