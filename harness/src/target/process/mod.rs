@@ -11,7 +11,9 @@
 //!   namespace of the (forked, single-threaded) process that starts it;
 //! - [`line`]: `line:COMMAND`, a user's program speaking the line protocol;
 //! - [`redis`] (with its RESP client [`resp`]): `redis:always|everysec|no`;
-//! - [`postgres`]: `postgres:MODE`, PostgreSQL 15 driven over SQL.
+//! - [`postgres`]: `postgres:MODE`, PostgreSQL 15 driven over SQL;
+//! - [`real_time`]: the virtual clock kept equal to real time for programs
+//!   that count real seconds.
 //!
 //! [`Storage`]: engine::storage::Storage
 
@@ -20,6 +22,7 @@ pub mod line;
 pub mod namespace;
 pub mod postgres;
 pub mod program;
+pub mod real_time;
 pub mod redis;
 pub mod resp;
 pub mod session;

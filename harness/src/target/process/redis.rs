@@ -18,10 +18,12 @@
 //! your data in the hands of the Operating System").
 //!
 //! Time: Redis's `everysec` counts real seconds, so the target keeps the
-//! harness's virtual clock at least as far as real time since it opened
-//! (it advances it before each acknowledgement); windows are judged on it.
+//! harness's virtual clock equal to real time since it opened
+//! ([`super::real_time`], before each acknowledgement); windows are judged
+//! on it.
 
 use super::program::{ProgramSpec, wait_ready};
+use super::real_time::RealTimeOrigin;
 use super::resp::{Reply, RespClient};
 use super::session::Session;
 use super::txns::OpenTxns;
@@ -38,7 +40,7 @@ use std::io;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long the server may take to accept connections (it loads the AOF
 /// first).
@@ -200,18 +202,14 @@ impl TargetFactory for RedisFactory {
                 ));
             }
         };
-        Ok(Box::new(
-            RedisTarget {
-                session,
-                client,
-                clock,
-                opened: Instant::now(),
-                opened_us: 0,
-                txns: OpenTxns::default(),
-                acks: Vec::new(),
-            }
-            .with_origin(),
-        ))
+        Ok(Box::new(RedisTarget {
+            session,
+            client,
+            origin: RealTimeOrigin::now(clock.as_ref()),
+            clock,
+            txns: OpenTxns::default(),
+            acks: Vec::new(),
+        }))
     }
 }
 
@@ -251,26 +249,15 @@ pub struct RedisTarget {
     session: Session,
     client: RespClient,
     clock: Arc<dyn Clock>,
-    opened: Instant,
-    opened_us: u64,
+    origin: RealTimeOrigin,
     txns: OpenTxns,
     acks: Vec<TxnHandle>,
 }
 
 impl RedisTarget {
-    fn with_origin(mut self) -> RedisTarget {
-        self.opened = Instant::now();
-        self.opened_us = self.clock.now_us();
-        self
-    }
-
-    /// Moves the virtual clock up to real time since the open.
+    /// Makes the virtual clock real time since the open.
     fn keep_clock_real(&self) {
-        let real_us = self.opened_us + self.opened.elapsed().as_micros() as u64;
-        let now_us = self.clock.now_us();
-        if real_us > now_us {
-            self.clock.sleep_us(real_us - now_us);
-        }
+        self.origin.align(self.clock.as_ref());
     }
 
     fn failed(&self, what: &str, e: impl fmt::Display) -> TargetError {

@@ -46,6 +46,7 @@ pub mod wire;
 use self::wire::{Connection, WireError, bytea_literal, parse_bytea};
 use super::fuse::Owner;
 use super::program::{NotReady, ProgramSpec, die_with_this_thread, wait_ready};
+use super::real_time::RealTimeOrigin;
 use super::session::Session;
 use super::txns::OpenTxns;
 use crate::fault::FaultProfile;
@@ -483,8 +484,7 @@ pub struct PostgresTarget {
     connection: Option<Connection>,
     session: Session,
     clock: Arc<dyn Clock>,
-    started: Instant,
-    started_us: u64,
+    origin: RealTimeOrigin,
     txns: OpenTxns,
     acks: Vec<TxnHandle>,
     /// What the log said about recovery, read once it accepted connections.
@@ -560,9 +560,8 @@ impl PostgresTarget {
             mode,
             connection: None,
             session,
-            started_us: clock.now_us(),
+            origin: RealTimeOrigin::now(clock.as_ref()),
             clock,
-            started: Instant::now(),
             txns: OpenTxns::default(),
             acks: Vec::new(),
             recovery: String::new(),
@@ -618,13 +617,10 @@ impl PostgresTarget {
         )
     }
 
-    /// Keeps the virtual clock at or past the real time since the start.
+    /// Makes the virtual clock real time since the start
+    /// ([`super::real_time`]): `async`'s window counts real time.
     fn follow_real_time(&self) {
-        let real_us = self.started_us + self.started.elapsed().as_micros() as u64;
-        let now_us = self.clock.now_us();
-        if real_us > now_us {
-            self.clock.sleep_us(real_us - now_us);
-        }
+        self.origin.align(self.clock.as_ref());
     }
 
     fn query(&mut self, what: &str, sql: &str) -> TargetResult<wire::QueryResult> {
