@@ -405,6 +405,12 @@ pub trait TargetFactory: Send + Sync {
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
     ) -> TargetResult<Box<dyn Target>>;
+
+    /// The reference engine's configuration, for drivers that run the
+    /// engine's own threaded API (kv-threads); `None` for other targets.
+    fn engine_config(&self) -> Option<Config> {
+        None
+    }
 }
 
 #[cfg(test)]

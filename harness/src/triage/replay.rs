@@ -15,6 +15,7 @@ use crate::supervisor::protocol::WorkerSetup;
 use crate::supervisor::trial::{Chain, CrashState, TrialPlan};
 use crate::supervisor::verify::{self, CycleInput, StateResult};
 use crate::supervisor::workload_child::{self, WorkloadRequest};
+use crate::workload::WorkloadKind;
 use crate::workload::scenario;
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,12 @@ pub fn resolve(argument: &str, target: Option<&str>) -> Result<Resolved, String>
         return Err(format!(
             "target `{}` is a process target: its cases replay from their bundle directory (failures/<case>/ under the run's --out), which keeps the trace",
             case.target
+        ));
+    }
+    if recorded.is_none() && case.workload == WorkloadKind::KvThreads.name() {
+        return Err(format!(
+            "workload `{}` runs many threads and is not deterministic: its cases replay from their bundle directory (failures/<case>/ under the run's --out), which keeps the trace",
+            case.workload
         ));
     }
     if recorded.is_some() && target.is_some() {
