@@ -278,3 +278,56 @@ pub fn apply(state: &mut State, writes: &[Write]) {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str) -> Vec<Write> {
+        vec![(key.as_bytes().to_vec(), Some(b"v".to_vec()))]
+    }
+
+    #[test]
+    fn log_order_follows_the_commit_records_not_the_issue_order() {
+        let events = vec![
+            Event::CommitIssued {
+                txn: 1,
+                writes: put("a"),
+            },
+            Event::CommitIssued {
+                txn: 4,
+                writes: put("d"),
+            },
+            Event::CommitIssued {
+                txn: 2,
+                writes: put("b"),
+            },
+            Event::CommitLogged {
+                txn: 2,
+                lsn: Some(100),
+            },
+            Event::CommitLogged {
+                txn: 1,
+                lsn: Some(200),
+            },
+            // Deletes an absent key: acknowledged with no commit record.
+            Event::CommitIssued {
+                txn: 3,
+                writes: vec![(b"c".to_vec(), None)],
+            },
+            Event::Acked { txn: 3, now_us: 5 },
+            Event::Acked { txn: 2, now_us: 6 },
+        ];
+        let only_b: State = [(b"b".to_vec(), b"v".to_vec())].into_iter().collect();
+        let issued = History::new(State::new(), 0, &events);
+        assert!(issued.matching_prefixes(&only_b).is_empty());
+        let logged = History::new(State::new(), 0, &events).in_log_order();
+        let order: Vec<WorkloadTxnId> = logged.txns().iter().map(|txn| txn.txn).collect();
+        // Logged in LSN order, then the acknowledged record-less one where
+        // it was issued, then the one never appended.
+        assert_eq!(order, vec![2, 1, 3, 4]);
+        assert_eq!(logged.matching_prefixes(&only_b), vec![1]);
+        assert_eq!(logged.position(4), Some(3));
+        assert_eq!(logged.txns()[0].logged_at, Some(3));
+    }
+}
