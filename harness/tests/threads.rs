@@ -2,7 +2,7 @@
 //! real time. The correct engine is clean; the race-only planted bug
 //! (`group-ack-at-sync-return`, in the group-commit leader of
 //! `Engine::commit`) is caught by threads and its bundle replays and
-//! explains; the single-threaded scenarios never catch it (their driver
+//! explains, and `--flaky N` runs its trial afresh N times; the single-threaded scenarios never catch it (their driver
 //! never runs that path); a threaded case id alone is refused for replay;
 //! bad scenarios are one line and exit 2.
 
@@ -78,6 +78,15 @@ fn the_race_bug_is_caught_by_threads_and_its_bundle_replays() {
             describe(&replay)
         );
     }
+    // --flaky N: fresh runs of the same seed (new interleavings).
+    let flaky = powercut(&["replay", "--flaky", "2", bundle]);
+    assert_eq!(flaky.status.code(), Some(1), "{}", describe(&flaky));
+    let said = String::from_utf8_lossy(&flaky.stdout);
+    assert!(
+        said.contains("(same seed, new interleaving) found lost-ack in")
+            && said.contains("of 2 run(s)"),
+        "{said}"
+    );
     let explain = powercut(&["replay", "--explain", bundle]);
     let told = String::from_utf8_lossy(&explain.stdout);
     assert!(told.contains("commit record of txn"), "{told}");

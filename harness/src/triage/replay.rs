@@ -333,7 +333,12 @@ pub fn main(request: &ReplayRequest<'_>) -> i32 {
             return exit::USAGE;
         }
     };
-    let runs = flaky.unwrap_or(1).max(1);
+    // A recorded bundle replays its one trace the same way every time: its
+    // `--flaky N` runs the trial afresh instead (below).
+    let runs = match resolved.recorded {
+        Some(_) => 1,
+        None => flaky.unwrap_or(1).max(1),
+    };
     let mut reproduced = 0;
     let mut first: Option<Replayed> = None;
     for _ in 0..runs {
@@ -367,11 +372,43 @@ pub fn main(request: &ReplayRequest<'_>) -> i32 {
     if runs > 1 {
         println!("reproduced {reproduced} of {runs} replays");
     }
+    if let (Some(fresh), Some(_)) = (flaky, &resolved.recorded) {
+        match fresh_runs(&resolved, &replayed, fresh.max(1)) {
+            Ok(line) => println!("{line}"),
+            Err(message) => {
+                eprintln!("powercut: {message}");
+                return exit::HARNESS_FAILED;
+            }
+        }
+    }
     if reproduced > 0 {
         exit::VIOLATIONS
     } else {
         exit::OK
     }
+}
+
+/// `--flaky N` for a case that is not deterministic (a threaded trial, a
+/// process target): runs its trial afresh `runs` times from the same seed
+/// (new interleavings, new crash points) and says how many found a
+/// violation of the kind the bundle holds.
+fn fresh_runs(resolved: &Resolved, replayed: &Replayed, runs: u32) -> Result<String, String> {
+    let Some((kind, _)) = replayed.result.violations.first() else {
+        return Ok(format!(
+            "the bundle's trace shows no violation: {runs} fresh run(s) not attempted"
+        ));
+    };
+    let mut found = 0;
+    for _ in 0..runs {
+        let outcome = resolved.plan.run_trial(resolved.case.trial, &mut 0)?;
+        if outcome.failures.iter().any(|failure| &failure.kind == kind) {
+            found += 1;
+        }
+    }
+    Ok(format!(
+        "a fresh run of trial {} (same seed, new interleaving) found {kind} in {found} of {runs} run(s)",
+        resolved.case.trial
+    ))
 }
 
 fn print_verdict(case: &CaseId, replayed: &Replayed) {
