@@ -53,12 +53,10 @@ fn a_crash_between_checkpoint_begin_and_end_loses_nothing() {
     let storage = MemStorage::new();
     let engine = open(&storage, &config);
     let mut model = Model::new();
-    let mut round = 0;
     let mut crashed_inside = 0;
     let mut crashed_after = 0;
     for step in 0..400u32 {
-        commit(&engine, &mut model, step % 16, round);
-        round += 1;
+        commit(&engine, &mut model, step % 16, step);
         let running_before = engine.checkpoint_running();
         engine.tick().unwrap();
         let image = storage.snapshot();
