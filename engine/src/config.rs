@@ -95,11 +95,16 @@ pub enum Bug {
     /// A page's recLSN is the update that dirtied it, even when its
     /// full-page image of the interval came earlier.
     RecLsnSkipsImage,
+    /// The group-commit leader of [`crate::Engine::commit`] acknowledges
+    /// every commit appended before its fsync *returned*, not only those
+    /// its flush (taken before the fsync *began*) covered. Only threads
+    /// show it: the single-threaded ticket API never runs that path.
+    GroupAckAtSyncReturn,
 }
 
 impl Bug {
     /// Every planted bug, in SPEC order.
-    pub const ALL: [Bug; 17] = [
+    pub const ALL: [Bug; 18] = [
         Bug::AckBeforeFsync,
         Bug::SkipFsync,
         Bug::GroupAckBeyondFlush,
@@ -117,6 +122,7 @@ impl Bug {
         Bug::StaleRecycledRecord,
         Bug::ReleaseIgnoresRecLsn,
         Bug::RecLsnSkipsImage,
+        Bug::GroupAckAtSyncReturn,
     ];
 
     /// The name used on the command line and in scenario files.
@@ -139,6 +145,7 @@ impl Bug {
             Bug::StaleRecycledRecord => "stale-recycled-record",
             Bug::ReleaseIgnoresRecLsn => "release-ignores-reclsn",
             Bug::RecLsnSkipsImage => "reclsn-skips-image",
+            Bug::GroupAckAtSyncReturn => "group-ack-at-sync-return",
         }
     }
 

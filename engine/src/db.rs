@@ -37,7 +37,7 @@ use crate::{Lsn, TxnId};
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Most transactions active at once (each takes 24 bytes of a checkpoint
 /// record; the bound also follows from the segment size, see `validate`).
@@ -60,8 +60,15 @@ pub struct Engine {
     group: Group,
     /// Under `interval`: clock time of the last interval fsync.
     interval_last_us: Mutex<u64>,
+    /// Told the LSN of every commit record as it is appended.
+    commit_observer: OnceLock<CommitObserver>,
     _lock: StorageLock,
 }
+
+/// Called with a transaction and its commit record's LSN while the WAL is
+/// locked, before the record can reach storage (see
+/// [`Engine::set_commit_observer`]).
+pub type CommitObserver = Box<dyn Fn(TxnId, Lsn) + Send + Sync>;
 
 /// What recovery found and did when the engine was opened. For a fresh
 /// directory `created` is true and the rest is zero/empty.
@@ -292,8 +299,18 @@ impl Engine {
             always_lock: Mutex::new(()),
             group: Group::default(),
             interval_last_us: Mutex::new(now_us),
+            commit_observer: OnceLock::new(),
             _lock: lock,
         })
+    }
+
+    /// Sets the observer told every commit record's LSN as it is appended,
+    /// in log order, before any thread can write the record out (a harness
+    /// recording many threads learns the commit order the log holds). Set
+    /// once; false if one was already set. The observer must not call the
+    /// engine.
+    pub fn set_commit_observer(&self, observer: CommitObserver) -> bool {
+        self.commit_observer.set(observer).is_ok()
     }
 
     fn core(&self) -> MutexGuard<'_, Core> {
@@ -505,6 +522,11 @@ impl Engine {
                 write_us: written_us - gathered_us,
                 sync_us: synced_us - written_us,
             };
+            if result.is_ok() && self.inner.config.bugs.has(Bug::GroupAckAtSyncReturn) {
+                // Planted: what was appended during the fsync is taken as
+                // covered by it.
+                self.inner.log.acknowledge(self.inner.log.next_lsn());
+            }
             group.end_round(target_count, &times);
             result?;
         }
@@ -533,7 +555,12 @@ impl Engine {
                 self.inner.commits.fetch_add(1, Ordering::Relaxed);
                 return Ok(CommitTicket { txn, lsn: 0 });
             }
-            let lsn = log.append(txn, state.last_lsn, Body::Commit)?;
+            let observer = self.commit_observer.get();
+            let lsn = log.append_observed(txn, state.last_lsn, Body::Commit, |lsn| {
+                if let Some(observe) = observer {
+                    observe(txn, lsn);
+                }
+            })?;
             core.txns.finish(txn)?;
             lsn
         };

@@ -143,6 +143,51 @@ fn threads_commit_concurrently_under_group_commit() {
 }
 
 #[test]
+fn the_commit_observer_sees_every_commit_record_in_log_order() {
+    let storage = MemStorage::new();
+    let mut config = small_config(FsyncPolicy::Group { delay_us: 0 });
+    config.page_count = 256;
+    config.pool_pages = 64;
+    let engine = Arc::new(open(&storage, &config));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    assert!(engine.set_commit_observer(Box::new(move |txn, lsn| {
+        sink.lock().unwrap().push((txn, lsn));
+    })));
+    assert!(!engine.set_commit_observer(Box::new(|_, _| {})), "set once");
+    let threads: Vec<_> = (0..4)
+        .map(|thread| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let mut returned = Vec::new();
+                for i in 0..100 {
+                    let txn = engine.begin().unwrap();
+                    engine
+                        .put(txn, format!("t{thread}-{i}").as_bytes(), b"value")
+                        .unwrap();
+                    returned.push((txn, engine.commit(txn).unwrap()));
+                }
+                returned
+            })
+        })
+        .collect();
+    let mut returned: Vec<(u64, u64)> = threads
+        .into_iter()
+        .flat_map(|thread| thread.join().unwrap())
+        .collect();
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.windows(2).all(|pair| pair[0].1 < pair[1].1),
+        "observed in LSN order"
+    );
+    returned.sort_by_key(|&(_, lsn)| lsn);
+    assert_eq!(
+        seen, returned,
+        "each commit once, with the LSN commit returned"
+    );
+}
+
+#[test]
 fn second_open_is_locked_out() {
     let storage = MemStorage::new();
     let config = small_config(FsyncPolicy::Always);

@@ -36,6 +36,7 @@ fn every_builtin_parses_and_is_named_after_itself() {
         "long-txn-steal",
         "checkpoint-storm",
         "multi-crash",
+        "kv-threads",
         "nightly",
     ] {
         assert!(names.contains(&expected), "{expected} missing");

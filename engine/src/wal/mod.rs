@@ -66,6 +66,23 @@ impl Log {
         self.writer().append(txn, prev_lsn, body)
     }
 
+    /// Appends a record and calls `observe` with its LSN while the writer
+    /// is still locked: nothing can write the record out before `observe`
+    /// returns.
+    pub fn append_observed(
+        &self,
+        txn: TxnId,
+        prev_lsn: Lsn,
+        body: Body<'_>,
+        observe: impl FnOnce(Lsn),
+    ) -> Result<Lsn> {
+        self.fatal.check()?;
+        let mut writer = self.writer();
+        let lsn = writer.append(txn, prev_lsn, body)?;
+        observe(lsn);
+        Ok(lsn)
+    }
+
     pub fn next_lsn(&self) -> Lsn {
         self.writer().next_lsn()
     }

@@ -52,7 +52,7 @@ pub struct Hunt {
 }
 
 /// One hunt per planted bug, in SPEC order.
-pub const HUNTS: [Hunt; 17] = [
+pub const HUNTS: [Hunt; 18] = [
     Hunt {
         bug: Some(Bug::AckBeforeFsync),
         scenario: "smoke",
@@ -171,6 +171,13 @@ pub const HUNTS: [Hunt; 17] = [
         policies: &["always", "group"],
         faults: &["torn-garbage", "power-loss"],
         why: "a page written and dirtied again in one interval gets a recLSN after its full-page image; redo skips the image and cannot repair its torn write",
+    },
+    Hunt {
+        bug: Some(Bug::GroupAckAtSyncReturn),
+        scenario: "kv-threads",
+        policies: &["group"],
+        faults: &["power-loss", "process-crash"],
+        why: "only threads run Engine::commit's group leader: a commit appended during its fsync is acknowledged, still in the WAL buffer",
     },
 ];
 

@@ -34,8 +34,11 @@ pub struct CommittedTxn {
     pub writes: Vec<Write>,
     /// Index of the `CommitIssued` event.
     pub issued_at: usize,
-    /// The commit record's LSN, if the commit call returned in the prefix.
+    /// The commit record's LSN, if the commit call returned in the prefix
+    /// (or, for many threads, once the record was appended).
     pub lsn: Option<u64>,
+    /// Index of the `CommitLogged` event, if it is in the prefix.
+    pub logged_at: Option<usize>,
     /// The acknowledgement, if it happened in the prefix.
     pub ack: Option<Ack>,
     /// The commit call returned an error (it may or may not survive).
@@ -84,6 +87,7 @@ impl History {
                         writes: writes.clone(),
                         issued_at: index,
                         lsn: None,
+                        logged_at: None,
                         ack: None,
                         failed: false,
                     });
@@ -91,6 +95,7 @@ impl History {
                 Event::CommitLogged { txn, lsn } => {
                     if let Some(&position) = positions.get(txn) {
                         txns[position].lsn = *lsn;
+                        txns[position].logged_at = Some(index);
                     }
                 }
                 Event::Acked { txn, now_us } => {
@@ -130,6 +135,31 @@ impl History {
         }
     }
 
+    /// The same history in the order of the commit records in the log, for
+    /// traces of many threads, where the order commits were issued in is
+    /// not the order the log holds them in. The threaded driver records
+    /// `CommitLogged` while the WAL is locked, so those events are in LSN
+    /// order and precede any write of their record. A transaction with no
+    /// `CommitLogged` that was acknowledged wrote no record (it only
+    /// deleted absent keys, holding their locks): it stands where it was
+    /// issued. One neither logged nor acknowledged was not appended in
+    /// this prefix and cannot survive: those go last, in issue order.
+    pub fn in_log_order(mut self) -> History {
+        self.txns.sort_by_key(|txn| match (txn.logged_at, txn.ack) {
+            (Some(logged_at), _) => (false, logged_at),
+            (None, Some(_)) => (false, txn.issued_at),
+            (None, None) => (true, txn.issued_at),
+        });
+        self.positions = self
+            .txns
+            .iter()
+            .enumerate()
+            .map(|(position, txn)| (txn.txn, position))
+            .collect();
+        self.prefix_hashes = prefix_hashes(&self.base, &self.txns);
+        self
+    }
+
     /// The durable state at the start of the cycle.
     pub fn base(&self) -> &State {
         &self.base
@@ -139,7 +169,8 @@ impl History {
         self.txn_id_base
     }
 
-    /// Transactions in commit-issue order.
+    /// Transactions in commit-issue order (in log order after
+    /// [`History::in_log_order`]).
     pub fn txns(&self) -> &[CommittedTxn] {
         &self.txns
     }
@@ -245,5 +276,58 @@ pub fn apply(state: &mut State, writes: &[Write]) {
             Some(value) => state.insert(key.clone(), value.clone()),
             None => state.remove(key),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str) -> Vec<Write> {
+        vec![(key.as_bytes().to_vec(), Some(b"v".to_vec()))]
+    }
+
+    #[test]
+    fn log_order_follows_the_commit_records_not_the_issue_order() {
+        let events = vec![
+            Event::CommitIssued {
+                txn: 1,
+                writes: put("a"),
+            },
+            Event::CommitIssued {
+                txn: 4,
+                writes: put("d"),
+            },
+            Event::CommitIssued {
+                txn: 2,
+                writes: put("b"),
+            },
+            Event::CommitLogged {
+                txn: 2,
+                lsn: Some(100),
+            },
+            Event::CommitLogged {
+                txn: 1,
+                lsn: Some(200),
+            },
+            // Deletes an absent key: acknowledged with no commit record.
+            Event::CommitIssued {
+                txn: 3,
+                writes: vec![(b"c".to_vec(), None)],
+            },
+            Event::Acked { txn: 3, now_us: 5 },
+            Event::Acked { txn: 2, now_us: 6 },
+        ];
+        let only_b: State = [(b"b".to_vec(), b"v".to_vec())].into_iter().collect();
+        let issued = History::new(State::new(), 0, &events);
+        assert!(issued.matching_prefixes(&only_b).is_empty());
+        let logged = History::new(State::new(), 0, &events).in_log_order();
+        let order: Vec<WorkloadTxnId> = logged.txns().iter().map(|txn| txn.txn).collect();
+        // Logged in LSN order, then the acknowledged record-less one where
+        // it was issued, then the one never appended.
+        assert_eq!(order, vec![2, 1, 3, 4]);
+        assert_eq!(logged.matching_prefixes(&only_b), vec![1]);
+        assert_eq!(logged.position(4), Some(3));
+        assert_eq!(logged.txns()[0].logged_at, Some(3));
     }
 }

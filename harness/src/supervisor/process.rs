@@ -5,20 +5,22 @@ use crate::case::id::CaseId;
 use std::path::Path;
 
 /// What `powercut replay` must be given to reproduce `case_id`: the case
-/// id itself for a deterministic target; for a process target, its
+/// id itself for a deterministic target; for a process target or a
+/// threaded workload (kv-threads), its
 /// bundle directory under `failures_dir` (the bundle holds the trace), or
 /// a note when the run kept no bundle of it.
 pub fn replay_argument(case_id: &str, failures_dir: Option<&str>) -> String {
     let Ok(case) = case_id.parse::<CaseId>() else {
         return case_id.to_string();
     };
-    if case.target.kind().deterministic() {
+    let threaded = case.workload == crate::workload::WorkloadKind::KvThreads.name();
+    if case.target.kind().deterministic() && !threaded {
         return case_id.to_string();
     }
     match failures_dir.map(|dir| Path::new(dir).join(case.bundle_name())) {
         Some(bundle) if bundle.is_dir() => shell_quote(&bundle.to_string_lossy()),
         _ => format!(
-            "{} (a process target replays from its bundle; none was kept for this case: run with --out)",
+            "{} (this case replays from its bundle; none was kept: run with --out)",
             shell_quote(case_id)
         ),
     }

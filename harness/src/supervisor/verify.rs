@@ -305,11 +305,14 @@ fn verify_in_child(
                 return 1;
             }
         };
-        let history = History::new(
+        let mut history = History::new(
             input.chain.state.clone(),
             txn_id_base(input.cycle),
             &input.events[..state.point],
         );
+        if input.plan.combo(input.trial).workload.threaded() {
+            history = history.in_log_order();
+        }
         let promise = Promise {
             kind: combo.target.promise(combo.fault),
             fault: combo.fault,
@@ -644,13 +647,14 @@ fn bundle_for(
     }
 }
 
-/// A process target's bundle keeps the cycle it ran (its workload cannot
-/// be run again byte for byte).
+/// A process target's or a threaded trial's bundle keeps the cycle it ran
+/// (its workload cannot be run again byte for byte).
 fn recorded_cycle(
     input: &CycleInput<'_>,
     target: crate::target::TargetMode,
 ) -> Option<bundle::RecordedCycle> {
-    (!target.kind().deterministic()).then(|| bundle::RecordedCycle {
+    let threaded = input.plan.combo(input.trial).workload.threaded();
+    (threaded || !target.kind().deterministic()).then(|| bundle::RecordedCycle {
         events: input.events.to_vec(),
         base_image: input.chain.image.clone(),
         base_state: input.chain.state.clone(),

@@ -16,6 +16,7 @@ use crate::fault::shm::SharedTrace;
 use crate::fault::trace::{Event, EventSink};
 use crate::oracle::ViolationKind;
 use crate::target::TargetFactory;
+use crate::workload::threaded::run_threaded_cycle;
 use crate::workload::{CycleSpec, open_target, run_cycle};
 use engine::VirtualClock;
 use engine::storage::MemStorage;
@@ -159,6 +160,26 @@ fn child_main(
         plan,
         Some(hook),
     );
+    if request.spec.kind.threaded() {
+        let config = request
+            .factory
+            .engine_config()
+            .expect("kv-threads runs only on the engine (checked with the scenario)");
+        let _ = match run_threaded_cycle(
+            config,
+            Arc::new(storage),
+            request.spec,
+            request.seed,
+            sink,
+            txn_id_base(request.cycle),
+        ) {
+            Ok(_) => out.send(DONE),
+            Err(error) => out.send(
+                format!("recovery of the workload's starting image failed: {error}").as_bytes(),
+            ),
+        };
+        return 0;
+    }
     let clock = Arc::new(VirtualClock::new(cycle_start_us(request.cycle)));
     let mut target = match open_target(
         request.factory,

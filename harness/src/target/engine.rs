@@ -100,6 +100,10 @@ impl TargetFactory for EngineFactory {
             flush_target: None,
         }))
     }
+
+    fn engine_config(&self) -> Option<Config> {
+        Some(self.config.clone())
+    }
 }
 
 /// The reference engine, driven deterministically through its commit-ticket

@@ -464,6 +464,12 @@ pub trait TargetFactory: Send + Sync {
     fn starting_image(&self) -> Result<BTreeMap<String, Vec<u8>>, String> {
         Ok(BTreeMap::new())
     }
+
+    /// The reference engine's configuration, for drivers that run the
+    /// engine's own threaded API (kv-threads); `None` for other targets.
+    fn engine_config(&self) -> Option<Config> {
+        None
+    }
 }
 
 #[cfg(test)]

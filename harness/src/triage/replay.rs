@@ -15,6 +15,7 @@ use crate::supervisor::protocol::WorkerSetup;
 use crate::supervisor::trial::{Chain, CrashState, TrialPlan};
 use crate::supervisor::verify::{self, CycleInput, StateResult};
 use crate::supervisor::workload_child::{self, WorkloadRequest};
+use crate::workload::WorkloadKind;
 use crate::workload::scenario;
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,12 @@ pub fn resolve(argument: &str, target: Option<&str>) -> Result<Resolved, String>
         return Err(format!(
             "target `{}` is a process target: its cases replay from their bundle directory (failures/<case>/ under the run's --out), which keeps the trace",
             case.target
+        ));
+    }
+    if recorded.is_none() && case.workload == WorkloadKind::KvThreads.name() {
+        return Err(format!(
+            "workload `{}` runs many threads and is not deterministic: its cases replay from their bundle directory (failures/<case>/ under the run's --out), which keeps the trace",
+            case.workload
         ));
     }
     if recorded.is_some() && target.is_some() {
@@ -330,7 +337,12 @@ pub fn main(request: &ReplayRequest<'_>) -> i32 {
             return exit::USAGE;
         }
     };
-    let runs = flaky.unwrap_or(1).max(1);
+    // A recorded bundle replays its one trace the same way every time: its
+    // `--flaky N` runs the trial afresh instead (below).
+    let runs = match resolved.recorded {
+        Some(_) => 1,
+        None => flaky.unwrap_or(1).max(1),
+    };
     let mut reproduced = 0;
     let mut first: Option<Replayed> = None;
     for _ in 0..runs {
@@ -364,11 +376,43 @@ pub fn main(request: &ReplayRequest<'_>) -> i32 {
     if runs > 1 {
         println!("reproduced {reproduced} of {runs} replays");
     }
+    if let (Some(fresh), Some(_)) = (flaky, &resolved.recorded) {
+        match fresh_runs(&resolved, &replayed, fresh.max(1)) {
+            Ok(line) => println!("{line}"),
+            Err(message) => {
+                eprintln!("powercut: {message}");
+                return exit::HARNESS_FAILED;
+            }
+        }
+    }
     if reproduced > 0 {
         exit::VIOLATIONS
     } else {
         exit::OK
     }
+}
+
+/// `--flaky N` for a case that is not deterministic (a threaded trial, a
+/// process target): runs its trial afresh `runs` times from the same seed
+/// (new interleavings, new crash points) and says how many found a
+/// violation of the kind the bundle holds.
+fn fresh_runs(resolved: &Resolved, replayed: &Replayed, runs: u32) -> Result<String, String> {
+    let Some((kind, _)) = replayed.result.violations.first() else {
+        return Ok(format!(
+            "the bundle's trace shows no violation: {runs} fresh run(s) not attempted"
+        ));
+    };
+    let mut found = 0;
+    for _ in 0..runs {
+        let outcome = resolved.plan.run_trial(resolved.case.trial, &mut 0)?;
+        if outcome.failures.iter().any(|failure| &failure.kind == kind) {
+            found += 1;
+        }
+    }
+    Ok(format!(
+        "a fresh run of trial {} (same seed, new interleaving) found {kind} in {found} of {runs} run(s)",
+        resolved.case.trial
+    ))
 }
 
 fn print_verdict(case: &CaseId, replayed: &Replayed) {

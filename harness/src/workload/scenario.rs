@@ -38,9 +38,11 @@ pub const OPS_PER_TXN_MAX: u32 = 10_000;
 pub const OPEN_TXNS_MAX: u32 = 64;
 /// Largest number of crash cycles per trial.
 pub const CYCLES_MAX: u32 = 64;
+/// Most client threads of a kv-threads trial.
+pub const THREADS_MAX: u32 = 64;
 
 /// The built-in scenarios, by name (the file `scenarios/<name>.toml`).
-const BUILTINS: [(&str, &str); 9] = [
+const BUILTINS: [(&str, &str); 10] = [
     ("smoke", include_str!("../../../scenarios/smoke.toml")),
     ("sqlite", include_str!("../../../scenarios/sqlite.toml")),
     ("bank", include_str!("../../../scenarios/bank.toml")),
@@ -59,6 +61,10 @@ const BUILTINS: [(&str, &str); 9] = [
     ),
     ("nightly", include_str!("../../../scenarios/nightly.toml")),
     ("compare", include_str!("../../../scenarios/compare.toml")),
+    (
+        "kv-threads",
+        include_str!("../../../scenarios/kv-threads.toml"),
+    ),
 ];
 
 /// The scenario `powercut run` uses when none is given.
@@ -94,14 +100,20 @@ pub enum WorkloadKind {
     LongTxnSteal,
     /// kv-churn with a checkpoint every few transactions.
     CheckpointStorm,
+    /// kv-churn transactions from `workload.threads` client threads on one
+    /// engine in real time (the engine's own group commit, flusher thread
+    /// and background checkpoints): not deterministic, so its cases replay
+    /// from the trace their bundle keeps. Reference engine only.
+    KvThreads,
 }
 
 impl WorkloadKind {
-    pub const ALL: [WorkloadKind; 4] = [
+    pub const ALL: [WorkloadKind; 5] = [
         WorkloadKind::KvChurn,
         WorkloadKind::Bank,
         WorkloadKind::LongTxnSteal,
         WorkloadKind::CheckpointStorm,
+        WorkloadKind::KvThreads,
     ];
 
     pub fn name(self) -> &'static str {
@@ -110,7 +122,14 @@ impl WorkloadKind {
             WorkloadKind::Bank => "bank",
             WorkloadKind::LongTxnSteal => "long-txn-steal",
             WorkloadKind::CheckpointStorm => "checkpoint-storm",
+            WorkloadKind::KvThreads => "kv-threads",
         }
+    }
+
+    /// Runs many client threads in real time: a fresh run of the same seed
+    /// gives another trace, so its cases replay from their bundles.
+    pub fn threaded(self) -> bool {
+        self == WorkloadKind::KvThreads
     }
 
     /// The invariants every recovered state of this workload must satisfy.
@@ -198,6 +217,9 @@ pub struct WorkloadParams {
     pub long_txn_ops: u32,
     /// checkpoint-storm: a checkpoint after every this many transactions.
     pub storm_checkpoint_every: u32,
+    /// kv-threads: client threads (each runs `txns_per_cycle` / threads
+    /// transactions, at least one).
+    pub threads: u32,
 }
 
 impl Default for WorkloadParams {
@@ -216,6 +238,7 @@ impl Default for WorkloadParams {
             initial_balance: 1000,
             long_txn_ops: 48,
             storm_checkpoint_every: 2,
+            threads: 4,
         }
     }
 }
@@ -478,6 +501,7 @@ impl Scenario {
             file.targets
         };
         let targets = select_targets(&target_selectors, &policies)?;
+        threads_need_engine(&file.workloads, &targets)?;
         let scenario = Scenario {
             name: file.name,
             description: file.description,
@@ -518,7 +542,7 @@ impl Scenario {
             self.target_selectors = targets.to_vec();
         }
         self.targets = select_targets(&self.target_selectors, &self.policies)?;
-        Ok(())
+        threads_need_engine(&self.workloads, &self.targets)
     }
 
     /// Every combination, in a fixed order: workload × target mode × fault
@@ -601,6 +625,20 @@ impl Scenario {
     }
 }
 
+/// kv-threads drives the reference engine's own threaded API: no other
+/// target runs it.
+fn threads_need_engine(workloads: &[WorkloadKind], targets: &[TargetMode]) -> Result<(), String> {
+    match targets
+        .iter()
+        .find(|target| !matches!(target, TargetMode::Engine(_)))
+    {
+        Some(target) if workloads.iter().any(|kind| kind.threaded()) => Err(format!(
+            "workload `kv-threads` runs only on the reference engine, not on `{target}`"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Expands target selectors; `engine` needs at least one policy.
 fn select_targets(
     selectors: &[String],
@@ -614,7 +652,11 @@ fn select_targets(
 
 fn validate_workload(params: &WorkloadParams) -> Result<(), String> {
     let tag_len = u32::try_from(crate::oracle::tag::TAG_LEN).expect("small");
-    let checks: [(bool, String); 8] = [
+    let checks: [(bool, String); 9] = [
+        (
+            params.threads < 2 || params.threads > THREADS_MAX,
+            format!("`workload.threads` must be in 2..={THREADS_MAX}"),
+        ),
         (
             params.keys == 0 || params.keys > KEYS_MAX,
             format!("`workload.keys` must be in 1..={KEYS_MAX}"),
