@@ -35,7 +35,7 @@ const BUGS: [&str; 18] = [
 fn every_planted_bug_is_caught_within_its_budget_and_the_correct_engine_is_clean() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("m.csv");
-    let result = powercut(&["mutants", "--budget", "10s", "--csv", csv.to_str().unwrap()]);
+    let result = powercut(&["mutants", "--budget", "20s", "--csv", csv.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert_eq!(
         result.status.code(),
