@@ -429,11 +429,19 @@ pub trait Target {
     fn commit(&mut self, txn: TxnHandle) -> TargetResult<Option<u64>>;
     /// Group commit leader, step 1 (capture what the flush covers). A
     /// no-op for targets without group commit.
-    fn flush_begin(&mut self) -> TargetResult<()>;
-    /// Group commit leader, step 2 (fsync, acknowledge what it covered).
-    fn flush_finish(&mut self) -> TargetResult<()>;
-    /// Lets time-driven work run at the clock's current time.
-    fn tick(&mut self) -> TargetResult<()>;
+    fn flush_begin(&mut self) -> TargetResult<()> {
+        Ok(())
+    }
+    /// Group commit leader, step 2 (fsync, acknowledge what it covered). A
+    /// no-op for targets without group commit.
+    fn flush_finish(&mut self) -> TargetResult<()> {
+        Ok(())
+    }
+    /// Lets time-driven work run at the clock's current time (a no-op for
+    /// targets with none).
+    fn tick(&mut self) -> TargetResult<()> {
+        Ok(())
+    }
     /// A durable point: when this returns Ok, every commit acknowledged
     /// before the call survives any later crash, whatever the policy.
     fn checkpoint(&mut self) -> TargetResult<()>;

@@ -382,18 +382,6 @@ impl Target for LineTarget {
         }
     }
 
-    fn flush_begin(&mut self) -> TargetResult<()> {
-        Ok(())
-    }
-
-    fn flush_finish(&mut self) -> TargetResult<()> {
-        Ok(())
-    }
-
-    fn tick(&mut self) -> TargetResult<()> {
-        Ok(())
-    }
-
     fn checkpoint(&mut self) -> TargetResult<()> {
         Ok(())
     }

@@ -348,14 +348,6 @@ impl Target for RedisTarget {
         }
     }
 
-    fn flush_begin(&mut self) -> TargetResult<()> {
-        Ok(())
-    }
-
-    fn flush_finish(&mut self) -> TargetResult<()> {
-        Ok(())
-    }
-
     fn tick(&mut self) -> TargetResult<()> {
         self.keep_clock_real();
         Ok(())

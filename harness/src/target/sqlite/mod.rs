@@ -504,18 +504,6 @@ impl Target for SqliteTarget {
         Ok(None)
     }
 
-    fn flush_begin(&mut self) -> TargetResult<()> {
-        Ok(())
-    }
-
-    fn flush_finish(&mut self) -> TargetResult<()> {
-        Ok(())
-    }
-
-    fn tick(&mut self) -> TargetResult<()> {
-        Ok(())
-    }
-
     fn checkpoint(&mut self) -> TargetResult<()> {
         if self.mode.journal != Journal::Wal {
             return Ok(());

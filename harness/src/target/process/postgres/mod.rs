@@ -760,14 +760,6 @@ impl Target for PostgresTarget {
         Ok(None)
     }
 
-    fn flush_begin(&mut self) -> TargetResult<()> {
-        Ok(())
-    }
-
-    fn flush_finish(&mut self) -> TargetResult<()> {
-        Ok(())
-    }
-
     fn tick(&mut self) -> TargetResult<()> {
         self.follow_real_time();
         Ok(())
