@@ -4,14 +4,54 @@
 //! syncs are no-ops. The harness builds crash images elsewhere and hands them
 //! to the engine as a `MemStorage` (see [`MemStorage::from_files`]); the
 //! engine's own tests use it for speed.
+//!
+//! Hard links: a file (an inode) is shared by every name that
+//! [`Storage::link`] gave it, and counts its names. [`MemStorage::snapshot`]
+//! and [`MemStorage::from_tree`] speak of paths and contents only, so a
+//! snapshot of two names of one file is two files with the same bytes.
 
 use super::{DirEntry, Storage, StorageFile, StorageLock, check_path, split_path};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-type FileData = Arc<RwLock<Vec<u8>>>;
+/// One file (an inode): its bytes and how many names it has.
+#[derive(Debug)]
+struct MemInode {
+    data: RwLock<Vec<u8>>,
+    names: AtomicU64,
+}
+
+type FileData = Arc<MemInode>;
+
+impl MemInode {
+    /// A file of one name holding `data`.
+    fn named(data: Vec<u8>) -> FileData {
+        Arc::new(MemInode {
+            data: RwLock::new(data),
+            names: AtomicU64::new(1),
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Vec<u8>> {
+        self.data.read().expect("file lock")
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Vec<u8>> {
+        self.data.write().expect("file lock")
+    }
+
+    fn add_name(&self) {
+        self.names.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// One name fewer; the count never goes below zero.
+    fn drop_name(&self) {
+        let before = self.names.fetch_sub(1, Ordering::AcqRel);
+        assert!(before > 0, "MemStorage: a file lost more names than it had");
+    }
+}
 
 /// An in-memory directory tree. Clones share the same tree.
 #[derive(Clone, Default)]
@@ -91,7 +131,7 @@ impl MemStorage {
                     !tree.dirs.contains(&path),
                     "{path:?} is a file and a directory"
                 );
-                tree.files.insert(path, Arc::new(RwLock::new(data)));
+                tree.files.insert(path, MemInode::named(data));
             }
         }
         storage
@@ -102,7 +142,7 @@ impl MemStorage {
         self.tree()
             .files
             .iter()
-            .map(|(name, data)| (name.clone(), data.read().expect("file lock").clone()))
+            .map(|(name, data)| (name.clone(), data.read().clone()))
             .collect()
     }
 
@@ -126,7 +166,7 @@ impl std::fmt::Debug for MemStorage {
             .entries(
                 tree.files
                     .iter()
-                    .map(|(name, data)| (name, data.read().expect("file lock").len())),
+                    .map(|(name, data)| (name, data.read().len())),
             )
             .finish()
     }
@@ -148,7 +188,7 @@ impl Storage for MemStorage {
         if tree.exists(name) {
             return Err(exists(name));
         }
-        let data = FileData::default();
+        let data = MemInode::named(Vec::new());
         tree.files.insert(name.to_string(), data.clone());
         Ok(Box::new(MemFile { data }))
     }
@@ -181,18 +221,49 @@ impl Storage for MemStorage {
                 format!("{to:?} is a directory"),
             ));
         }
-        let data = tree.files.remove(from).ok_or_else(|| not_found(from))?;
-        tree.files.insert(to.to_string(), data);
+        let source = tree.files.get(from).ok_or_else(|| not_found(from))?;
+        if tree
+            .files
+            .get(to)
+            .is_some_and(|target| Arc::ptr_eq(source, target))
+        {
+            // Two names of one file: rename(2) does nothing.
+            return Ok(());
+        }
+        let data = tree.files.remove(from).expect("checked above");
+        if let Some(replaced) = tree.files.insert(to.to_string(), data) {
+            replaced.drop_name();
+        }
         Ok(())
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
         check_path(name)?;
-        self.tree()
+        let data = self
+            .tree()
             .files
             .remove(name)
-            .map(|_| ())
-            .ok_or_else(|| not_found(name))
+            .ok_or_else(|| not_found(name))?;
+        data.drop_name();
+        Ok(())
+    }
+
+    fn link(&self, from: &str, to: &str) -> io::Result<()> {
+        check_path(from)?;
+        check_path(to)?;
+        let mut tree = self.tree();
+        let data = tree
+            .files
+            .get(from)
+            .cloned()
+            .ok_or_else(|| not_found(from))?;
+        tree.check_parent(to)?;
+        if tree.exists(to) {
+            return Err(exists(to));
+        }
+        data.add_name();
+        tree.files.insert(to.to_string(), data);
+        Ok(())
     }
 
     fn list(&self) -> io::Result<Vec<String>> {
@@ -296,7 +367,7 @@ struct MemFile {
 
 impl StorageFile for MemFile {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let data = self.data.read().expect("file lock");
+        let data = self.data.read();
         let Ok(start) = usize::try_from(offset) else {
             return Ok(0);
         };
@@ -311,7 +382,7 @@ impl StorageFile for MemFile {
     fn write_at(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
         let start = usize::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
         let end = start + bytes.len();
-        let mut data = self.data.write().expect("file lock");
+        let mut data = self.data.write();
         if data.len() < end {
             data.resize(end, 0);
         }
@@ -321,12 +392,12 @@ impl StorageFile for MemFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         let len = usize::try_from(len).map_err(|_| io::Error::other("length too large"))?;
-        self.data.write().expect("file lock").resize(len, 0);
+        self.data.write().resize(len, 0);
         Ok(())
     }
 
     fn len(&self) -> io::Result<u64> {
-        Ok(self.data.read().expect("file lock").len() as u64)
+        Ok(self.data.read().len() as u64)
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -335,5 +406,9 @@ impl StorageFile for MemFile {
 
     fn sync_all(&self) -> io::Result<()> {
         Ok(())
+    }
+
+    fn link_count(&self) -> io::Result<u64> {
+        Ok(self.data.names.load(Ordering::Acquire))
     }
 }

@@ -8,10 +8,10 @@
 //! hold after a power cut at any point of that record.
 //!
 //! Durability contract (what the engine may assume, and all it may assume):
-//! - `write_at`, `set_len`, `create`, `rename` and `remove` are *volatile*
-//!   until a sync covers them: `sync_data`/`sync_all` of a file covers that
-//!   file's data and size; `sync_dir` covers the directory entries created,
-//!   renamed or removed before it.
+//! - `write_at`, `set_len`, `create`, `rename`, `link` and `remove` are
+//!   *volatile* until a sync covers them: `sync_data`/`sync_all` of a file
+//!   covers that file's data and size; `sync_dir` covers the directory
+//!   entries created, renamed, linked or removed before it.
 //! - A failed sync (`Err`) guarantees nothing, not even later: on Linux the
 //!   page cache drops the failed pages and marks them clean, so a later
 //!   successful sync does not make them durable.
@@ -58,8 +58,24 @@ pub trait Storage: Send + Sync {
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
 
     /// Removes the file `name`. Fails with `NotFound` if there is none.
-    /// Volatile until [`Storage::sync_dir`]. Open handles stay usable.
+    /// Volatile until [`Storage::sync_dir`]. Open handles stay usable. A
+    /// file with other names (hard links) keeps its data under them.
     fn remove(&self, name: &str) -> io::Result<()>;
+
+    /// Gives the file `from` a second name `to` (a hard link, `link(2)`):
+    /// both names reach the same data, so a write through one is read
+    /// through the other, and removing one keeps the file under the other.
+    /// Fails with `NotFound` if `from` is not a file, `AlreadyExists` if `to`
+    /// exists, `NotFound` if the parent of `to` does not. The new entry is
+    /// volatile until a sync of its directory, like a create. A storage
+    /// without hard links (the default) fails with `Unsupported`.
+    fn link(&self, from: &str, to: &str) -> io::Result<()> {
+        let _ = from;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("this storage has no hard links ({to:?})"),
+        ))
+    }
 
     /// The names of the files in the directory, sorted.
     fn list(&self) -> io::Result<Vec<String>>;
@@ -98,8 +114,8 @@ pub trait Storage: Send + Sync {
             .collect())
     }
 
-    /// Makes every earlier `create`, `create_dir`, `rename`, `remove` and
-    /// `remove_dir` of an entry of directory `dir` durable (`""` is the
+    /// Makes every earlier `create`, `create_dir`, `rename`, `link`,
+    /// `remove` and `remove_dir` of an entry of directory `dir` durable (`""` is the
     /// root; a rename counts in both its directories).
     fn sync_dir_at(&self, dir: &str) -> io::Result<()> {
         if dir.is_empty() {
@@ -137,6 +153,13 @@ pub trait StorageFile: Send + Sync {
 
     /// Makes this file's data, size and metadata durable (`fsync`).
     fn sync_all(&self) -> io::Result<()>;
+
+    /// How many names the file has now (its link count, live state): 0 once
+    /// every name was removed while this handle stays open. A storage
+    /// without hard links gives every file one name.
+    fn link_count(&self) -> io::Result<u64> {
+        Ok(1)
+    }
 }
 
 /// One entry of a directory listing.

@@ -4,7 +4,7 @@ use super::{DirEntry, Storage, StorageFile, StorageLock, check_path};
 use fs2::FileExt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt as _;
+use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
 /// The name of the file that carries the directory lock.
@@ -66,6 +66,10 @@ impl Storage for RealStorage {
 
     fn remove(&self, name: &str) -> io::Result<()> {
         fs::remove_file(self.path(name)?)
+    }
+
+    fn link(&self, from: &str, to: &str) -> io::Result<()> {
+        fs::hard_link(self.path(from)?, self.path(to)?)
     }
 
     fn list(&self) -> io::Result<Vec<String>> {
@@ -170,5 +174,9 @@ impl StorageFile for RealFile {
 
     fn sync_all(&self) -> io::Result<()> {
         self.file.sync_all()
+    }
+
+    fn link_count(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.nlink())
     }
 }
