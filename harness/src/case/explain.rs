@@ -24,6 +24,7 @@ pub fn describe_event(event: &Event) -> String {
         Event::SyncAll { file, failed } => format!("sync_all file #{file}{}", failed_text(*failed)),
         Event::Rename { from, to, file } => format!("rename {from} -> {to} (file #{file})"),
         Event::Remove { name, file } => format!("remove {name} (file #{file})"),
+        Event::Link { from, to, file } => format!("link {from} -> {to} (file #{file})"),
         Event::SyncDir { dir, failed } if dir.is_empty() => {
             format!("sync_dir{}", failed_text(*failed))
         }
@@ -67,6 +68,7 @@ fn describe_change(what: &ChangeWhat) -> String {
         ChangeWhat::Create { name } => format!("create of {name}"),
         ChangeWhat::Rename { from, to } => format!("rename {from} -> {to}"),
         ChangeWhat::Remove { name } => format!("remove of {name}"),
+        ChangeWhat::Link { from, to } => format!("link {from} -> {to}"),
         ChangeWhat::CreateDir { path } => format!("creation of directory {path}"),
         ChangeWhat::RemoveDir { path } => format!("removal of directory {path}"),
     }
@@ -315,6 +317,7 @@ fn is_storage(event: &Event) -> bool {
             | Event::SyncAll { .. }
             | Event::Rename { .. }
             | Event::Remove { .. }
+            | Event::Link { .. }
             | Event::SyncDir { .. }
             | Event::CreateDir { .. }
             | Event::RemoveDir { .. }

@@ -7,10 +7,11 @@
 //!   issue order. The *live* state (the page cache, what reads see) is kept
 //!   apart, for `process-crash`. Pristine durable data is never touched by a
 //!   crash choice: every image is an overlay computed on a copy.
-//! - `Write`, `SetLen`, `Create`, `Rename` and `Remove` are volatile until a
-//!   sync covers them: a successful `SyncData`/`SyncAll` of a file promotes
-//!   that file's pending writes and size changes (in order); a successful
-//!   `SyncDir` promotes every pending create, rename and remove.
+//! - `Write`, `SetLen`, `Create`, `Rename`, `Link` and `Remove` are
+//!   volatile until a sync covers them: a successful `SyncData`/`SyncAll` of
+//!   a file promotes that file's pending writes and size changes (in order);
+//!   a successful `SyncDir` promotes every pending create, rename, link and
+//!   remove.
 //! - A *failed* sync (`failed: true`, Linux ext4/xfs semantics) drops the
 //!   pending changes it would have covered for good: they never become
 //!   durable, even after a later successful sync. The live state keeps them.
@@ -22,11 +23,20 @@
 //!   when chosen, garbage. `power-loss-ordered` keeps a prefix of the pending
 //!   changes, the last one possibly torn. `process-crash` keeps the live
 //!   state.
-//! - Directory entries are path → FileId and a file has at most one name:
-//!   persisted directory changes are applied in issue order (a create or
-//!   rename gives the file its name, replacing whatever the target name
-//!   held; a remove deletes the name if it still names that file). A file no
-//!   name reaches is gone.
+//! - Directory entries are path → FileId; a file may have several names
+//!   (hard links), all reaching its one set of bytes. Persisted directory
+//!   changes are applied in issue order: a create, rename or link gives the
+//!   file the name, replacing whatever that name held; a rename also takes
+//!   away every name of the file that it no longer had in the live state
+//!   right after the rename (its source, and the names a dropped earlier
+//!   rename would have taken: without links a file has at most one name);
+//!   a remove deletes the name if it still names that file. A file no name
+//!   reaches is gone. A link is an entry in the directory of its new name
+//!   only: until a sync of that directory covers it, a power cut may drop
+//!   it (the file keeps its other names) or keep it (the new name reaches
+//!   the file's bytes as they are in the image, durable or not), whatever
+//!   happens to the file's data. A rename between two names of one file
+//!   changes nothing (`rename(2)`) and is no change.
 //! - Subdirectories: `CreateDir` and `RemoveDir` are directory changes in
 //!   the parent directory. A `SyncDir` of directory D promotes the pending
 //!   creates, removes, directory creations and removals whose entry lives in
@@ -131,6 +141,7 @@ pub enum ChangeWhat {
     Create { name: String },
     Rename { from: String, to: String },
     Remove { name: String },
+    Link { from: String, to: String },
     CreateDir { path: String },
     RemoveDir { path: String },
 }
@@ -207,6 +218,7 @@ impl fmt::Display for ChangeWhat {
             ChangeWhat::Create { name } => write!(f, "create {name:?}"),
             ChangeWhat::Rename { from, to } => write!(f, "rename {from:?} -> {to:?}"),
             ChangeWhat::Remove { name } => write!(f, "remove {name:?}"),
+            ChangeWhat::Link { from, to } => write!(f, "link {from:?} -> {to:?}"),
             ChangeWhat::CreateDir { path } => write!(f, "create_dir {path:?}"),
             ChangeWhat::RemoveDir { path } => write!(f, "remove_dir {path:?}"),
         }
@@ -324,6 +336,9 @@ struct Disk {
 struct Pending {
     event_index: usize,
     name: String,
+    /// For a rename: the file's other live names right after it (its hard
+    /// links), which the rename leaves alone; empty otherwise.
+    keep: Vec<String>,
 }
 
 /// Walks one trace once and builds crash images at increasing crash points.
@@ -488,15 +503,18 @@ impl<'a> ImageBuilder<'a> {
                 Arc::make_mut(&mut self.live.files[*file as usize]).resize(*len as usize, 0);
                 self.push_pending(index, *file)
             }
-            Event::Rename { file, .. } | Event::Remove { file, .. } => {
+            Event::Rename { from, to, file } => self.step_rename(index, from, to, *file),
+            Event::Remove { name, file }
+            | Event::Link {
+                from: name, file, ..
+            } => {
                 self.check_file(index, *file)?;
-                let name = self.name_of(*file);
-                apply_dir_change(&mut self.live, &events[index]);
-                self.push_pending_named(index, name)
+                apply_dir_change(&mut self.live, &events[index], &[]);
+                self.push_pending_named(index, name.clone(), Vec::new())
             }
             Event::CreateDir { path } | Event::RemoveDir { path } => {
-                apply_dir_change(&mut self.live, &events[index]);
-                self.push_pending_named(index, path.clone())
+                apply_dir_change(&mut self.live, &events[index], &[]);
+                self.push_pending_named(index, path.clone(), Vec::new())
             }
             Event::SyncData { file, failed } | Event::SyncAll { file, failed } => {
                 self.check_file(index, *file)?;
@@ -533,8 +551,33 @@ impl<'a> ImageBuilder<'a> {
         }
         self.live.files.push(Arc::default());
         self.durable.files.push(Arc::default());
-        apply_dir_change(&mut self.live, &self.events[index]);
-        self.push_pending_named(index, name.to_string())
+        apply_dir_change(&mut self.live, &self.events[index], &[]);
+        self.push_pending_named(index, name.to_string(), Vec::new())
+    }
+
+    /// A rename between two names of one file changes nothing; any other
+    /// keeps, for the images, the names the file still has besides `to`.
+    fn step_rename(
+        &mut self,
+        index: usize,
+        from: &str,
+        to: &str,
+        file: FileId,
+    ) -> Result<(), ImageError> {
+        self.check_file(index, file)?;
+        let names_file = |name: &str| self.live.dir.get(name) == Some(&file);
+        if from != to && names_file(from) && names_file(to) {
+            return Ok(());
+        }
+        let keep: Vec<String> = self
+            .live
+            .dir
+            .iter()
+            .filter(|(name, id)| **id == file && *name != from && *name != to)
+            .map(|(name, _)| name.clone())
+            .collect();
+        apply_dir_change(&mut self.live, &self.events[index], &keep);
+        self.push_pending_named(index, from.to_string(), keep)
     }
 
     fn check_file(&self, index: usize, file: FileId) -> Result<(), ImageError> {
@@ -559,16 +602,22 @@ impl<'a> ImageBuilder<'a> {
 
     fn push_pending(&mut self, index: usize, file: FileId) -> Result<(), ImageError> {
         let name = self.name_of(file);
-        self.push_pending_named(index, name)
+        self.push_pending_named(index, name, Vec::new())
     }
 
-    fn push_pending_named(&mut self, index: usize, name: String) -> Result<(), ImageError> {
+    fn push_pending_named(
+        &mut self,
+        index: usize,
+        name: String,
+        keep: Vec<String>,
+    ) -> Result<(), ImageError> {
         if self.pending.len() >= PENDING_CHANGES_MAX {
             return Err(ImageError::TooManyPending { event_index: index });
         }
         self.pending.push(Pending {
             event_index: index,
             name,
+            keep,
         });
         Ok(())
     }
@@ -611,7 +660,7 @@ impl<'a> ImageBuilder<'a> {
                     what: describe(event),
                 });
             } else {
-                apply_to_disk(&mut self.durable, event, self.sector_size);
+                apply_to_disk(&mut self.durable, event, &change.keep, self.sector_size);
             }
         }
     }
@@ -762,7 +811,7 @@ impl<'a> ImageBuilder<'a> {
                 ChangeFate::Torn(sectors) => Some(sectors.as_slice()),
             };
             if is_dir_change(event) {
-                apply_dir_change(&mut disk, event);
+                apply_dir_change(&mut disk, event, &change.keep);
                 continue;
             }
             let file = event_file(event);
@@ -775,8 +824,10 @@ impl<'a> ImageBuilder<'a> {
         let mut dir = disk.dir;
         dir.retain(|name, _| reachable(&disk.dirs, name));
         for (name, id) in &dir {
+            // Two names of one file (a hard link) get the same bytes.
             let data = touched
-                .remove(id)
+                .get(id)
+                .cloned()
                 .unwrap_or_else(|| self.durable.files[*id as usize].to_vec());
             files.insert(name.clone(), data);
         }
@@ -794,7 +845,7 @@ impl<'a> ImageBuilder<'a> {
             if *fate != ChangeFate::Dropped
                 && matches!(event, Event::CreateDir { .. } | Event::RemoveDir { .. })
             {
-                apply_dir_change(&mut disk, event);
+                apply_dir_change(&mut disk, event, &[]);
             }
         }
         reachable_dirs(&disk.dirs)
@@ -906,6 +957,7 @@ fn reachable_dirs(dirs: &BTreeSet<String>) -> BTreeSet<String> {
 fn dir_change_parents(event: &Event) -> Vec<&str> {
     match event {
         Event::Create { name, .. } | Event::Remove { name, .. } => vec![split_path(name).0],
+        Event::Link { to, .. } => vec![split_path(to).0],
         Event::Rename { from, to, .. } => vec![split_path(from).0, split_path(to).0],
         Event::CreateDir { path } | Event::RemoveDir { path } => vec![split_path(path).0],
         _ => Vec::new(),
@@ -926,6 +978,7 @@ fn is_dir_change(event: &Event) -> bool {
         Event::Create { .. }
             | Event::Rename { .. }
             | Event::Remove { .. }
+            | Event::Link { .. }
             | Event::CreateDir { .. }
             | Event::RemoveDir { .. }
     )
@@ -946,7 +999,8 @@ fn event_file(event: &Event) -> FileId {
         | Event::Write { file, .. }
         | Event::SetLen { file, .. }
         | Event::Rename { file, .. }
-        | Event::Remove { file, .. } => *file,
+        | Event::Remove { file, .. }
+        | Event::Link { file, .. } => *file,
         Event::CreateDir { .. } | Event::RemoveDir { .. } => NO_FILE,
         other => panic!("not a volatile change: {other:?}"),
     }
@@ -965,15 +1019,19 @@ fn describe(event: &Event) -> ChangeWhat {
             to: to.clone(),
         },
         Event::Remove { name, .. } => ChangeWhat::Remove { name: name.clone() },
+        Event::Link { from, to, .. } => ChangeWhat::Link {
+            from: from.clone(),
+            to: to.clone(),
+        },
         Event::CreateDir { path } => ChangeWhat::CreateDir { path: path.clone() },
         Event::RemoveDir { path } => ChangeWhat::RemoveDir { path: path.clone() },
         other => panic!("not a volatile change: {other:?}"),
     }
 }
 
-fn apply_to_disk(disk: &mut Disk, event: &Event, sector_size: u64) {
+fn apply_to_disk(disk: &mut Disk, event: &Event, keep: &[String], sector_size: u64) {
     if is_dir_change(event) {
-        apply_dir_change(disk, event);
+        apply_dir_change(disk, event, keep);
     } else {
         let file = event_file(event) as usize;
         let data = Arc::make_mut(&mut disk.files[file]);
@@ -981,8 +1039,10 @@ fn apply_to_disk(disk: &mut Disk, event: &Event, sector_size: u64) {
     }
 }
 
-/// A directory change; a file has at most one name.
-fn apply_dir_change(disk: &mut Disk, event: &Event) {
+/// A directory change. `keep`, for a rename: the names of the file that the
+/// rename leaves alone (its other live names); every other name of the
+/// file goes, as the rename moved it.
+fn apply_dir_change(disk: &mut Disk, event: &Event, keep: &[String]) {
     let dir = &mut disk.dir;
     match event {
         Event::CreateDir { path } => {
@@ -996,7 +1056,10 @@ fn apply_dir_change(disk: &mut Disk, event: &Event) {
             dir.insert(name.clone(), *file);
         }
         Event::Rename { to, file, .. } => {
-            dir.retain(|_, id| id != file);
+            dir.retain(|name, id| id != file || keep.contains(name));
+            dir.insert(to.clone(), *file);
+        }
+        Event::Link { to, file, .. } => {
             dir.insert(to.clone(), *file);
         }
         Event::Remove { name, file } => {

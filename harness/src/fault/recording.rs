@@ -20,7 +20,9 @@
 //! Each operation and its record happen under one lock, so the trace order
 //! is the order the live state saw (a sync can never be recorded before a
 //! write it did not cover). Reads, `len`, `list`, `list_dir`, `open` and
-//! `lock` are not recorded. Directories: `create_dir`, `remove_dir` and
+//! `lock` are not recorded. A rename between two names of one file does
+//! nothing (as `rename(2)`) and is recorded all the same; `link` is
+//! recorded as `Link` with the file's id. Directories: `create_dir`, `remove_dir` and
 //! `sync_dir_at` are recorded as `CreateDir`, `RemoveDir` and `SyncDir`; the
 //! base's subdirectories need no event (they are durable).
 
@@ -249,8 +251,10 @@ impl Storage for RecordingStorage {
                 return Err(name_mismatch(from));
             };
             self.shared.live.rename(from, to)?;
-            state.names.remove(from);
-            state.names.insert(to.to_string(), file);
+            if state.names.get(to) != Some(&file) {
+                state.names.remove(from);
+                state.names.insert(to.to_string(), file);
+            }
             Ok(Done::ok(Event::Rename {
                 from: from.to_string(),
                 to: to.to_string(),
@@ -268,6 +272,19 @@ impl Storage for RecordingStorage {
                 .ok_or_else(|| name_mismatch(name))?;
             Ok(Done::ok(Event::Remove {
                 name: name.to_string(),
+                file,
+            }))
+        })
+    }
+
+    fn link(&self, from: &str, to: &str) -> io::Result<()> {
+        self.shared.run(|state| {
+            self.shared.live.link(from, to)?;
+            let file = *state.names.get(from).ok_or_else(|| name_mismatch(from))?;
+            state.names.insert(to.to_string(), file);
+            Ok(Done::ok(Event::Link {
+                from: from.to_string(),
+                to: to.to_string(),
                 file,
             }))
         })
@@ -386,5 +403,9 @@ impl StorageFile for RecordingFile {
 
     fn sync_all(&self) -> io::Result<()> {
         self.sync(false)
+    }
+
+    fn link_count(&self) -> io::Result<u64> {
+        self.inner.link_count()
     }
 }

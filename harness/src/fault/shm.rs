@@ -267,6 +267,7 @@ const TAG_OPEN_ISSUED: u8 = 14;
 const TAG_OPENED: u8 = 15;
 const TAG_CREATE_DIR: u8 = 16;
 const TAG_REMOVE_DIR: u8 = 17;
+const TAG_LINK: u8 = 18;
 
 /// Encodes one entry (length prefix + body) into `out`, replacing it.
 pub fn encode_entry(event: &Event, out: &mut Vec<u8>) {
@@ -315,6 +316,12 @@ fn encode_body(event: &Event, out: &mut Vec<u8>) {
         Event::Remove { name, file } => {
             out.push(TAG_REMOVE);
             put_bytes(out, name.as_bytes());
+            put_u32(out, *file);
+        }
+        Event::Link { from, to, file } => {
+            out.push(TAG_LINK);
+            put_bytes(out, from.as_bytes());
+            put_bytes(out, to.as_bytes());
             put_u32(out, *file);
         }
         Event::SyncDir { dir, failed } => {
@@ -519,6 +526,11 @@ impl<'a> Reader<'a> {
             },
             TAG_REMOVE => Event::Remove {
                 name: self.name()?,
+                file: self.u32()?,
+            },
+            TAG_LINK => Event::Link {
+                from: self.name()?,
+                to: self.name()?,
                 file: self.u32()?,
             },
             TAG_SYNC_DIR => Event::SyncDir {

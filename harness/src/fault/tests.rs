@@ -410,6 +410,145 @@ fn a_removed_directory_may_come_back_until_its_parent_is_synced() {
     assert!(dirs_at(removal).is_empty());
 }
 
+// --- hard links ---
+
+/// A file `f` with synced data and a synced name, then `link f g`.
+fn linked() -> (RecordingStorage, Arc<VecSink>, Box<dyn StorageFile>) {
+    let (storage, sink) = recorder(&Files::new(), FaultPlan::default());
+    let file = storage.create("f").unwrap();
+    file.write_at(0, b"data").unwrap();
+    file.sync_data().unwrap();
+    storage.sync_dir().unwrap();
+    storage.link("f", "g").unwrap();
+    (storage, sink, file)
+}
+
+/// A link is a new directory entry: until its directory is synced a power
+/// cut may drop it (the file keeps its first name) or keep it (the new
+/// name reaches the same bytes); after the sync every image has it. A
+/// process crash keeps it.
+#[test]
+fn an_unsynced_link_may_vanish_and_a_synced_one_stays() {
+    let (storage, sink, _file) = linked();
+    let before_sync = sink.events();
+    assert_eq!(
+        before_sync.last(),
+        Some(&Event::Link {
+            from: "f".into(),
+            to: "g".into(),
+            file: 0,
+        })
+    );
+    let images = images_over_seeds(&Files::new(), &before_sync, FaultProfile::PowerLoss);
+    let both = files(&[("f", b"data"), ("g", b"data")]);
+    let first_only = files(&[("f", b"data")]);
+    assert!(images.iter().all(|i| *i == both || *i == first_only));
+    assert!(images.contains(&both), "the link can persist");
+    assert!(images.contains(&first_only), "the link can vanish");
+    assert_eq!(
+        image(&Files::new(), &before_sync, FaultProfile::ProcessCrash, 0),
+        both
+    );
+    storage.sync_dir().unwrap();
+    let images = images_over_seeds(&Files::new(), &sink.events(), FaultProfile::PowerLoss);
+    assert!(images.iter().all(|i| *i == both), "a synced link stays");
+}
+
+/// Two names share one file: a write through the new name is the file's
+/// write (synced by a sync of either name), and every surviving name reads
+/// the same bytes.
+#[test]
+fn a_write_through_one_name_is_seen_through_the_other() {
+    let (storage, sink, first) = linked();
+    storage.sync_dir().unwrap();
+    let second = storage.open("g").unwrap();
+    assert_eq!(second.link_count().unwrap(), 2);
+    second.write_at(0, b"DA").unwrap();
+    let unsynced = sink.events();
+    for image in images_over_seeds(&Files::new(), &unsynced, FaultProfile::PowerLoss) {
+        assert_eq!(image["f"], image["g"], "one file, one set of bytes");
+        assert!(image["f"] == b"data" || image["f"] == b"DAta");
+    }
+    first.sync_data().unwrap();
+    for image in images_over_seeds(&Files::new(), &sink.events(), FaultProfile::PowerLoss) {
+        assert_eq!(image, files(&[("f", b"DAta"), ("g", b"DAta")]));
+    }
+}
+
+/// Removing one name keeps the data under the other; an unsynced remove
+/// may be undone, never taking the other name with it.
+#[test]
+fn unlinking_one_name_keeps_the_data_under_the_other() {
+    let (storage, sink, _file) = linked();
+    storage.sync_dir().unwrap();
+    storage.remove("f").unwrap();
+    assert_eq!(storage.open("g").unwrap().link_count().unwrap(), 1);
+    let images = images_over_seeds(&Files::new(), &sink.events(), FaultProfile::PowerLoss);
+    assert!(
+        images
+            .iter()
+            .all(|i| i.get("g").map(Vec::as_slice) == Some(b"data"))
+    );
+    assert!(
+        images.iter().any(|i| !i.contains_key("f")),
+        "the remove can persist"
+    );
+    assert!(
+        images.iter().any(|i| i.contains_key("f")),
+        "the remove can be undone"
+    );
+}
+
+/// A rename of one name of a linked file moves that name only: the other
+/// name stays whatever happens to the rename; the renamed name is at its
+/// old place or its new one, never both, never neither.
+#[test]
+fn a_rename_of_one_name_leaves_the_other_name_alone() {
+    let (storage, sink, _file) = linked();
+    storage.sync_dir().unwrap();
+    storage.rename("g", "h").unwrap();
+    // rename(2) between two names of one file does nothing and is no change.
+    storage.rename("h", "f").unwrap();
+    let events = sink.events();
+    let mut builder = ImageBuilder::new(&Files::new(), &events, SECTOR);
+    builder.advance_to(events.len()).unwrap();
+    assert_eq!(
+        builder.pending_event_indexes().len(),
+        1,
+        "one rename pending"
+    );
+    let images = images_over_seeds(&Files::new(), &events, FaultProfile::PowerLoss);
+    for image in &images {
+        assert_eq!(image.get("f").map(Vec::as_slice), Some(&b"data"[..]));
+        assert!(
+            image.contains_key("g") != image.contains_key("h"),
+            "{image:?}"
+        );
+    }
+    assert!(images.iter().any(|i| i.contains_key("g")));
+    assert!(images.iter().any(|i| i.contains_key("h")));
+}
+
+/// A link in a directory other than its source's is covered by a sync of
+/// its own directory, not of the source's.
+#[test]
+fn a_link_is_covered_by_a_sync_of_its_own_directory() {
+    let (storage, sink) = recorder(&Files::new(), FaultPlan::default());
+    storage.create_dir("d").unwrap();
+    storage.create("f").unwrap().sync_all().unwrap();
+    storage.sync_dir().unwrap();
+    storage.link("f", "d/g").unwrap();
+    storage.sync_dir().unwrap();
+    let images = images_over_seeds(&Files::new(), &sink.events(), FaultProfile::PowerLoss);
+    assert!(
+        images.iter().any(|i| !i.contains_key("d/g")),
+        "a root sync does not cover d/"
+    );
+    storage.sync_dir_at("d").unwrap();
+    let images = images_over_seeds(&Files::new(), &sink.events(), FaultProfile::PowerLoss);
+    assert!(images.iter().all(|i| i.contains_key("d/g")));
+}
+
 /// `f` holds 4 durable sectors of 0xAA; then one unsynced write of 4
 /// sectors of 0xBB over them.
 fn four_sector_overwrite() -> (Files, Vec<Event>) {
@@ -878,6 +1017,11 @@ fn every_kind_of_event() -> Vec<Event> {
             name: "b".into(),
             file: 1,
         },
+        Event::Link {
+            from: "wal-1".into(),
+            to: "d/wal-1".into(),
+            file: 3,
+        },
         Event::SyncDir {
             dir: String::new(),
             failed: false,
@@ -1010,6 +1154,10 @@ mod properties {
             file: usize,
             to: usize,
         },
+        Link {
+            file: usize,
+            to: usize,
+        },
         Remove {
             file: usize,
         },
@@ -1025,6 +1173,7 @@ mod properties {
             2 => file.clone().prop_map(|file| Op::SyncData { file }),
             1 => Just(Op::SyncDir),
             1 => (file.clone(), 0..FILES_MAX).prop_map(|(file, to)| Op::Rename { file, to }),
+            1 => (file.clone(), 0..FILES_MAX).prop_map(|(file, to)| Op::Link { file, to }),
             1 => file.prop_map(|file| Op::Remove { file }),
         ]
     }
@@ -1035,8 +1184,8 @@ mod properties {
     struct Reference {
         storage: RecordingStorage,
         handles: Vec<Box<dyn StorageFile>>,
-        /// Per created handle: its current name, if any.
-        names: Vec<Option<String>>,
+        /// Per created handle: its current names (several after links).
+        names: Vec<Vec<String>>,
         durable_bytes: Vec<Vec<u8>>,
         durable_dir: BTreeMap<String, usize>,
     }
@@ -1048,7 +1197,7 @@ mod properties {
                 Op::Create => {
                     let name = format!("f{count}");
                     self.handles.push(self.storage.create(&name).unwrap());
-                    self.names.push(Some(name));
+                    self.names.push(vec![name]);
                     self.durable_bytes.push(Vec::new());
                 }
                 _ if count == 0 => {}
@@ -1077,26 +1226,41 @@ mod properties {
                         .names
                         .iter()
                         .enumerate()
-                        .filter_map(|(id, name)| Some((name.clone()?, id)))
+                        .flat_map(|(id, names)| names.iter().map(move |name| (name.clone(), id)))
                         .collect();
                 }
                 Op::Rename { file, to } => {
                     let (file, to) = (file % count, to % count);
-                    let Some(from) = self.names[file].clone() else {
+                    let Some(from) = self.names[file].first().cloned() else {
                         return;
                     };
                     let target = format!("r{to}");
                     self.storage.rename(&from, &target).unwrap();
-                    for name in self.names.iter_mut() {
-                        if name.as_deref() == Some(target.as_str()) {
-                            *name = None;
-                        }
+                    if self.names[file].contains(&target) {
+                        return; // two names of one file: nothing changes
                     }
-                    self.names[file] = Some(target);
+                    for names in self.names.iter_mut() {
+                        names.retain(|name| *name != target);
+                    }
+                    self.names[file].retain(|name| *name != from);
+                    self.names[file].push(target);
+                }
+                Op::Link { file, to } => {
+                    let (file, to) = (file % count, to % count);
+                    let Some(from) = self.names[file].first().cloned() else {
+                        return;
+                    };
+                    let target = format!("l{to}");
+                    if self.names.iter().any(|names| names.contains(&target)) {
+                        return;
+                    }
+                    self.storage.link(&from, &target).unwrap();
+                    self.names[file].push(target);
                 }
                 Op::Remove { file } => {
                     let file = file % count;
-                    if let Some(name) = self.names[file].take() {
+                    if !self.names[file].is_empty() {
+                        let name = self.names[file].remove(0);
                         self.storage.remove(&name).unwrap();
                     }
                 }

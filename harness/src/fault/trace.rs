@@ -5,7 +5,8 @@
 
 /// Identifies a file (an inode) for the life of a trace: files of the base
 /// image are numbered first (in path order), then each `Create` takes the
-/// next number. A rename moves a name, not the file id.
+/// next number. A rename moves a name, not the file id; a link adds a name
+/// to it.
 pub type FileId = u32;
 
 /// The [`FileId`] the image builder reports for a change that concerns a
@@ -52,6 +53,13 @@ pub enum Event {
     },
     Remove {
         name: String,
+        file: FileId,
+    },
+    /// The file named `from` got a second name `to` (a hard link): a new
+    /// entry in the directory of `to`; the file keeps its id.
+    Link {
+        from: String,
+        to: String,
         file: FileId,
     },
     /// A sync of the directory `dir` (`""` is the root): covers the

@@ -18,6 +18,7 @@
 //! | `fsync` of a directory | `sync_dir_at` |
 //! | `rename` (also `RENAME_NOREPLACE`) | `rename` |
 //! | `unlink` | `remove` |
+//! | `link` | `link` |
 //!
 //! The kernel is not asked for write-back caching (fuser does not request
 //! it), so a `write()` reaches the storage before it returns to the program;
@@ -25,8 +26,13 @@
 //! when the kernel writes them back). One thread serves the requests, so the
 //! storage sees them one at a time, in order.
 //!
-//! Not supported (the program sees an error): hard links (`link`: EPERM;
-//! the crash model gives a file one name), renaming a directory (EXDEV),
+//! Hard links: a name made by `link` gets the inode number of its source,
+//! and `getattr` reports the storage's link count. Names that were linked
+//! before this mount started (or in an image) get inode numbers of their
+//! own; they still reach the same bytes through the storage.
+//!
+//! Not supported (the program sees an error): links to a directory
+//! (EPERM), renaming a directory (EXDEV),
 //! `RENAME_EXCHANGE` (EINVAL), symbolic links and special files (EPERM),
 //! `fallocate` modes other than the two above (EOPNOTSUPP). Permissions,
 //! owners and times are not kept: files are 0644, directories 0755, owned
@@ -100,8 +106,9 @@ impl FsControl {
 /// What an inode is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Inode {
-    /// Its path, or `None` once it was unlinked (open handles still work).
-    path: Option<String>,
+    /// Its names known to this mount (several after `link`); empty once
+    /// every one was unlinked (open handles still work).
+    paths: Vec<String>,
     is_dir: bool,
 }
 
@@ -153,7 +160,7 @@ impl StorageFs {
     /// As [`StorageFs::new`], every file owned by `owner`.
     pub fn owned_by(storage: Arc<dyn Storage>, control: Arc<FsControl>, owner: Owner) -> StorageFs {
         let root = Inode {
-            path: Some(String::new()),
+            paths: vec![String::new()],
             is_dir: true,
         };
         let tables = Tables {
@@ -182,7 +189,7 @@ impl StorageFs {
     fn path_of(&self, ino: INodeNo) -> Result<(String, bool), Errno> {
         let tables = self.tables();
         let inode = tables.inodes.get(&ino.0).ok_or(Errno::ENOENT)?;
-        let path = inode.path.clone().ok_or(Errno::ENOENT)?;
+        let path = inode.paths.first().cloned().ok_or(Errno::ENOENT)?;
         Ok((path, inode.is_dir))
     }
 
@@ -219,21 +226,17 @@ impl StorageFs {
         tables.next_inode += 1;
         tables.by_path.insert(path.to_string(), ino);
         let inode = Inode {
-            path: Some(path.to_string()),
+            paths: vec![path.to_string()],
             is_dir,
         };
         tables.inodes.insert(ino, inode);
         Ok(ino)
     }
 
-    /// Forgets the name `path` (its inode lives on for open handles).
+    /// Forgets the name `path` (its inode lives on under its other names
+    /// and for open handles).
     fn unlink_path(&self, path: &str) {
-        let mut tables = self.tables();
-        if let Some(ino) = tables.by_path.remove(path)
-            && let Some(inode) = tables.inodes.get_mut(&ino)
-        {
-            inode.path = None;
-        }
+        forget_name(&mut self.tables(), path);
     }
 
     /// Whether `path` is a directory, a file, or absent.
@@ -246,7 +249,9 @@ impl StorageFs {
         Ok(find(&entries, name).map(|entry| entry.is_dir))
     }
 
-    fn attr(&self, ino: u64, is_dir: bool, size: u64) -> FileAttr {
+    /// The attributes of an inode; `links` is a file's link count
+    /// (ignored for a directory).
+    fn attr(&self, ino: u64, is_dir: bool, size: u64, links: u64) -> FileAttr {
         FileAttr {
             ino: INodeNo(ino),
             size,
@@ -265,7 +270,11 @@ impl StorageFs {
             } else {
                 self.file_perm
             },
-            nlink: if is_dir { 2 } else { 1 },
+            nlink: if is_dir {
+                2
+            } else {
+                u32::try_from(links).unwrap_or(u32::MAX)
+            },
             uid: self.uid,
             gid: self.gid,
             rdev: 0,
@@ -277,17 +286,17 @@ impl StorageFs {
     /// The attributes of `path` (looked up in the storage).
     fn attr_of_path(&self, path: &str) -> Result<FileAttr, Errno> {
         let is_dir = self.kind_of(path)?.ok_or(Errno::ENOENT)?;
-        let size = if is_dir {
-            0
+        let (size, links) = if is_dir {
+            (0, 2)
         } else {
-            self.storage
-                .open(path)
-                .map_err(errno)?
-                .len()
-                .map_err(errno)?
+            let file = self.storage.open(path).map_err(errno)?;
+            (
+                file.len().map_err(errno)?,
+                file.link_count().map_err(errno)?,
+            )
         };
         let ino = self.inode_for(path, is_dir)?;
-        Ok(self.attr(ino, is_dir, size))
+        Ok(self.attr(ino, is_dir, size, links))
     }
 
     fn handle(&self, fh: FileHandle) -> Result<Arc<dyn StorageFile>, Errno> {
@@ -315,7 +324,7 @@ impl StorageFs {
         let file = self.storage.create(&path).map_err(errno)?;
         let ino = self.inode_for(&path, false)?;
         let fh = self.add_handle(file)?;
-        Ok((self.attr(ino, false, 0), fh))
+        Ok((self.attr(ino, false, 0, 1), fh))
     }
 
     fn do_setattr(
@@ -327,13 +336,13 @@ impl StorageFs {
         let (path, is_dir) = {
             let tables = self.tables();
             let inode = tables.inodes.get(&ino.0).ok_or(Errno::ENOENT)?;
-            (inode.path.clone(), inode.is_dir)
+            (inode.paths.first().cloned(), inode.is_dir)
         };
         if is_dir {
             if size.is_some() {
                 return Err(Errno::EISDIR);
             }
-            return Ok(self.attr(ino.0, true, 0));
+            return Ok(self.attr(ino.0, true, 0, 2));
         }
         let file = match (fh, &path) {
             (Some(fh), _) => self.handle(fh)?,
@@ -345,7 +354,7 @@ impl StorageFs {
             file.set_len(size).map_err(errno)?;
         }
         let len = file.len().map_err(errno)?;
-        Ok(self.attr(ino.0, false, len))
+        Ok(self.attr(ino.0, false, len, file.link_count().map_err(errno)?))
     }
 
     fn do_rename(
@@ -376,20 +385,47 @@ impl StorageFs {
         self.control.count_change();
         self.storage.rename(&from, &to).map_err(errno)?;
         let mut tables = self.tables();
-        if let Some(old) = tables.by_path.remove(&to)
-            && let Some(inode) = tables.inodes.get_mut(&old)
+        if tables.by_path.get(&from).is_some()
+            && tables.by_path.get(&from) == tables.by_path.get(&to)
         {
-            inode.path = None;
+            // Two names of one inode: rename(2) does nothing.
+            return Ok(());
         }
-        if let Some(ino) = tables.by_path.remove(&from) {
+        forget_name(&mut tables, &to);
+        if let Some(ino) = forget_name(&mut tables, &from) {
             tables.by_path.insert(to.clone(), ino);
-            tables
+            let inode = tables
                 .inodes
                 .get_mut(&ino)
-                .expect("by_path and inodes agree")
-                .path = Some(to);
+                .expect("by_path and inodes agree");
+            inode.paths.push(to);
         }
         Ok(())
+    }
+
+    /// `link`: the file of inode `ino` gets the name `newname` in
+    /// `newparent`, under the same inode number.
+    fn do_link(
+        &self,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+    ) -> Result<FileAttr, Errno> {
+        let (from, is_dir) = self.path_of(ino)?;
+        if is_dir {
+            return Err(Errno::EPERM);
+        }
+        let to = self.child_path(newparent, newname)?;
+        self.control.count_change();
+        self.storage.link(&from, &to).map_err(errno)?;
+        {
+            let mut tables = self.tables();
+            forget_name(&mut tables, &to);
+            tables.by_path.insert(to.clone(), ino.0);
+            let inode = tables.inodes.get_mut(&ino.0).expect("path_of found it");
+            inode.paths.push(to.clone());
+        }
+        self.attr_of_path(&to)
     }
 
     /// `unlink` (`dir` false) or `rmdir` (`dir` true) of `name` in `parent`.
@@ -442,6 +478,15 @@ impl StorageFs {
     }
 }
 
+/// Forgets the name `path` of whatever inode it named; returns that inode.
+fn forget_name(tables: &mut Tables, path: &str) -> Option<u64> {
+    let ino = tables.by_path.remove(path)?;
+    if let Some(inode) = tables.inodes.get_mut(&ino) {
+        inode.paths.retain(|name| name != path);
+    }
+    Some(ino)
+}
+
 /// Answers a request that returns nothing.
 fn reply_empty(reply: ReplyEmpty, result: Result<(), Errno>) {
     match result {
@@ -491,8 +536,10 @@ impl Filesystem for StorageFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let result = (|| {
             if let Some(fh) = fh {
-                let len = self.handle(fh)?.len().map_err(errno)?;
-                return Ok(self.attr(ino.0, false, len));
+                let file = self.handle(fh)?;
+                let len = file.len().map_err(errno)?;
+                let links = file.link_count().map_err(errno)?;
+                return Ok(self.attr(ino.0, false, len, links));
             }
             let (path, _) = self.path_of(ino)?;
             self.attr_of_path(&path)
@@ -563,7 +610,7 @@ impl Filesystem for StorageFs {
             self.control.count_change();
             self.storage.create_dir(&path).map_err(errno)?;
             let ino = self.inode_for(&path, true)?;
-            Ok(self.attr(ino, true, 0))
+            Ok(self.attr(ino, true, 0, 2))
         })();
         match result {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
@@ -609,12 +656,15 @@ impl Filesystem for StorageFs {
     fn link(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EPERM);
+        match self.do_link(ino, newparent, newname) {
+            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
