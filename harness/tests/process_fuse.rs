@@ -5,6 +5,8 @@
 //! root): the test fails rather than skips without them.
 
 use engine::storage::MemStorage;
+use harness::fault::FaultProfile;
+use harness::fault::image::{ChangeFate, ExplicitFates, FaultChoices, build_image};
 use harness::fault::recording::{FaultPlan, RecordingStorage};
 use harness::fault::trace::{Event, VecSink};
 use harness::target::process::fuse::Mount;
@@ -12,7 +14,7 @@ use harness::target::process::namespace::{check_fuse_available, is_mounted};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 
 fn renameat2(from: &std::path::Path, to: &std::path::Path, flags: u32) -> std::io::Result<()> {
@@ -84,7 +86,6 @@ fn every_change_on_the_mount_reaches_the_trace_in_order() {
     fs::remove_file(dir.join("old")).unwrap();
     fs::create_dir(dir.join("gone")).unwrap();
     fs::remove_dir(dir.join("gone")).unwrap();
-    fs::hard_link(dir.join("aof/log"), dir.join("link")).expect_err("no hard links");
     File::open(dir).unwrap().sync_all().unwrap();
 
     let mut text = String::new();
@@ -159,4 +160,139 @@ fn every_change_on_the_mount_reaches_the_trace_in_order() {
         },
     ];
     assert_eq!(sink.events(), expected);
+}
+
+/// `ln` on the mount: the link reaches the trace in order, the new name
+/// shares the file (same inode, link count 2, a write through one name is
+/// read through the other, `rm` of one keeps the data under the other),
+/// and a crash image keeps the new name only if it persisted: dropped
+/// before the sync of its directory, it is gone; synced, it stays.
+#[test]
+fn a_hard_link_made_by_ln_reaches_the_trace_and_survives_power_loss_as_modelled() {
+    check_fuse_available().expect("this test needs FUSE and root");
+    let sink = Arc::new(VecSink::new());
+    let storage =
+        RecordingStorage::new(MemStorage::new(), sink.clone(), FaultPlan::default(), None);
+    let mountpoint = tempfile::tempdir().unwrap();
+    let dir = mountpoint.path();
+    let mount = Mount::new(Arc::new(storage.clone()), dir).unwrap();
+
+    fs::create_dir(dir.join("d")).unwrap();
+    let mut file = File::create(dir.join("d/f")).unwrap();
+    file.write_all(b"first").unwrap();
+    file.sync_all().unwrap();
+    File::open(dir.join("d")).unwrap().sync_all().unwrap();
+    File::open(dir).unwrap().sync_all().unwrap();
+    let ln = std::process::Command::new("ln")
+        .arg(dir.join("d/f"))
+        .arg(dir.join("g"))
+        .status()
+        .unwrap();
+    assert!(ln.success(), "ln on the mount");
+    let linked_at = sink.events().len();
+    let (f, g) = (
+        fs::metadata(dir.join("d/f")).unwrap(),
+        fs::metadata(dir.join("g")).unwrap(),
+    );
+    assert_eq!((f.ino(), f.nlink(), g.nlink()), (g.ino(), 2, 2));
+    let other = OpenOptions::new().write(true).open(dir.join("g")).unwrap();
+    other.write_all_at(b"F", 0).unwrap();
+    let mut text = String::new();
+    File::open(dir.join("d/f"))
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "First", "a write through g is read through d/f");
+    let synced_at = sink.events().len();
+    File::open(dir).unwrap().sync_all().unwrap();
+    fs::remove_file(dir.join("d/f")).unwrap();
+    assert_eq!(fs::metadata(dir.join("g")).unwrap().nlink(), 1);
+    text.clear();
+    File::open(dir.join("g"))
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(
+        text, "First",
+        "rm of one name keeps the data under the other"
+    );
+    drop((file, other));
+    mount.unmount().unwrap();
+
+    let events = sink.events();
+    let link = Event::Link {
+        from: "d/f".into(),
+        to: "g".into(),
+        file: 0,
+    };
+    assert_eq!(
+        events[linked_at - 1],
+        link,
+        "the link, in the order delivered"
+    );
+    assert_eq!(
+        events[synced_at..],
+        [
+            Event::SyncDir {
+                dir: String::new(),
+                failed: false,
+            },
+            Event::Remove {
+                name: "d/f".into(),
+                file: 0,
+            },
+        ]
+    );
+
+    // A power cut right after `ln`: the link is the only volatile change.
+    let image_at = |point: usize, link_fate: Option<ChangeFate>| {
+        let changes = link_fate
+            .map(|fate| BTreeMap::from([(linked_at - 1, fate)]))
+            .unwrap_or_default();
+        let choices = FaultChoices::Explicit(ExplicitFates {
+            changes,
+            media: None,
+        });
+        build_image(
+            &BTreeMap::new(),
+            &events,
+            point,
+            FaultProfile::PowerLoss,
+            512,
+            &choices,
+        )
+        .unwrap()
+        .files
+    };
+    let first = || b"first".to_vec();
+    assert_eq!(
+        image_at(linked_at, None),
+        BTreeMap::from([("d/f".to_string(), first())]),
+        "dropped: the new name is gone"
+    );
+    assert_eq!(
+        image_at(linked_at, Some(ChangeFate::Persisted)),
+        BTreeMap::from([("d/f".to_string(), first()), ("g".to_string(), first())]),
+        "persisted: the new name reaches the same bytes"
+    );
+    // After the sync of the root, every image has g; the unsynced remove
+    // of d/f may or may not persist, and g keeps the (unsynced) "F" write
+    // only if it persisted: the file's bytes, whatever its name.
+    for seed in 0..64 {
+        let image = build_image(
+            &BTreeMap::new(),
+            &events,
+            events.len(),
+            FaultProfile::PowerLoss,
+            512,
+            &FaultChoices::Seeded(seed),
+        )
+        .unwrap()
+        .files;
+        let g = image.get("g").expect("a synced link stays");
+        assert!(g == b"first" || g == b"First", "{g:?}");
+        if let Some(f) = image.get("d/f") {
+            assert_eq!(f, g, "one file, one set of bytes");
+        }
+    }
 }
