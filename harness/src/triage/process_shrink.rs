@@ -2,9 +2,17 @@
 //! run again, so only what the recorded trace allows shrinks — the crash
 //! point (earlier points just after an acknowledgement or a sync, earliest
 //! first) and the fault choices (each persisted or torn change dropped, each
-//! torn one made whole), keeping every step that still fails with the same
-//! violation kind. Each candidate starts the program on its image, as the
-//! run did.
+//! torn one made whole), then the crash point once more, to just after the
+//! last change that still persists (the dropped changes after it and the
+//! events between them tell nothing), keeping every step that still fails
+//! with the same violation kind. Each candidate starts the program on its
+//! image, as the run did.
+//!
+//! Why the last step: a torn AOF tail (a command written as two FUSE
+//! writes, the second kept and the first dropped) happens between two
+//! promise points, so no earlier promise point fails; the crash point
+//! stays where the run put it, after other writes that were all dropped.
+//! Cutting right after the kept write leaves only the changes that matter.
 
 use super::replay::{self, Replayed, Resolved};
 use crate::case::bundle::{self, Bundle, RecordedCycle};
@@ -156,6 +164,20 @@ pub fn shrink(
             }
         }
     }
+
+    // Crash point again: just after the last change that persists.
+    let point = best_case.crashes.last().expect("a crash").point;
+    if let Some(tight) = tight_point(&fates, point) {
+        let crash = Crash {
+            point: tight,
+            faults: FaultSeed::Explicit(fates.clone()),
+        };
+        let case = with_crash(&best_case, crash);
+        if let Some(replayed) = try_case(&case, &mut candidates) {
+            best_case = case;
+            best = replayed;
+        }
+    }
     Ok(Some(ProcessShrunk {
         case: best_case,
         kind,
@@ -164,6 +186,14 @@ pub fn shrink(
         original_point: original.point,
         original_changes,
     }))
+}
+
+/// The crash point just after the last change that persists (whole or
+/// torn), if that is earlier than `point`; none if nothing persists.
+pub fn tight_point(fates: &ExplicitFates, point: u64) -> Option<u64> {
+    let last = *fates.changes.keys().next_back()?;
+    let tight = u64::try_from(last).ok()? + 1;
+    (tight < point).then_some(tight)
 }
 
 /// Prints the minimal case and writes its bundle (which keeps the same
@@ -240,4 +270,29 @@ pub fn report(
         crate::supervisor::process::shell_quote(&dir.to_string_lossy())
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn kept(indexes: &[usize]) -> ExplicitFates {
+        ExplicitFates {
+            changes: indexes
+                .iter()
+                .map(|index| (*index, ChangeFate::Persisted))
+                .collect::<BTreeMap<_, _>>(),
+            media: None,
+        }
+    }
+
+    /// The finding-3 shape: a write kept at 12 of a crash at 16 whose
+    /// other pending changes were dropped; the tight point is 13.
+    #[test]
+    fn the_tight_point_is_just_after_the_last_kept_change() {
+        assert_eq!(tight_point(&kept(&[1, 12]), 16), Some(13));
+        assert_eq!(tight_point(&kept(&[15]), 16), None, "already tight");
+        assert_eq!(tight_point(&kept(&[]), 16), None, "nothing persists");
+    }
 }
