@@ -23,8 +23,61 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Bundles written per run at most: enough to debug, bounded on disk.
+/// Bundles written per run at most: enough to debug, bounded on disk
+/// (plus, beyond it, the first of each violation kind: see
+/// [`BundleBudget`]).
 pub const BUNDLES_MAX: usize = 32;
+
+/// Which failing states get a bundle: every one while `left` lasts, and
+/// beyond it the first state of each violation kind that has none yet, so
+/// a rare kind (one `silent-corruption` among hundreds of
+/// `recovery-error`s) is never left without a bundle. The extra bundles
+/// are at most one per violation kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BundleBudget {
+    pub left: u32,
+    /// The violation kinds that already have a bundle.
+    pub kinds_kept: std::collections::BTreeSet<String>,
+    /// Whether the first of each kind is kept beyond `left`.
+    first_of_each_kind: bool,
+}
+
+impl BundleBudget {
+    /// `left` bundles, and the first of each violation kind beyond them.
+    pub fn new(left: u32) -> BundleBudget {
+        BundleBudget {
+            left,
+            kinds_kept: Default::default(),
+            first_of_each_kind: true,
+        }
+    }
+
+    /// No bundle at all (a replay writes none).
+    pub fn none() -> BundleBudget {
+        BundleBudget {
+            first_of_each_kind: false,
+            ..BundleBudget::new(0)
+        }
+    }
+
+    /// Whether a state failing with these `(kind, message)` violations
+    /// gets a bundle.
+    pub fn wants(&self, violations: &[(String, String)]) -> bool {
+        let new_kind = || {
+            violations
+                .iter()
+                .any(|(kind, _)| !self.kinds_kept.contains(kind))
+        };
+        !violations.is_empty() && (self.left > 0 || (self.first_of_each_kind && new_kind()))
+    }
+
+    /// Counts a bundle written for a state with these violations.
+    pub fn spend(&mut self, violations: &[(String, String)]) {
+        self.left = self.left.saturating_sub(1);
+        self.kinds_kept
+            .extend(violations.iter().map(|(kind, _)| kind.clone()));
+    }
+}
 
 /// What a bundle holds.
 #[derive(Clone, Debug, Default)]
@@ -343,5 +396,24 @@ mod tests {
     fn a_missing_bundle_is_one_line() {
         let error = read(Path::new("/nonexistent/bundle")).unwrap_err();
         assert!(error.starts_with("corrupt bundle") && !error.contains('\n'));
+    }
+
+    /// A rare violation kind is never starved of a bundle by a common one:
+    /// once the budget is spent, the first state of a new kind still gets
+    /// one, and only one; a replay's budget writes none.
+    #[test]
+    fn the_first_bundle_of_each_kind_is_kept_beyond_the_budget() {
+        let failing = |kind: &str| vec![(kind.to_string(), "message".to_string())];
+        let mut budget = BundleBudget::new(2);
+        for _ in 0..2 {
+            assert!(budget.wants(&failing("recovery-error")));
+            budget.spend(&failing("recovery-error"));
+        }
+        assert!(!budget.wants(&failing("recovery-error")), "budget spent");
+        assert!(!budget.wants(&[]), "no violation, no bundle");
+        assert!(budget.wants(&failing("silent-corruption")), "a new kind");
+        budget.spend(&failing("silent-corruption"));
+        assert!(!budget.wants(&failing("silent-corruption")), "one per kind");
+        assert!(!BundleBudget::none().wants(&failing("lost-ack")));
     }
 }

@@ -12,7 +12,7 @@
 use super::child::{self, ChildEnd, Received};
 use super::recovery_fault;
 use super::trial::{Chain, CrashState, TrialPlan, cycle_start_us, txn_id_base};
-use crate::case::bundle::{self, Bundle};
+use crate::case::bundle::{self, Bundle, BundleBudget};
 use crate::fault::FaultProfile;
 use crate::fault::image::ImageBuilder;
 use crate::fault::trace::Event;
@@ -158,13 +158,13 @@ pub fn verify_states(
     input: &CycleInput<'_>,
     states: &[CrashState],
     continuation: Option<usize>,
-    bundles_left: &mut u32,
+    bundles: &mut BundleBudget,
 ) -> Result<Vec<StateResult>, String> {
     let limit = input.plan.scenario.crash.recovery_time_limit;
     let mut results: Vec<StateResult> = Vec::with_capacity(states.len());
     while results.len() < states.len() {
         let first = results.len();
-        let budget = *bundles_left;
+        let budget = bundles.clone();
         let mut verifier =
             child::spawn(|out| verifier_main(input, states, first, continuation, budget, out))
                 .map_err(|e| format!("cannot fork a verifier: {e}"))?;
@@ -179,7 +179,7 @@ pub fn verify_states(
                     Ok(Frame::Done(index, result)) => {
                         assert_eq!(index, results.len(), "verifier answered out of order");
                         if result.bundle.is_some() {
-                            *bundles_left = bundles_left.saturating_sub(1);
+                            bundles.spend(&result.violations);
                         }
                         results.push(*result);
                         current = None;
@@ -243,7 +243,7 @@ fn verifier_main(
     states: &[CrashState],
     first: usize,
     continuation: Option<usize>,
-    bundles_left: u32,
+    bundles: BundleBudget,
     out: &mut child::FrameWriter,
 ) -> i32 {
     limit_address_space();
@@ -251,7 +251,7 @@ fn verifier_main(
         *PANIC_MESSAGE.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.to_string());
     }));
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        verify_in_child(input, states, first, continuation, bundles_left, out)
+        verify_in_child(input, states, first, continuation, bundles, out)
     })) {
         Ok(code) => code,
         Err(_) => {
@@ -267,7 +267,7 @@ fn verify_in_child(
     states: &[CrashState],
     first: usize,
     continuation: Option<usize>,
-    mut bundles_left: u32,
+    mut bundles: BundleBudget,
     out: &mut child::FrameWriter,
 ) -> i32 {
     let combo = input.plan.combo(input.trial);
@@ -367,7 +367,7 @@ fn verify_in_child(
         {
             result.continuation = Some(Continuation::new(recovered));
         }
-        let wants_bundle = !result.violations.is_empty() && bundles_left > 0;
+        let wants_bundle = bundles.wants(&result.violations);
         if wants_bundle || input.explain {
             let contents = bundle_for(input, state, &image, &history, &checked);
             if input.explain {
@@ -388,7 +388,7 @@ fn verify_in_child(
                     bundle::write(std::path::Path::new(dir), &name, &contents).ok()
                 });
                 if let Some(path) = written {
-                    bundles_left -= 1;
+                    bundles.spend(&result.violations);
                     result.bundle = Some(path.to_string_lossy().into_owned());
                 }
             }

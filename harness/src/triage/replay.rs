@@ -6,7 +6,7 @@
 //! crash image is rebuilt from its fault choices, and the last one is
 //! recovered and judged in a verifier child, as the run did.
 
-use crate::case::bundle;
+use crate::case::bundle::{self, BundleBudget};
 use crate::case::id::{CaseId, Crash};
 use crate::exit;
 use crate::fault::image::{CrashImage, build_image};
@@ -305,7 +305,7 @@ fn judge_crash(
         factory,
         explain,
     };
-    let mut bundles = 0;
+    let mut bundles = BundleBudget::none();
     let result = verify::verify_states(
         &input,
         std::slice::from_ref(&state),
@@ -404,7 +404,9 @@ fn fresh_runs(resolved: &Resolved, replayed: &Replayed, runs: u32) -> Result<Str
     };
     let mut found = 0;
     for _ in 0..runs {
-        let outcome = resolved.plan.run_trial(resolved.case.trial, &mut 0)?;
+        let outcome = resolved
+            .plan
+            .run_trial(resolved.case.trial, &mut BundleBudget::none())?;
         if outcome.failures.iter().any(|failure| &failure.kind == kind) {
             found += 1;
         }
