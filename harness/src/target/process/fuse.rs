@@ -385,9 +385,11 @@ impl StorageFs {
         self.control.count_change();
         self.storage.rename(&from, &to).map_err(errno)?;
         let mut tables = self.tables();
-        if tables.by_path.get(&from).is_some()
-            && tables.by_path.get(&from) == tables.by_path.get(&to)
-        {
+        let same_inode = tables
+            .by_path
+            .get(&from)
+            .is_some_and(|ino| tables.by_path.get(&to) == Some(ino));
+        if same_inode {
             // Two names of one inode: rename(2) does nothing.
             return Ok(());
         }
