@@ -86,3 +86,47 @@ fn no_is_never_a_failure_under_power_loss() {
     let summary = summary(out.path());
     assert_eq!(summary["violations"], 0, "{summary}");
 }
+
+/// Findings 3 and 4 of docs/process-targets.md, kept as shrunk bundles in
+/// `reports/redis-findings/` (each replays from its recorded trace): a hole
+/// of zeros in the AOF tail stops Redis 7.0 from starting ("Bad file
+/// format": `recovery-error`), and a torn last command is loaded as a value
+/// nobody wrote (`silent-corruption`). If a Redis release checks the CRLF
+/// after a bulk string or tolerates the hole, this test fails: then update
+/// the findings.
+#[test]
+fn the_shrunk_redis_findings_replay_from_their_bundles() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/redis-findings");
+    let mut bundles: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    bundles.sort();
+    assert_eq!(bundles.len(), 7, "{bundles:?}");
+    for bundle in bundles {
+        let name = bundle.file_name().unwrap().to_string_lossy().into_owned();
+        let kind = if name.starts_with("3-") {
+            "recovery-error"
+        } else {
+            "silent-corruption"
+        };
+        let output = powercut(&["replay", bundle.to_str().unwrap(), "--explain"]);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{name}: {}",
+            describe(&output)
+        );
+        assert!(
+            text.contains("reproduced") && text.contains(&format!("{kind}:")),
+            "{name}: {text}"
+        );
+        if kind == "recovery-error" {
+            assert!(text.contains("Bad file format"), "{name}: {text}");
+        } else {
+            assert!(text.contains("TORN"), "{name}: {text}");
+        }
+    }
+}
