@@ -106,6 +106,9 @@ impl StorageFile for FailingFile {
     fn len(&self) -> io::Result<u64> {
         self.inner.len()
     }
+    fn link_count(&self) -> io::Result<u64> {
+        self.inner.link_count()
+    }
     fn sync_data(&self) -> io::Result<()> {
         self.events
             .lock()
@@ -151,6 +154,13 @@ impl Storage for FailingStorage {
     fn remove(&self, name: &str) -> io::Result<()> {
         self.events.lock().unwrap().push(format!("remove {name}"));
         self.inner.remove(name)
+    }
+    fn link(&self, from: &str, to: &str) -> io::Result<()> {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("link {from} {to}"));
+        self.inner.link(from, to)
     }
     fn list(&self) -> io::Result<Vec<String>> {
         self.inner.list()
