@@ -76,6 +76,10 @@ impl FailingStorage {
     pub fn take_events(&self) -> Vec<String> {
         std::mem::take(&mut *self.events.lock().unwrap())
     }
+
+    fn note(&self, event: String) {
+        self.events.lock().unwrap().push(event);
+    }
 }
 
 fn judge(countdown: &AtomicI64) -> io::Result<()> {
@@ -145,21 +149,15 @@ impl Storage for FailingStorage {
         }))
     }
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        self.events
-            .lock()
-            .unwrap()
-            .push(format!("rename {from} {to}"));
+        self.note(format!("rename {from} {to}"));
         self.inner.rename(from, to)
     }
     fn remove(&self, name: &str) -> io::Result<()> {
-        self.events.lock().unwrap().push(format!("remove {name}"));
+        self.note(format!("remove {name}"));
         self.inner.remove(name)
     }
     fn link(&self, from: &str, to: &str) -> io::Result<()> {
-        self.events
-            .lock()
-            .unwrap()
-            .push(format!("link {from} {to}"));
+        self.note(format!("link {from} {to}"));
         self.inner.link(from, to)
     }
     fn list(&self) -> io::Result<Vec<String>> {
