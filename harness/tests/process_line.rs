@@ -221,3 +221,99 @@ fn a_sigkilled_run_leaves_no_mount_and_no_process() {
     run.wait().unwrap();
     assert_nothing_left("after SIGKILL of powercut run");
 }
+
+/// `(state, parent pid, command name)` of `pid`, from `/proc/PID/stat`.
+fn stat_of(pid: u32) -> Option<(char, u32, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let name = stat[stat.find('(')? + 1..stat.rfind(')')?].to_string();
+    let mut fields = stat[stat.rfind(')')? + 2..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let parent = fields.next()?.parse().ok()?;
+    Some((state, parent, name))
+}
+
+/// Every workload cycle ends with its child SIGKILLed, which orphans the
+/// program that child started (it dies of its death signal). The worker
+/// adopts and reaps it: no program of a run stays a zombie for more than a
+/// second, whoever its parent (an init that never reaps, as in a
+/// container, would keep it forever), and none is left after the run.
+#[test]
+fn programs_of_killed_cycles_are_reaped_not_left_zombies() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let target = format!("line:{APPENDKV}");
+    let mut run = marked(&[
+        "run",
+        "--target",
+        &target,
+        "--duration",
+        "4s",
+        "--fault",
+        "power-loss",
+        "--jobs",
+        "1",
+        "--out",
+        out.path().to_str().unwrap(),
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let own = std::process::id().to_string();
+    let mark = format!("{MARK}={own}");
+    // Programs seen alive (a zombie's environment cannot be read).
+    let mut programs: std::collections::BTreeSet<u32> = Default::default();
+    let mut zombie_since: std::collections::BTreeMap<u32, Instant> = Default::default();
+    let check = |programs: &std::collections::BTreeSet<u32>,
+                 zombie_since: &mut std::collections::BTreeMap<u32, Instant>| {
+        let now = Instant::now();
+        for &pid in programs {
+            match stat_of(pid) {
+                Some(('Z', parent, name)) if name == "appendkv" => {
+                    let since = *zombie_since.entry(pid).or_insert(now);
+                    assert!(
+                        now - since < Duration::from_secs(1),
+                        "program {pid} has been a zombie of {parent} for over a second"
+                    );
+                }
+                _ => {
+                    zombie_since.remove(&pid);
+                }
+            }
+        }
+    };
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+            if environ.split(|b| *b == 0).any(|var| var == mark.as_bytes())
+                && stat_of(pid).is_some_and(|(_, _, name)| name == "appendkv")
+            {
+                programs.insert(pid);
+            }
+        }
+        check(&programs, &mut zombie_since);
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "the run passes");
+    assert!(
+        programs.len() > 4,
+        "several cycles ran their program: {programs:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        check(&programs, &mut zombie_since);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<_> = programs
+        .iter()
+        .filter(|&&pid| stat_of(pid).is_some_and(|(_, _, name)| name == "appendkv"))
+        .collect();
+    assert!(left.is_empty(), "programs left after the run: {left:?}");
+    assert_nothing_left("after a run");
+}
