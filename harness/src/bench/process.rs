@@ -1,7 +1,8 @@
 //! The cost of each step of a process target's crash state: mount, start
-//! (to the first answer), scan, commit, kill and unmount, measured in a
-//! forked child (the private namespace needs a single-threaded process) on
-//! an in-memory storage holding a small, synced data directory.
+//! (to the first answer), scan, commit, kill and unmount, clean close,
+//! measured in a forked child (the private namespace needs a
+//! single-threaded process) on an in-memory storage holding a small, synced
+//! data directory.
 
 use crate::supervisor::child::{self, Received};
 use crate::target::{TargetMode, TargetSettings};
@@ -36,6 +37,9 @@ pub struct StepCosts {
     pub commit_us: f64,
     /// SIGKILL of the program and unmount.
     pub kill_us: f64,
+    /// A clean close (Redis: `SHUTDOWN`, its exit seen) and unmount.
+    #[serde(default)]
+    pub close_us: f64,
 }
 
 /// Profiles `mode` for `rounds` rounds.
@@ -98,6 +102,12 @@ fn measure(mode: TargetMode, rounds: u32) -> Result<StepCosts, String> {
         costs.scan_us += (scanned - opened).as_micros() as f64;
         costs.commit_us += (committed - scanned).as_micros() as f64;
         costs.kill_us += (killed - committed).as_micros() as f64;
+        let target = factory
+            .open(Arc::new(storage.clone()) as Arc<dyn Storage>, clock.clone())
+            .map_err(|e| format!("open: {e}"))?;
+        let closing = Instant::now();
+        target.close().map_err(|e| format!("close: {e}"))?;
+        costs.close_us += closing.elapsed().as_micros() as f64;
     }
     for _ in 0..rounds {
         let started = Instant::now();
@@ -132,5 +142,6 @@ fn measure(mode: TargetMode, rounds: u32) -> Result<StepCosts, String> {
     costs.scan_us /= n;
     costs.commit_us /= n;
     costs.kill_us /= n;
+    costs.close_us /= n;
     Ok(costs)
 }
