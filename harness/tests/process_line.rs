@@ -273,7 +273,8 @@ fn programs_of_killed_cycles_are_reaped_not_left_zombies() {
                     let since = *zombie_since.entry(pid).or_insert(now);
                     assert!(
                         now - since < Duration::from_secs(1),
-                        "program {pid} has been a zombie of {parent} for over a second"
+                        "program {pid} has been a zombie of {parent} ({:?}) for over a second",
+                        stat_of(parent)
                     );
                 }
                 _ => {

@@ -89,6 +89,9 @@ static SUBREAPER: AtomicBool = AtomicBool::new(false);
 /// Children of [`spawn`] not yet reaped, in this process.
 static UNREAPED: AtomicUsize = AtomicUsize::new(0);
 
+/// How long reaping a child waits for the orphans it left to die.
+const ORPHANS_GRACE: Duration = Duration::from_millis(100);
+
 /// Makes this process the reaper of its descendants' orphans
 /// (`PR_SET_CHILD_SUBREAPER`), so that [`reap_orphans`] can reap them.
 ///
@@ -126,8 +129,7 @@ pub fn reap_orphans() -> usize {
 }
 
 /// Reaps adopted orphans for up to `limit` while any is left alive (a
-/// program still dying of its death signal); for the end of a subreaper.
-/// Returns how many it reaped.
+/// program still dying of its death signal). Returns how many it reaped.
 pub fn reap_orphans_until_none(limit: Duration) -> usize {
     let deadline = Instant::now() + limit;
     let mut reaped = reap_orphans();
@@ -149,7 +151,8 @@ pub fn reap_orphans_until_none(limit: Duration) -> usize {
 /// Forks a child that runs `body` and exits with its return value. The child
 /// dies with the parent (PR_SET_PDEATHSIG) and never returns into the
 /// caller's code. Call only from a single-threaded process. In a subreaper,
-/// first reaps the orphans adopted since the last child.
+/// first reaps the orphans adopted since the last child (those that took
+/// longer than [`Child::wait`]'s grace to die).
 pub fn spawn(body: impl FnOnce(&mut FrameWriter) -> i32) -> io::Result<Child> {
     reap_orphans();
     let (read_end, write_end) = pipe().map_err(io::Error::from)?;
@@ -258,6 +261,10 @@ impl Child {
                 Err(errno) => return Err(errno.into()),
             };
             UNREAPED.fetch_sub(1, Ordering::SeqCst);
+            // A killed child's programs are dying of their death signal:
+            // reap them now rather than leave them zombies until the next
+            // fork.
+            reap_orphans_until_none(ORPHANS_GRACE);
             return Ok(*self.end.insert(end));
         }
     }
