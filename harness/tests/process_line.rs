@@ -184,28 +184,33 @@ fn appendkv_without_fsync_is_caught_losing_acknowledged_commits() {
     assert_nothing_left("after replays and a shrink");
 }
 
-#[test]
-fn a_sigkilled_run_leaves_no_mount_and_no_process() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let out = tempfile::tempdir().unwrap();
+/// Starts a marked, silent `run` of appendkv under power loss.
+fn spawn_appendkv_run(duration: &str, jobs: &str, out: &Path) -> std::process::Child {
     let target = format!("line:{APPENDKV}");
-    let mut run = marked(&[
+    marked(&[
         "run",
         "--target",
         &target,
         "--duration",
-        "60s",
+        duration,
         "--fault",
         "power-loss",
         "--jobs",
-        "2",
+        jobs,
         "--out",
-        out.path().to_str().unwrap(),
+        out.to_str().unwrap(),
     ])
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::null())
     .spawn()
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_sigkilled_run_leaves_no_mount_and_no_process() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let mut run = spawn_appendkv_run("60s", "2", out.path());
     // Wait until programs run on mounts, so the kill lands mid-trial.
     let deadline = Instant::now() + Duration::from_secs(30);
     while leftovers().1.is_empty() {
@@ -241,24 +246,7 @@ fn stat_of(pid: u32) -> Option<(char, u32, String)> {
 fn programs_of_killed_cycles_are_reaped_not_left_zombies() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = tempfile::tempdir().unwrap();
-    let target = format!("line:{APPENDKV}");
-    let mut run = marked(&[
-        "run",
-        "--target",
-        &target,
-        "--duration",
-        "4s",
-        "--fault",
-        "power-loss",
-        "--jobs",
-        "1",
-        "--out",
-        out.path().to_str().unwrap(),
-    ])
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut run = spawn_appendkv_run("4s", "1", out.path());
     let own = std::process::id().to_string();
     let mark = format!("{MARK}={own}");
     // Programs seen alive (a zombie's environment cannot be read).
