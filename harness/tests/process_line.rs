@@ -184,28 +184,33 @@ fn appendkv_without_fsync_is_caught_losing_acknowledged_commits() {
     assert_nothing_left("after replays and a shrink");
 }
 
-#[test]
-fn a_sigkilled_run_leaves_no_mount_and_no_process() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let out = tempfile::tempdir().unwrap();
+/// Starts a marked, silent `run` of appendkv under power loss.
+fn spawn_appendkv_run(duration: &str, jobs: &str, out: &Path) -> std::process::Child {
     let target = format!("line:{APPENDKV}");
-    let mut run = marked(&[
+    marked(&[
         "run",
         "--target",
         &target,
         "--duration",
-        "60s",
+        duration,
         "--fault",
         "power-loss",
         "--jobs",
-        "2",
+        jobs,
         "--out",
-        out.path().to_str().unwrap(),
+        out.to_str().unwrap(),
     ])
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::null())
     .spawn()
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_sigkilled_run_leaves_no_mount_and_no_process() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let mut run = spawn_appendkv_run("60s", "2", out.path());
     // Wait until programs run on mounts, so the kill lands mid-trial.
     let deadline = Instant::now() + Duration::from_secs(30);
     while leftovers().1.is_empty() {
@@ -220,4 +225,84 @@ fn a_sigkilled_run_leaves_no_mount_and_no_process() {
     run.kill().unwrap(); // SIGKILL
     run.wait().unwrap();
     assert_nothing_left("after SIGKILL of powercut run");
+}
+
+/// `(state, parent pid, command name)` of `pid`, from `/proc/PID/stat`.
+fn stat_of(pid: u32) -> Option<(char, u32, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let name = stat[stat.find('(')? + 1..stat.rfind(')')?].to_string();
+    let mut fields = stat[stat.rfind(')')? + 2..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let parent = fields.next()?.parse().ok()?;
+    Some((state, parent, name))
+}
+
+/// Every workload cycle ends with its child SIGKILLed, which orphans the
+/// program that child started (it dies of its death signal). The worker
+/// adopts and reaps it: no program of a run stays a zombie for more than a
+/// second, whoever its parent (an init that never reaps, as in a
+/// container, would keep it forever), and none is left after the run.
+#[test]
+fn programs_of_killed_cycles_are_reaped_not_left_zombies() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let mut run = spawn_appendkv_run("4s", "1", out.path());
+    let own = std::process::id().to_string();
+    let mark = format!("{MARK}={own}");
+    // Programs seen alive (a zombie's environment cannot be read).
+    let mut programs: std::collections::BTreeSet<u32> = Default::default();
+    let mut zombie_since: std::collections::BTreeMap<u32, Instant> = Default::default();
+    let check = |programs: &std::collections::BTreeSet<u32>,
+                 zombie_since: &mut std::collections::BTreeMap<u32, Instant>| {
+        let now = Instant::now();
+        for &pid in programs {
+            match stat_of(pid) {
+                Some(('Z', parent, name)) if name == "appendkv" => {
+                    let since = *zombie_since.entry(pid).or_insert(now);
+                    assert!(
+                        now - since < Duration::from_secs(1),
+                        "program {pid} has been a zombie of {parent} ({:?}) for over a second",
+                        stat_of(parent)
+                    );
+                }
+                _ => {
+                    zombie_since.remove(&pid);
+                }
+            }
+        }
+    };
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+            if environ.split(|b| *b == 0).any(|var| var == mark.as_bytes())
+                && stat_of(pid).is_some_and(|(_, _, name)| name == "appendkv")
+            {
+                programs.insert(pid);
+            }
+        }
+        check(&programs, &mut zombie_since);
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "the run passes");
+    assert!(
+        programs.len() > 4,
+        "several cycles ran their program: {programs:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        check(&programs, &mut zombie_since);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<_> = programs
+        .iter()
+        .filter(|&&pid| stat_of(pid).is_some_and(|(_, _, name)| name == "appendkv"))
+        .collect();
+    assert!(left.is_empty(), "programs left after the run: {left:?}");
+    assert_nothing_left("after a run");
 }

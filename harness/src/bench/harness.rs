@@ -56,14 +56,18 @@ pub fn run_harness_bench(
         let costs = super::process::profile(mode, super::process::ROUNDS_DEFAULT)?;
         writeln!(
             out,
-            "{mode}: per start, mean of {} rounds: mount+start+first answer {:.1} ms (mount, start of `true`, kill, unmount alone: {:.1} ms), scan {:.2} ms, \
-             one commit {:.2} ms, kill+unmount {:.1} ms",
+            "{mode}: per start, mean of {} rounds: mount+start+first answer {:.1} ms (mount, start of `true`, kill, unmount alone: {:.1} ms, \
+             of which mount+fork+exec {:.1} ms, unmount {:.1} ms), scan {:.2} ms, one commit {:.2} ms, kill+unmount {:.1} ms, \
+             clean close+unmount {:.1} ms",
             costs.rounds,
             costs.open_us / 1e3,
             costs.mount_us / 1e3,
+            costs.mount_spawn_us / 1e3,
+            costs.unmount_us / 1e3,
             costs.scan_us / 1e3,
             costs.commit_us / 1e3,
-            costs.kill_us / 1e3
+            costs.kill_us / 1e3,
+            costs.close_us / 1e3
         )
         .map_err(|e| format!("cannot write output: {e}"))?;
     }

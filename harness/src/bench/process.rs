@@ -1,7 +1,8 @@
 //! The cost of each step of a process target's crash state: mount, start
-//! (to the first answer), scan, commit, kill and unmount, measured in a
-//! forked child (the private namespace needs a single-threaded process) on
-//! an in-memory storage holding a small, synced data directory.
+//! (to the first answer), scan, commit, kill and unmount, clean close,
+//! measured in a forked child (the private namespace needs a
+//! single-threaded process) on an in-memory storage holding a small, synced
+//! data directory.
 
 use crate::supervisor::child::{self, Received};
 use crate::target::{TargetMode, TargetSettings};
@@ -22,13 +23,23 @@ pub struct StepCosts {
     pub rounds: u32,
     /// Mount, program start and its first answer (recovery included).
     pub open_us: f64,
-    /// Of which: the FUSE mount and unmount alone.
+    /// The harness's own part of a start, measured with `true` as the
+    /// program: mount, start of `true`, its exit seen, kill and unmount.
     pub mount_us: f64,
+    /// Of which: the FUSE mount and the fork and exec of the program.
+    #[serde(default)]
+    pub mount_spawn_us: f64,
+    /// Of which: the unmount (after the program is gone).
+    #[serde(default)]
+    pub unmount_us: f64,
     pub scan_us: f64,
     /// One transaction of one write, to its acknowledgement.
     pub commit_us: f64,
     /// SIGKILL of the program and unmount.
     pub kill_us: f64,
+    /// A clean close (Redis: `SHUTDOWN`, its exit seen) and unmount.
+    #[serde(default)]
+    pub close_us: f64,
 }
 
 /// Profiles `mode` for `rounds` rounds.
@@ -91,10 +102,16 @@ fn measure(mode: TargetMode, rounds: u32) -> Result<StepCosts, String> {
         costs.scan_us += (scanned - opened).as_micros() as f64;
         costs.commit_us += (committed - scanned).as_micros() as f64;
         costs.kill_us += (killed - committed).as_micros() as f64;
+        let target = factory
+            .open(Arc::new(storage.clone()) as Arc<dyn Storage>, clock.clone())
+            .map_err(|e| format!("open: {e}"))?;
+        let closing = Instant::now();
+        target.close().map_err(|e| format!("close: {e}"))?;
+        costs.close_us += closing.elapsed().as_micros() as f64;
     }
     for _ in 0..rounds {
         let started = Instant::now();
-        let session = crate::target::process::session::Session::start(
+        let mut session = crate::target::process::session::Session::start(
             Arc::new(storage.clone()) as Arc<dyn Storage>,
             |_, dir| crate::target::process::program::ProgramSpec {
                 argv: vec!["true".to_string()],
@@ -105,14 +122,26 @@ fn measure(mode: TargetMode, rounds: u32) -> Result<StepCosts, String> {
             },
         )
         .map_err(|e| format!("session: {e}"))?;
+        let spawned = Instant::now();
+        session
+            .program()
+            .wait_or_kill(PROFILE_TIME_MAX)
+            .map_err(|e| format!("waiting for `true`: {e}"))?;
+        let exited = Instant::now();
         drop(session);
-        costs.mount_us += started.elapsed().as_micros() as f64;
+        let unmounted = Instant::now();
+        costs.mount_us += (unmounted - started).as_micros() as f64;
+        costs.mount_spawn_us += (spawned - started).as_micros() as f64;
+        costs.unmount_us += (unmounted - exited).as_micros() as f64;
     }
     let n = f64::from(rounds.max(1));
     costs.mount_us /= n;
+    costs.mount_spawn_us /= n;
+    costs.unmount_us /= n;
     costs.open_us /= n;
     costs.scan_us /= n;
     costs.commit_us /= n;
     costs.kill_us /= n;
+    costs.close_us /= n;
     Ok(costs)
 }

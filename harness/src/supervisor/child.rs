@@ -10,11 +10,12 @@
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitStatus, waitpid};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The largest frame a child may send (a recovered state, a verdict).
@@ -82,16 +83,88 @@ pub struct Child {
     end: Option<ChildEnd>,
 }
 
+/// Whether this process adopts its descendants' orphans (see
+/// [`become_subreaper`]).
+static SUBREAPER: AtomicBool = AtomicBool::new(false);
+/// Children of [`spawn`] not yet reaped, in this process.
+static UNREAPED: AtomicUsize = AtomicUsize::new(0);
+
+/// How long reaping a child waits for the orphans it left to die.
+const ORPHANS_GRACE: Duration = Duration::from_millis(100);
+
+/// Makes this process the reaper of its descendants' orphans
+/// (`PR_SET_CHILD_SUBREAPER`), so that [`reap_orphans`] can reap them.
+///
+/// A program that a workload or verifier child started outlives that child
+/// when the child is SIGKILLed (it then dies of its own death signal, but
+/// it is an orphan): without a subreaper it goes to the machine's init,
+/// which in a container may never reap it, and one zombie was left per
+/// killed cycle. For single-threaded processes that fork with [`spawn`] and
+/// nothing else (the workers).
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: plain prctl with constant arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    SUBREAPER.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// In a subreaper, reaps every child that has ended while no child of
+/// [`spawn`] is unreaped (so none of those is ever taken from its
+/// [`Child`]): the adopted orphans. Does nothing in other processes, whose
+/// children may belong to other owners (threads of a test harness).
+/// Returns how many it reaped.
+pub fn reap_orphans() -> usize {
+    let mut reaped = 0;
+    while SUBREAPER.load(Ordering::SeqCst) && UNREAPED.load(Ordering::SeqCst) == 0 {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+            Ok(_) => reaped += 1,
+            Err(Errno::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    reaped
+}
+
+/// Reaps adopted orphans for up to `limit` while any is left alive (a
+/// program still dying of its death signal). Returns how many it reaped.
+pub fn reap_orphans_until_none(limit: Duration) -> usize {
+    let deadline = Instant::now() + limit;
+    let mut reaped = reap_orphans();
+    while SUBREAPER.load(Ordering::SeqCst)
+        && UNREAPED.load(Ordering::SeqCst) == 0
+        && Instant::now() < deadline
+    {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(1)),
+            Err(Errno::ECHILD) => break,
+            Ok(_) => reaped += 1,
+            Err(Errno::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    reaped
+}
+
 /// Forks a child that runs `body` and exits with its return value. The child
 /// dies with the parent (PR_SET_PDEATHSIG) and never returns into the
-/// caller's code. Call only from a single-threaded process.
+/// caller's code. Call only from a single-threaded process. In a subreaper,
+/// first reaps the orphans adopted since the last child (those that took
+/// longer than [`Child::wait`]'s grace to die).
 pub fn spawn(body: impl FnOnce(&mut FrameWriter) -> i32) -> io::Result<Child> {
+    reap_orphans();
     let (read_end, write_end) = pipe().map_err(io::Error::from)?;
     // SAFETY: the worker processes that call this are single-threaded, so
     // the child starts with consistent locks and allocator state.
     match unsafe { fork() }.map_err(io::Error::from)? {
         ForkResult::Child => {
             drop(read_end);
+            // Not inherited by a fork: this child adopts nothing, and its
+            // own children belong to their owners.
+            SUBREAPER.store(false, Ordering::SeqCst);
+            UNREAPED.store(0, Ordering::SeqCst);
             // SAFETY: plain prctl with constant arguments.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             let mut writer = FrameWriter {
@@ -106,6 +179,7 @@ pub fn spawn(body: impl FnOnce(&mut FrameWriter) -> i32) -> io::Result<Child> {
         }
         ForkResult::Parent { child } => {
             drop(write_end);
+            UNREAPED.fetch_add(1, Ordering::SeqCst);
             Ok(Child {
                 pid: child,
                 pipe: File::from(read_end),
@@ -180,16 +254,18 @@ impl Child {
             return Ok(end);
         }
         loop {
-            match waitpid(self.pid, None) {
-                Ok(WaitStatus::Exited(_, code)) => {
-                    return Ok(*self.end.insert(ChildEnd::Exited(code)));
-                }
-                Ok(WaitStatus::Signaled(_, signal, _)) => {
-                    return Ok(*self.end.insert(ChildEnd::Signaled(signal)));
-                }
+            let end = match waitpid(self.pid, None) {
+                Ok(WaitStatus::Exited(_, code)) => ChildEnd::Exited(code),
+                Ok(WaitStatus::Signaled(_, signal, _)) => ChildEnd::Signaled(signal),
                 Ok(_) | Err(Errno::EINTR) => continue,
                 Err(errno) => return Err(errno.into()),
-            }
+            };
+            UNREAPED.fetch_sub(1, Ordering::SeqCst);
+            // A killed child's programs are dying of their death signal:
+            // reap them now rather than leave them zombies until the next
+            // fork.
+            reap_orphans_until_none(ORPHANS_GRACE);
+            return Ok(*self.end.insert(end));
         }
     }
 

@@ -1,7 +1,8 @@
 //! A worker process of `powercut run`: single-threaded, so it may fork
 //! workload and verifier children safely. Reads a [`WorkerSetup`] line, then
 //! one [`TrialJob`] per line; answers each with a [`WorkerMessage`] line.
-//! End of input means stop.
+//! End of input means stop. The worker is its descendants' subreaper: the
+//! program of a SIGKILLed child is reaped here, not left a zombie.
 
 use super::protocol::{TrialJob, WorkerMessage, WorkerSetup};
 use super::trial::TrialPlan;
@@ -10,6 +11,19 @@ use std::io::{BufRead, Write};
 
 /// The worker's main loop; returns the process exit code.
 pub fn main() -> i32 {
+    // Programs of killed children are orphans: adopt and reap them.
+    if let Err(error) = super::child::become_subreaper() {
+        return fatal(&format!("cannot become a child subreaper: {error}"));
+    }
+    let code = serve();
+    super::child::reap_orphans_until_none(ORPHANS_WAIT_MAX);
+    code
+}
+
+/// How long a worker that is done waits for adopted orphans still dying.
+const ORPHANS_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn serve() -> i32 {
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     let setup: WorkerSetup = match lines.next() {

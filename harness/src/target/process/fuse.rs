@@ -900,6 +900,33 @@ impl Filesystem for StorageFs {
     }
 }
 
+/// The heap size from which glibc serves an allocation with its own
+/// `mmap` (see [`keep_large_buffers_off_the_heap`]).
+const MMAP_THRESHOLD_BYTES: i32 = 4 << 20;
+
+/// Makes every allocation of [`MMAP_THRESHOLD_BYTES`] or more a fresh
+/// `mmap`, once per process.
+///
+/// fuser allocates a zeroed 16 MiB request buffer for every mount. glibc
+/// raises its `mmap` threshold each time such a block is freed, so from the
+/// second mount on the buffer came from the heap and was zeroed by
+/// `memset`: 4096 page faults per mount, and a heap of touched pages that
+/// every later `fork` (each program start) copied and write-faulted again.
+/// That was the largest CPU cost of a process target's crash state. A fixed
+/// threshold turns off glibc's adjustment: the buffer is fresh zero pages
+/// again, and only the pages a request lands in are ever touched.
+fn keep_large_buffers_off_the_heap() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: mallopt takes two integers and touches allocator settings
+        // only; every allocator call before and after stays valid.
+        #[cfg(target_env = "gnu")]
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        }
+    });
+}
+
 /// A mounted [`StorageFs`]; dropping it unmounts (and stops serving).
 pub struct Mount {
     session: Option<fuser::BackgroundSession>,
@@ -933,6 +960,7 @@ impl Mount {
         ];
         config.acl = fuser::SessionACL::All;
         config.n_threads = Some(1);
+        keep_large_buffers_off_the_heap();
         let session = fuser::spawn_mount(fs, mountpoint, &config)?;
         Ok(Mount {
             session: Some(session),

@@ -17,8 +17,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// How often [`wait_ready`] probes.
-const READY_POLL: Duration = Duration::from_millis(2);
+/// The first pause between two probes of [`wait_ready`] (and between two
+/// looks at a program that should exit); each pause doubles, up to
+/// [`POLL_MAX`]. A program is found ready (or gone) at most one pause late:
+/// with a fixed 2 ms pause that was about 1 ms of every start of a crash
+/// state; a probe (a `connect`, a `waitpid`) costs microseconds.
+const POLL_MIN: Duration = Duration::from_micros(100);
+const POLL_MAX: Duration = Duration::from_millis(1);
+
+/// Pauses that grow from [`POLL_MIN`] to [`POLL_MAX`].
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(POLL_MIN)
+    }
+
+    fn pause(&mut self) {
+        std::thread::sleep(self.0);
+        self.0 = (self.0 * 2).min(POLL_MAX);
+    }
+}
 
 /// What to start.
 #[derive(Clone, Debug)]
@@ -117,11 +136,12 @@ impl Program {
     /// Waits up to `limit` for it to exit by itself; kills it after that.
     pub fn wait_or_kill(&mut self, limit: Duration) -> io::Result<ExitStatus> {
         let deadline = Instant::now() + limit;
+        let mut backoff = Backoff::new();
         while Instant::now() < deadline {
             if let Some(status) = self.try_wait()? {
                 return Ok(status);
             }
-            std::thread::sleep(READY_POLL);
+            backoff.pause();
         }
         self.kill()
     }
@@ -179,6 +199,7 @@ pub fn wait_ready<T>(
     mut probe: impl FnMut() -> Option<T>,
 ) -> Result<T, NotReady> {
     let deadline = Instant::now() + limit;
+    let mut backoff = Backoff::new();
     loop {
         if let Some(value) = probe() {
             return Ok(value);
@@ -189,6 +210,6 @@ pub fn wait_ready<T>(
         if Instant::now() >= deadline {
             return Err(NotReady::TimedOut(limit));
         }
-        std::thread::sleep(READY_POLL);
+        backoff.pause();
     }
 }
