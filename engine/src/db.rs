@@ -498,8 +498,7 @@ impl Engine {
                 return Ok(());
             }
             if state.leading {
-                group.arrive(&state);
-                let _unused = group.done.wait(state).expect("group lock poisoned");
+                group.follow(state);
                 continue;
             }
             state.leading = true;

@@ -12,12 +12,20 @@
 //! half the last fsync's time has passed, whichever comes first. A lone
 //! committer gathers nothing (one expected), so its latency is unchanged.
 //!
+//! Wake-ups are what a round costs outside its fsync on a small machine,
+//! so each is spent once: a follower wakes a gathering leader only when the
+//! gathering is complete (not at every arrival), and the round's end wakes
+//! each follower alone (`Thread::unpark`), so the ones it covered return at
+//! once, reading the acknowledged LSN, without queueing for the group lock
+//! one after another as a condition variable's `notify_all` makes them do.
+//!
 //! The gathering wait reads real time (a condition variable's timeout): this
 //! path exists only for threads; the deterministic single-threaded API
 //! (`commit_enqueue`, `group_flush_*`) never enters it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// The longest a leader gathers, whatever the last fsync took.
@@ -38,14 +46,16 @@ pub struct GroupState {
     flushed_count: u64,
     /// The last round's fsync time (the engine's clock).
     last_sync_us: u64,
+    /// Followers waiting for the round's end (woken one by one).
+    waiters: Vec<Thread>,
 }
 
 /// Group-commit coordination and its counters.
 #[derive(Default)]
 pub struct Group {
     state: Mutex<GroupState>,
-    /// A round ended.
-    pub done: Condvar,
+    /// Rounds ended: a follower waits until it moves.
+    generation: AtomicU64,
     /// A committer arrived while the leader gathers.
     arrived: Condvar,
     /// Commit records appended under `group` (counted after the append).
@@ -71,11 +81,24 @@ impl Group {
         self.state.lock().expect("group lock poisoned")
     }
 
-    /// A follower arrived: wakes a gathering leader.
-    pub fn arrive(&self, state: &GroupState) {
-        if state.gathering {
+    /// A follower arrived (its commit already counted in `enqueued`):
+    /// wakes a gathering leader if its gathering is now complete, then
+    /// waits, without the group lock, until the round ends.
+    pub fn follow(&self, mut state: MutexGuard<'_, GroupState>) {
+        let generation = self.generation.load(Ordering::Acquire);
+        state.waiters.push(std::thread::current());
+        if state.gathering && self.pending(&state) >= state.expected {
             self.arrived.notify_one();
         }
+        drop(state);
+        // `unpark` before `park` is not lost; a spurious return re-checks.
+        while self.generation.load(Ordering::Acquire) == generation {
+            std::thread::park();
+        }
+    }
+
+    fn pending(&self, state: &GroupState) -> u64 {
+        self.enqueued.load(Ordering::Acquire) - state.flushed_count
     }
 
     /// The leader's gathering (see the module header): returns the group
@@ -91,7 +114,7 @@ impl Group {
         let deadline = Instant::now() + Duration::from_micros(budget_us);
         state.gathering = true;
         for _ in 0..GATHER_WAITS_MAX {
-            let pending = self.enqueued.load(Ordering::Acquire) - state.flushed_count;
+            let pending = self.pending(&state);
             let now = Instant::now();
             if pending >= state.expected || now >= deadline {
                 break;
@@ -119,8 +142,12 @@ impl Group {
         state.flushed_count = state.flushed_count.max(target_count);
         state.last_sync_us = times.sync_us;
         state.leading = false;
+        let waiters = std::mem::take(&mut state.waiters);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         drop(state);
-        self.done.notify_all();
+        for waiter in waiters {
+            waiter.unpark();
+        }
         self.rounds.fetch_add(1, Ordering::Relaxed);
         self.covered.fetch_add(covered, Ordering::Relaxed);
         self.gather_us.fetch_add(times.gather_us, Ordering::Relaxed);
