@@ -498,7 +498,8 @@ impl Engine {
                 return Ok(());
             }
             if state.leading {
-                group.follow(state);
+                group.arrive(&state);
+                let _unused = group.done.wait(state).expect("group lock poisoned");
                 continue;
             }
             state.leading = true;

@@ -11,13 +11,9 @@
 //! (those it covered plus those that arrived during its fsync), or until
 //! half the last fsync's time has passed, whichever comes first. A lone
 //! committer gathers nothing (one expected), so its latency is unchanged.
-//!
-//! Wake-ups are what a round costs outside its fsync on a small machine,
-//! so each is spent once: a follower wakes a gathering leader only when the
-//! gathering is complete (not at every arrival), and the round's end wakes
-//! each follower alone (`Thread::unpark`), so the ones it covered return at
-//! once, reading the acknowledged LSN, without queueing for the group lock
-//! one after another as a condition variable's `notify_all` makes them do.
+//! Only the arrival that completes the gathering wakes the leader: a
+//! wake-up per arrival costs the leader a context switch on the cores the
+//! late committers need.
 //!
 //! The gathering wait reads real time (a condition variable's timeout): this
 //! path exists only for threads; the deterministic single-threaded API
@@ -25,7 +21,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// The longest a leader gathers, whatever the last fsync took.
@@ -46,16 +41,14 @@ pub struct GroupState {
     flushed_count: u64,
     /// The last round's fsync time (the engine's clock).
     last_sync_us: u64,
-    /// Followers waiting for the round's end (woken one by one).
-    waiters: Vec<Thread>,
 }
 
 /// Group-commit coordination and its counters.
 #[derive(Default)]
 pub struct Group {
     state: Mutex<GroupState>,
-    /// Rounds ended: a follower waits until it moves.
-    generation: AtomicU64,
+    /// A round ended.
+    pub done: Condvar,
     /// A committer arrived while the leader gathers.
     arrived: Condvar,
     /// Commit records appended under `group` (counted after the append).
@@ -81,19 +74,12 @@ impl Group {
         self.state.lock().expect("group lock poisoned")
     }
 
-    /// A follower arrived (its commit already counted in `enqueued`):
-    /// wakes a gathering leader if its gathering is now complete, then
-    /// waits, without the group lock, until the round ends.
-    pub fn follow(&self, mut state: MutexGuard<'_, GroupState>) {
-        let generation = self.generation.load(Ordering::Acquire);
-        state.waiters.push(std::thread::current());
-        if state.gathering && self.pending(&state) >= state.expected {
+    /// A follower arrived (its commit already counted in `enqueued`): wakes
+    /// a gathering leader if its gathering is now complete — only then, so
+    /// a round costs the leader one wake-up, not one per arrival.
+    pub fn arrive(&self, state: &GroupState) {
+        if state.gathering && self.pending(state) >= state.expected {
             self.arrived.notify_one();
-        }
-        drop(state);
-        // `unpark` before `park` is not lost; a spurious return re-checks.
-        while self.generation.load(Ordering::Acquire) == generation {
-            std::thread::park();
         }
     }
 
@@ -142,12 +128,8 @@ impl Group {
         state.flushed_count = state.flushed_count.max(target_count);
         state.last_sync_us = times.sync_us;
         state.leading = false;
-        let waiters = std::mem::take(&mut state.waiters);
-        self.generation.fetch_add(1, Ordering::AcqRel);
         drop(state);
-        for waiter in waiters {
-            waiter.unpark();
-        }
+        self.done.notify_all();
         self.rounds.fetch_add(1, Ordering::Relaxed);
         self.covered.fetch_add(covered, Ordering::Relaxed);
         self.gather_us.fetch_add(times.gather_us, Ordering::Relaxed);
