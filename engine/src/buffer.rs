@@ -9,7 +9,13 @@
 //!
 //! Every page read from disk is verified (checksum and page id); a failure
 //! is [`Error::Corruption`], never a wrong value. All pool work happens under
-//! the engine's core lock, so frames need no pins.
+//! the engine's core lock, so frames need no pins — except a checkpoint's
+//! page writes, which copy the page under the core lock and write the copy
+//! outside it ([`BufferPool::copy_out`], [`PageFile::write`]): the frame is
+//! marked clean at the copy and *writing* until the copy is written, and
+//! an eviction meanwhile writes the frame itself. Page writes are ordered by
+//! pageLSN: the page file never takes an older copy of a page over a newer
+//! one this instance wrote, so a copy that lands late changes nothing.
 
 use crate::Lsn;
 use crate::error::{Error, Result};
@@ -18,6 +24,7 @@ use crate::page::Page;
 use crate::storage::{StorageFile, read_exact_at};
 use crate::wal::Log;
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The name of the page file.
@@ -36,6 +43,9 @@ pub struct PageFile {
     /// Pages written since open (their LSNs may reuse positions past
     /// `recovered_end` legitimately).
     written: Vec<AtomicBool>,
+    /// The pageLSN of each page's last write since open, behind the lock
+    /// every page write takes (see [`PageFile::write`]).
+    written_lsn: Mutex<Vec<Lsn>>,
 }
 
 impl PageFile {
@@ -47,6 +57,7 @@ impl PageFile {
             writes: AtomicU64::new(0),
             recovered_end: AtomicU64::new(Lsn::MAX),
             written: (0..page_count).map(|_| AtomicBool::new(false)).collect(),
+            written_lsn: Mutex::new(vec![0; page_count as usize]),
         }
     }
 
@@ -106,21 +117,38 @@ impl PageFile {
         Ok(page)
     }
 
-    /// Writes `page` to its slot (not synced).
-    pub fn write(&self, page: &Page) -> Result<()> {
+    /// Writes `page` to its slot (not synced) — unless this instance wrote
+    /// a newer version of it already (a higher pageLSN: an eviction wrote
+    /// the frame while a checkpoint's older copy was on its way). Returns
+    /// whether it wrote. Page writes are serialized.
+    pub fn write(&self, page: &Page) -> Result<bool> {
         let bytes = page.encode(self.page_size);
         assert_eq!(bytes.len(), self.page_size, "encoded page size");
+        let id = page.id as usize;
+        let mut written_lsn = self.written_lsn.lock().expect("page write lock poisoned");
+        if self.written[id].load(Ordering::Acquire) && written_lsn[id] > page.lsn {
+            return Ok(false);
+        }
         self.file
             .write_at(self.offset(page.id), &bytes)
             .map_err(io_error("write", PAGES_FILE))?;
+        written_lsn[id] = page.lsn;
         self.writes.fetch_add(1, Ordering::Relaxed);
-        self.written[page.id as usize].store(true, Ordering::Release);
-        Ok(())
+        self.written[id].store(true, Ordering::Release);
+        Ok(true)
     }
 
     /// Syncs the page file.
     pub fn sync(&self) -> std::io::Result<()> {
         self.file.sync_data()
+    }
+
+    /// Starts the OS writing the page file's written pages to the device
+    /// (a hint, see [`crate::storage::StorageFile::start_writeback`]).
+    pub fn start_writeback(&self) -> Result<()> {
+        self.file
+            .start_writeback()
+            .map_err(io_error("start writeback of", PAGES_FILE))
     }
 }
 
@@ -132,6 +160,9 @@ pub struct Frame {
     /// the page file may lack (see [`crate::state::log_and_apply`]).
     pub rec_lsn: Lsn,
     referenced: bool,
+    /// Copied out by a checkpoint, clean, and the copy not yet written: an
+    /// eviction must write the frame (see [`BufferPool::copy_out`]).
+    writing: bool,
 }
 
 impl Frame {
@@ -206,6 +237,7 @@ impl BufferPool {
             dirty: dirty_since.is_some(),
             rec_lsn: dirty_since.unwrap_or(0),
             referenced: true,
+            writing: false,
         };
         let id = frame.page.id;
         let slot = if self.frames.len() < self.capacity {
@@ -238,17 +270,18 @@ impl BufferPool {
         unreachable!("the clock found no victim in two sweeps")
     }
 
-    /// Writes frame `slot` if dirty, after the WAL is durable past its
-    /// pageLSN (the write-ahead rule).
+    /// Writes frame `slot` if dirty (or copied out and not yet written),
+    /// after the WAL is durable past its pageLSN (the write-ahead rule).
     fn write_back(&mut self, slot: usize, pages: &PageFile, log: &Log) -> Result<()> {
         let frame = &mut self.frames[slot];
-        if !frame.dirty {
+        if !frame.dirty && !frame.writing {
             return Ok(());
         }
         log.flush_to(frame.page.lsn + 1)?;
         assert!(log.flushed_lsn() > frame.page.lsn, "write-ahead rule");
         pages.write(&frame.page)?;
         frame.dirty = false;
+        frame.writing = false;
         Ok(())
     }
 
@@ -268,16 +301,79 @@ impl BufferPool {
         (frame.dirty && frame.rec_lsn < rec_lsn_below).then_some(frame.page.lsn)
     }
 
-    /// Writes page `id` if it is cached and dirty (the write-ahead rule
-    /// holds: the WAL is flushed past its pageLSN first, under the caller's
-    /// core lock if a checkpoint did not flush it already). Returns whether
-    /// it wrote.
-    pub fn write_page(&mut self, id: u32, pages: &PageFile, log: &Log) -> Result<bool> {
-        let Some(&slot) = self.index.get(&id) else {
-            return Ok(false);
-        };
-        let dirty = self.frames[slot].dirty;
-        self.write_back(slot, pages, log)?;
-        Ok(dirty)
+    /// A checkpoint's write of page `id`, step 1 (under the core lock): if
+    /// it is cached and dirty, returns a copy and marks the frame clean and
+    /// *writing*. The caller makes the WAL durable past the copy's pageLSN,
+    /// writes the copy with [`PageFile::write`] outside the core lock, then
+    /// calls [`BufferPool::copy_written`]. A change meanwhile dirties the
+    /// frame again with its own recLSN (the copy holds everything before);
+    /// an eviction meanwhile writes the frame itself, and the page file then
+    /// refuses the older copy.
+    pub fn copy_out(&mut self, id: u32) -> Option<Page> {
+        let frame = &mut self.frames[*self.index.get(&id)?];
+        if !frame.dirty {
+            return None;
+        }
+        assert!(!frame.writing, "page {id} copied out twice");
+        frame.dirty = false;
+        frame.writing = true;
+        Some(frame.page.clone())
+    }
+
+    /// Step 3 of a checkpoint's write (under the core lock): the copy of
+    /// page `id` is written.
+    pub fn copy_written(&mut self, id: u32) {
+        if let Some(&slot) = self.index.get(&id) {
+            self.frames[slot].writing = false;
+        }
+    }
+
+    /// Step 3 of a checkpoint's write that failed (under the core lock):
+    /// page `id`, dirty since `rec_lsn` when it was copied, is dirty again
+    /// (since the older of that and a change after the copy). Not cached: an
+    /// eviction wrote it meanwhile.
+    pub fn copy_unwritten(&mut self, id: u32, rec_lsn: Lsn) {
+        if let Some(&slot) = self.index.get(&id) {
+            let frame = &mut self.frames[slot];
+            frame.writing = false;
+            frame.rec_lsn = if frame.dirty {
+                frame.rec_lsn.min(rec_lsn)
+            } else {
+                rec_lsn
+            };
+            frame.dirty = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{MemStorage, Storage};
+
+    /// A page write never replaces a newer version this instance wrote: a
+    /// checkpoint's copy that lands after an eviction wrote the frame is
+    /// refused, an equal or newer one goes through.
+    #[test]
+    fn page_writes_are_ordered_by_page_lsn() {
+        let storage = MemStorage::new();
+        let file = storage.create(PAGES_FILE).unwrap();
+        let pages = PageFile::new(file, 1024, 4);
+        let mut page = Page::empty(2);
+        page.lsn = 500;
+        assert!(pages.write(&page).unwrap());
+        let mut stale = Page::empty(2);
+        stale.lsn = 300;
+        assert!(!pages.write(&stale).unwrap(), "an older copy is refused");
+        assert_eq!(pages.read(2).unwrap().lsn, 500);
+        assert!(pages.write(&page).unwrap(), "the same version again");
+        page.lsn = 700;
+        assert!(pages.write(&page).unwrap());
+        assert_eq!(pages.read(2).unwrap().lsn, 700);
+        // Another page is independent, and a page this instance never wrote
+        // takes any version.
+        stale.id = 3;
+        assert!(pages.write(&stale).unwrap());
+        assert_eq!(pages.writes.load(Ordering::Relaxed), 4);
     }
 }

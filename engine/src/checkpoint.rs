@@ -8,10 +8,11 @@
 //!    id and the dirty page table (page → recLSN); full-page images restart
 //!    here.
 //! 2. **write** (a batch of pages per step): every page of the table whose
-//!    recLSN is below the *write limit* is written — the WAL is flushed past
-//!    its pageLSN first, outside the core lock, then the page is written
-//!    under it. The background limit is the previous checkpoint's begin LSN:
-//!    a page is written once it has been dirty for a whole checkpoint
+//!    recLSN is below the *write limit* is written — copied under the core
+//!    lock, then, outside every lock a commit takes, the WAL is flushed past
+//!    the copy's pageLSN and the copy written; every
+//!    [`WRITEBACK_AFTER_PAGES`] pages the OS is asked to start writing them
+//!    out. The background limit is the previous checkpoint's begin LSN: a page is written once it has been dirty for a whole checkpoint
 //!    interval, so redo reaches back at most two intervals. A full
 //!    checkpoint (close, end of recovery) writes every page dirty at `b`.
 //!    A page found clean, or dirty again since after `b`, was written by an
@@ -45,13 +46,18 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
 
-/// Pages one write step writes at most (the core lock is held for their
-/// page-cache writes, a few microseconds each).
+/// Pages one write step writes at most (the core lock is held only to copy
+/// them).
 pub const WRITE_BATCH_PAGES: usize = 4;
 /// Write steps a page whose changes are not yet in a durable WAL may wait
 /// for another thread's WAL flush (a group-commit round, an `always`
 /// commit) before the checkpoint flushes the WAL itself.
 pub const DEFERRALS_MAX: u32 = 8;
+/// Pages a checkpoint writes between asking the OS to start writing them
+/// to the device (PostgreSQL's `checkpoint_flush_after`, 256 KiB of 8 KiB
+/// pages): the page file's sync at the end then finds little left to write,
+/// instead of one burst that the commits' WAL fsyncs queue behind.
+pub const WRITEBACK_AFTER_PAGES: u32 = 32;
 /// Released segments kept as spares for reuse; the rest are removed.
 pub const SPARE_SEGMENTS_MAX: usize = 2;
 
@@ -91,6 +97,8 @@ struct Running {
     to_write: VecDeque<u32>,
     /// Write steps that deferred a page so far.
     deferrals: u32,
+    /// Pages written since the last writeback hint.
+    unhinted: u32,
     /// Pages dirty since before this LSN are written.
     write_limit: Lsn,
     phase: Phase,
@@ -142,9 +150,11 @@ pub fn begin(
         dirty,
         to_write,
         deferrals: 0,
+        unhinted: 0,
         write_limit,
         phase: Phase::Write,
     });
+    drop(core);
     inner.checkpoint_running.store(true, Ordering::Release);
     Ok(())
 }
@@ -202,16 +212,20 @@ pub fn run(inner: &Inner, core: &Mutex<Core>, state: &mut Checkpointer, mode: Mo
     unreachable!("checkpoint not complete in {steps_max} steps")
 }
 
-/// Step 2: writes the next batch of pages.
+/// Step 2: writes the next batch of pages. Under the core lock, each due
+/// page is copied out (marked clean and *writing*, see
+/// [`crate::buffer::BufferPool::copy_out`]); outside every lock a commit
+/// needs, the WAL is made durable past the copies' pageLSNs (the
+/// write-ahead rule) and the copies are written; then, under the core lock
+/// again, the frames stop *writing*.
 fn write_batch(inner: &Inner, core: &Mutex<Core>, running: &mut Running) -> Result<()> {
     let count = running.to_write.len().min(WRITE_BATCH_PAGES);
     let batch: Vec<u32> = running.to_write.drain(..count).collect();
-    let mut due = Vec::with_capacity(batch.len());
-    let mut page_lsn_max = None;
+    let mut copies = Vec::with_capacity(batch.len());
     let may_defer = running.deferrals < DEFERRALS_MAX;
     let mut deferred = false;
     {
-        let core = lock(core);
+        let mut core = lock(core);
         let flushed = inner.log.flushed_lsn();
         for &page in &batch {
             match core.pool.dirty_before(page, running.write_limit) {
@@ -222,9 +236,8 @@ fn write_batch(inner: &Inner, core: &Mutex<Core>, running: &mut Running) -> Resu
                     running.to_write.push_back(page);
                     deferred = true;
                 }
-                Some(page_lsn) => {
-                    due.push(page);
-                    page_lsn_max = page_lsn_max.max(Some(page_lsn));
+                Some(_) => {
+                    copies.push(core.pool.copy_out(page).expect("dirty page"));
                 }
                 // Written by an eviction since the begin record (and maybe
                 // dirty again since after it): the sync of step 3 covers it.
@@ -234,16 +247,41 @@ fn write_batch(inner: &Inner, core: &Mutex<Core>, running: &mut Running) -> Resu
             }
         }
     }
-    if let Some(page_lsn) = page_lsn_max {
-        // The write-ahead rule, outside the core lock.
-        inner.log.flush_to(page_lsn + 1)?;
+    let written = write_copies(inner, &copies);
+    if !copies.is_empty() {
+        let mut core = lock(core);
+        for page in &copies {
+            if written.is_ok() {
+                core.pool.copy_written(page.id);
+                running.dirty.remove(&page.id);
+            } else {
+                // A failed write: every page of the batch is dirty again,
+                // since its recLSN at the begin record (it stayed dirty
+                // from then to its copy).
+                core.pool.copy_unwritten(page.id, running.dirty[&page.id]);
+            }
+        }
     }
-    let mut core = lock(core);
-    for page in due {
-        core.pool.write_page(page, &inner.pages, &inner.log)?;
-        running.dirty.remove(&page);
+    written?;
+    running.unhinted += copies.len() as u32;
+    if running.unhinted >= WRITEBACK_AFTER_PAGES {
+        inner.pages.start_writeback()?;
+        running.unhinted = 0;
     }
     running.deferrals += u32::from(deferred);
+    Ok(())
+}
+
+/// Writes a batch's copies after making the WAL durable past them (the
+/// write-ahead rule), outside the core lock.
+fn write_copies(inner: &Inner, copies: &[crate::page::Page]) -> Result<()> {
+    if let Some(page_lsn) = copies.iter().map(|page| page.lsn).max() {
+        inner.log.flush_to(page_lsn + 1)?;
+        assert!(inner.log.flushed_lsn() > page_lsn, "write-ahead rule");
+    }
+    for page in copies {
+        inner.pages.write(page)?;
+    }
     Ok(())
 }
 

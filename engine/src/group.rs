@@ -11,6 +11,9 @@
 //! (those it covered plus those that arrived during its fsync), or until
 //! half the last fsync's time has passed, whichever comes first. A lone
 //! committer gathers nothing (one expected), so its latency is unchanged.
+//! Only the arrival that completes the gathering wakes the leader: a
+//! wake-up per arrival costs the leader a context switch on the cores the
+//! late committers need.
 //!
 //! The gathering wait reads real time (a condition variable's timeout): this
 //! path exists only for threads; the deterministic single-threaded API
@@ -71,11 +74,17 @@ impl Group {
         self.state.lock().expect("group lock poisoned")
     }
 
-    /// A follower arrived: wakes a gathering leader.
+    /// A follower arrived (its commit already counted in `enqueued`): wakes
+    /// a gathering leader if its gathering is now complete — only then, so
+    /// a round costs the leader one wake-up, not one per arrival.
     pub fn arrive(&self, state: &GroupState) {
-        if state.gathering {
+        if state.gathering && self.pending(state) >= state.expected {
             self.arrived.notify_one();
         }
+    }
+
+    fn pending(&self, state: &GroupState) -> u64 {
+        self.enqueued.load(Ordering::Acquire) - state.flushed_count
     }
 
     /// The leader's gathering (see the module header): returns the group
@@ -91,7 +100,7 @@ impl Group {
         let deadline = Instant::now() + Duration::from_micros(budget_us);
         state.gathering = true;
         for _ in 0..GATHER_WAITS_MAX {
-            let pending = self.enqueued.load(Ordering::Acquire) - state.flushed_count;
+            let pending = self.pending(&state);
             let now = Instant::now();
             if pending >= state.expected || now >= deadline {
                 break;
