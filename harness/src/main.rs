@@ -279,8 +279,9 @@ fn bench(args: BenchArgs) -> i32 {
                 &mut std::io::stdout(),
             ) {
                 Ok(_) => exit::OK,
-                Err(message) => {
-                    eprintln!("powercut: {message}");
+                Err(error @ harness::bench::BenchError::InvalidOptions(_)) => usage(error),
+                Err(error) => {
+                    eprintln!("powercut: {error}");
                     exit::HARNESS_FAILED
                 }
             }

@@ -81,6 +81,8 @@ fn bad_input_gets_one_line_and_exit_2() {
         vec!["run", "--shard", "3/2"],
         vec!["run", "--duration", "forever"],
         vec!["bench", "nothing"],
+        vec!["bench", "harness", "--target", "nosuch", "--duration", "1s"],
+        vec!["run", "--target", "nosuch"],
     ] {
         let result = powercut(&args);
         let stderr = String::from_utf8_lossy(&result.stderr);

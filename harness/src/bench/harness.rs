@@ -7,6 +7,7 @@
 //! and reopened). `--target` picks the target modes (default: the
 //! scenario's, the engine under its policies), e.g. `sqlite:wal-full`.
 
+use super::BenchError;
 use crate::supervisor::run::{Plan, RunRequest, execute};
 use std::io::Write;
 use std::time::Duration;
@@ -30,7 +31,7 @@ pub fn run_harness_bench(
     jobs: Option<u32>,
     targets: &[String],
     out: &mut dyn Write,
-) -> Result<HarnessBench, String> {
+) -> Result<HarnessBench, BenchError> {
     let request = RunRequest {
         scenario: Some("smoke".to_string()),
         seed: 1,
@@ -45,7 +46,8 @@ pub fn run_harness_bench(
     } else {
         format!("smoke on {}", targets.join(","))
     };
-    let plan = Plan::resolve(request)?;
+    // A bad --target or scenario is the user's: exit 2, not a failure.
+    let plan = Plan::resolve(request).map_err(BenchError::InvalidOptions)?;
     for selector in targets {
         let Ok(mode) = selector.parse::<crate::target::TargetMode>() else {
             continue;
@@ -53,7 +55,8 @@ pub fn run_harness_bench(
         if mode.kind().deterministic() {
             continue;
         }
-        let costs = super::process::profile(mode, super::process::ROUNDS_DEFAULT)?;
+        let costs = super::process::profile(mode, super::process::ROUNDS_DEFAULT)
+            .map_err(BenchError::Run)?;
         writeln!(
             out,
             "{mode}: per start, mean of {} rounds: mount+start+first answer {:.1} ms (mount, start of `true`, kill, unmount alone: {:.1} ms, \
@@ -68,10 +71,9 @@ pub fn run_harness_bench(
             costs.commit_us / 1e3,
             costs.kill_us / 1e3,
             costs.close_us / 1e3
-        )
-        .map_err(|e| format!("cannot write output: {e}"))?;
+        )?;
     }
-    let report = execute(&plan)?;
+    let report = execute(&plan).map_err(BenchError::Run)?;
     let summary = report.summary;
     let bench = HarnessBench {
         jobs: plan.jobs,
@@ -84,8 +86,12 @@ pub fn run_harness_bench(
     writeln!(
         out,
         "harness: {label} × power-loss, {} job(s): {} trials, {} crash states in {:.1}s = {:.0} crash states/s ({} violations)",
-        bench.jobs, bench.trials, bench.crash_states, bench.elapsed_s, bench.crash_states_per_s, bench.violations
-    )
-    .map_err(|e| format!("cannot write output: {e}"))?;
+        bench.jobs,
+        bench.trials,
+        bench.crash_states,
+        bench.elapsed_s,
+        bench.crash_states_per_s,
+        bench.violations
+    )?;
     Ok(bench)
 }

@@ -316,6 +316,9 @@ pub enum BenchError {
     },
     #[error("a benchmark thread panicked")]
     ThreadPanicked,
+    /// The harness benchmark's run failed (not the user's options).
+    #[error("{0}")]
+    Run(String),
 }
 
 /// One configuration's shape, handed to the system-specific runners.
