@@ -89,7 +89,7 @@ fn the_race_bug_is_caught_by_threads_and_its_bundle_replays() {
     );
     let explain = powercut(&["replay", "--explain", bundle]);
     let told = String::from_utf8_lossy(&explain.stdout);
-    assert!(told.contains("commit record of txn"), "{told}");
+    assert!(told.contains("commit record of thread "), "{told}");
     // The case id alone cannot replay a threaded trial.
     let case_id = std::fs::read_to_string(std::path::Path::new(bundle).join("case-id")).unwrap();
     let by_id = powercut(&["replay", case_id.trim()]);

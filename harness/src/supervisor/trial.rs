@@ -272,6 +272,7 @@ impl TrialPlan {
             cycle,
             chain,
             events: &run.events,
+            times: &run.times,
             factory: factory.as_ref(),
             explain: false,
         };
