@@ -62,6 +62,19 @@ fn the_race_bug_is_caught_by_threads_and_its_bundle_replays() {
     assert_eq!(result.status.code(), Some(1), "{}", describe(&result));
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert!(stdout.contains("lost-ack"), "{stdout}");
+    // Every group's smallest case keeps its bundle, even past the run's
+    // cap of bundles: each group line replays a directory.
+    let groups: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.split_once(" powercut replay ").map(|(_, arg)| arg))
+        .collect();
+    assert!(!groups.is_empty(), "{stdout}");
+    for argument in groups {
+        assert!(
+            std::path::Path::new(argument).is_dir(),
+            "{argument}: {stdout}"
+        );
+    }
     let bundle = std::fs::read_dir(dir.path().join("failures"))
         .expect("bundles kept")
         .map(|entry| entry.unwrap().path())

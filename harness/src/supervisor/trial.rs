@@ -11,7 +11,7 @@
 //! seed, becomes the next cycle's starting image.
 
 use super::protocol::{TrialOutcome, WorkerSetup};
-use super::verify::{self, CycleInput, StateResult};
+use super::verify::{self, BundleBudget, CycleInput, StateResult};
 use super::workload_child::{self, WorkloadRun};
 use crate::case::id::{CaseId, Crash, FaultSeed, WorkloadLimits};
 use crate::fault::FaultProfile;
@@ -200,8 +200,12 @@ impl TrialPlan {
         }
     }
 
-    /// Runs trial `trial`; `bundles_left` bounds the bundles it may write.
-    pub fn run_trial(&self, trial: u64, bundles_left: &mut u32) -> Result<TrialOutcome, String> {
+    /// Runs trial `trial`; `bundles` says which bundles it may write.
+    pub fn run_trial(
+        &self,
+        trial: u64,
+        bundles: &mut BundleBudget,
+    ) -> Result<TrialOutcome, String> {
         let started = Instant::now();
         let combo = self.combo(trial);
         let mut outcome = TrialOutcome {
@@ -219,7 +223,7 @@ impl TrialPlan {
         let mut chain = self.start_chain(trial)?;
         for cycle in 0..self.cycles_for(combo.fault) {
             outcome.row.cycles += 1;
-            let Some(next) = self.run_cycle(trial, cycle, &chain, &mut outcome, bundles_left)?
+            let Some(next) = self.run_cycle(trial, cycle, &chain, &mut outcome, bundles)?
             else {
                 break;
             };
@@ -248,7 +252,7 @@ impl TrialPlan {
         cycle: usize,
         chain: &Chain,
         outcome: &mut TrialOutcome,
-        bundles_left: &mut u32,
+        bundles: &mut BundleBudget,
     ) -> Result<Option<Chain>, String> {
         let combo = self.combo(trial);
         let cycle_seed = self.cycle_seed(trial, cycle);
@@ -276,7 +280,7 @@ impl TrialPlan {
             factory: factory.as_ref(),
             explain: false,
         };
-        let results = verify::verify_states(&input, &states, Some(continue_at), bundles_left)?;
+        let results = verify::verify_states(&input, &states, Some(continue_at), bundles)?;
         let mut next = None;
         for (state, result) in states.iter().zip(&results) {
             self.record(trial, chain, state, result, outcome);
@@ -286,7 +290,7 @@ impl TrialPlan {
         }
         if let Some(k) = self.setup.exhaustive {
             let exhaustive = self.exhaustive_states(chain, &run, combo.fault, k, cycle_seed)?;
-            let results = verify::verify_states(&input, &exhaustive, None, bundles_left)?;
+            let results = verify::verify_states(&input, &exhaustive, None, bundles)?;
             outcome.exhaustive_states += exhaustive.len() as u64;
             for (state, result) in exhaustive.iter().zip(&results) {
                 self.record(trial, chain, state, result, outcome);
@@ -314,6 +318,10 @@ impl TrialPlan {
                 case_id: self.case_id(trial, chain, crash).to_string(),
                 kind: problem.kind.name().to_string(),
                 message: problem.message.clone(),
+                no_bundle: Some(
+                    "the workload process itself failed, before any crash state of its cycle was verified"
+                        .into(),
+                ),
             });
             outcome.row.violations += 1;
             return Ok(None);
@@ -496,6 +504,7 @@ impl TrialPlan {
             case_id,
             kind: kind.clone(),
             message: message.clone(),
+            no_bundle: result.no_bundle.clone(),
         });
     }
 }

@@ -17,6 +17,7 @@ use crate::fault::FaultProfile;
 use crate::fault::image::ImageBuilder;
 use crate::fault::trace::Event;
 use crate::oracle::{self, History, Invariant, Promise, ViolationKind};
+use crate::report::groups::GroupKey;
 use crate::target::{PromiseKind, State, Target, TargetErrorKind, TargetFactory, TargetMode};
 use crate::workload::scenario::Combo;
 use engine::VirtualClock;
@@ -133,6 +134,9 @@ pub struct StateResult {
     /// For the continuation state: its image and recovered state.
     pub continuation: Option<Continuation>,
     pub bundle: Option<String>,
+    /// Why a failing state has no bundle (with `--out`).
+    #[serde(default)]
+    pub no_bundle: Option<String>,
     /// The story in words, when asked for.
     pub explanation: Option<String>,
 }
@@ -189,18 +193,91 @@ enum Frame {
     HarnessError(String),
 }
 
+/// Which failing crash states a worker keeps a bundle of: the first
+/// `left` (the run's cap, [`bundle::BUNDLES_MAX`], shared out among the
+/// workers), and — for a case that replays only from its bundle (a
+/// threaded trial, a process target) — every one that is the smallest so
+/// far of its group (violation kind × policy × fault, fewest operations,
+/// ties to the smaller case id, as the run's groups choose), cap or not.
+/// A group's smallest case over the run is the smallest of some worker's,
+/// so the replay line the run prints for it always names a bundle.
+#[derive(Clone, Debug, Default)]
+pub struct BundleBudget {
+    pub left: u32,
+    /// Per group, the smallest case bundled so far: (operations, case id).
+    smallest: BTreeMap<GroupKey, (u64, String)>,
+}
+
+impl BundleBudget {
+    pub fn new(left: u32) -> BundleBudget {
+        BundleBudget {
+            left,
+            smallest: BTreeMap::new(),
+        }
+    }
+
+    /// True if `case` would be the smallest of its group bundled so far.
+    fn is_smallest(&self, case: &FailingCase) -> bool {
+        self.smallest
+            .get(&case.group)
+            .is_none_or(|(operations, id)| (case.operations, case.id.as_str()) < (*operations, id.as_str()))
+    }
+
+    /// Counts a bundle written for `case`.
+    fn bundled(&mut self, case: &FailingCase) {
+        self.left = self.left.saturating_sub(1);
+        if self.is_smallest(case) {
+            self.smallest
+                .insert(case.group.clone(), (case.operations, case.id.clone()));
+        }
+    }
+}
+
+/// A failing crash state as the run's groups see it.
+struct FailingCase {
+    group: GroupKey,
+    operations: u64,
+    id: String,
+    /// It replays only from its bundle.
+    recorded: bool,
+}
+
+/// The failing case of `state`, if `result` holds a violation.
+fn failing_case(input: &CycleInput<'_>, state: &CrashState, result: &StateResult) -> Option<FailingCase> {
+    let (kind, _) = result.violations.first()?;
+    let combo = input.plan.combo(input.trial);
+    let case = input.plan.case_id(
+        input.trial,
+        input.chain,
+        crate::case::id::Crash {
+            point: state.point as u64,
+            faults: state.faults.clone(),
+        },
+    );
+    Some(FailingCase {
+        group: GroupKey {
+            kind: kind.clone(),
+            policy: combo.target.to_string(),
+            fault: combo.fault.to_string(),
+        },
+        operations: case.crashes.iter().map(|crash| crash.point).sum(),
+        id: case.to_string(),
+        recorded: combo.workload.threaded() || !combo.target.kind().deterministic(),
+    })
+}
+
 /// Verifies `states` (sorted by crash point); returns one result per state.
 pub fn verify_states(
     input: &CycleInput<'_>,
     states: &[CrashState],
     continuation: Option<usize>,
-    bundles_left: &mut u32,
+    bundles: &mut BundleBudget,
 ) -> Result<Vec<StateResult>, String> {
     let limit = input.plan.scenario.crash.recovery_time_limit;
     let mut results: Vec<StateResult> = Vec::with_capacity(states.len());
     while results.len() < states.len() {
         let first = results.len();
-        let budget = *bundles_left;
+        let budget = bundles.clone();
         let mut verifier =
             child::spawn(|out| verifier_main(input, states, first, continuation, budget, out))
                 .map_err(|e| format!("cannot fork a verifier: {e}"))?;
@@ -215,7 +292,11 @@ pub fn verify_states(
                     Ok(Frame::Done(index, result)) => {
                         assert_eq!(index, results.len(), "verifier answered out of order");
                         if result.bundle.is_some() {
-                            *bundles_left = bundles_left.saturating_sub(1);
+                            // As the child counted it.
+                            match failing_case(input, &states[index], &result) {
+                                Some(case) => bundles.bundled(&case),
+                                None => bundles.left = bundles.left.saturating_sub(1),
+                            }
                         }
                         results.push(*result);
                         current = None;
@@ -268,6 +349,10 @@ impl StateResult {
 fn failed(kind: ViolationKind, message: String) -> StateResult {
     StateResult {
         violations: vec![(kind.name().to_string(), message)],
+        no_bundle: Some(
+            "its recovery hung or crashed the verifier, which leaves no recovered state to bundle"
+                .into(),
+        ),
         ..StateResult::default()
     }
 }
@@ -279,7 +364,7 @@ fn verifier_main(
     states: &[CrashState],
     first: usize,
     continuation: Option<usize>,
-    bundles_left: u32,
+    bundles: BundleBudget,
     out: &mut child::FrameWriter,
 ) -> i32 {
     limit_address_space();
@@ -287,7 +372,7 @@ fn verifier_main(
         *PANIC_MESSAGE.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.to_string());
     }));
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        verify_in_child(input, states, first, continuation, bundles_left, out)
+        verify_in_child(input, states, first, continuation, bundles, out)
     })) {
         Ok(code) => code,
         Err(_) => {
@@ -303,7 +388,7 @@ fn verify_in_child(
     states: &[CrashState],
     first: usize,
     continuation: Option<usize>,
-    mut bundles_left: u32,
+    mut bundles: BundleBudget,
     out: &mut child::FrameWriter,
 ) -> i32 {
     let combo = input.plan.combo(input.trial);
@@ -393,6 +478,7 @@ fn verify_in_child(
                 .collect(),
             continuation: None,
             bundle: None,
+            no_bundle: None,
             explanation: None,
             unpromised: Vec::new(),
         };
@@ -403,7 +489,16 @@ fn verify_in_child(
         {
             result.continuation = Some(Continuation::new(recovered));
         }
-        let wants_bundle = !result.violations.is_empty() && bundles_left > 0;
+        let failing = failing_case(input, state, &result);
+        let wants_bundle = failing.as_ref().is_some_and(|case| {
+            bundles.left > 0 || (case.recorded && bundles.is_smallest(case))
+        });
+        if failing.is_some() && !wants_bundle && input.plan.setup.failures_dir.is_some() {
+            result.no_bundle = Some(format!(
+                "the run's cap of {} bundles was reached",
+                bundle::BUNDLES_MAX
+            ));
+        }
         if wants_bundle || input.explain {
             let contents = bundle_for(input, state, &image, &history, &checked);
             if input.explain {
@@ -420,12 +515,18 @@ fn verify_in_child(
                     .case_id
                     .parse::<crate::case::id::CaseId>()
                     .map(|c| c.bundle_name());
-                let written = name.ok().and_then(|name| {
-                    bundle::write(std::path::Path::new(dir), &name, &contents).ok()
+                let written = name.map_err(|e| e.to_string()).and_then(|name| {
+                    bundle::write(std::path::Path::new(dir), &name, &contents)
+                        .map_err(|e| e.to_string())
                 });
-                if let Some(path) = written {
-                    bundles_left -= 1;
-                    result.bundle = Some(path.to_string_lossy().into_owned());
+                match written {
+                    Ok(path) => {
+                        if let Some(case) = &failing {
+                            bundles.bundled(case);
+                        }
+                        result.bundle = Some(path.to_string_lossy().into_owned());
+                    }
+                    Err(error) => result.no_bundle = Some(format!("writing it failed: {error}")),
                 }
             }
         }

@@ -5,6 +5,7 @@
 
 use super::protocol::{TrialJob, WorkerMessage, WorkerSetup};
 use super::trial::TrialPlan;
+use super::verify::BundleBudget;
 use crate::exit;
 use std::io::{BufRead, Write};
 
@@ -23,14 +24,14 @@ pub fn main() -> i32 {
         Ok(plan) => plan,
         Err(message) => return fatal(&message),
     };
-    let mut bundles_left = setup.bundles_max;
+    let mut bundles = BundleBudget::new(setup.bundles_max);
     for line in lines {
         let Ok(line) = line else { break };
         let job: TrialJob = match serde_json::from_str(&line) {
             Ok(job) => job,
             Err(error) => return fatal(&format!("unreadable trial job: {error}")),
         };
-        let outcome = match plan.run_trial(job.trial, &mut bundles_left) {
+        let outcome = match plan.run_trial(job.trial, &mut bundles) {
             Ok(outcome) => outcome,
             Err(message) => return fatal(&message),
         };

@@ -308,7 +308,7 @@ fn judge_crash(
         factory,
         explain,
     };
-    let mut bundles = 0;
+    let mut bundles = verify::BundleBudget::default();
     let result = verify::verify_states(
         &input,
         std::slice::from_ref(&state),
@@ -407,7 +407,9 @@ fn fresh_runs(resolved: &Resolved, replayed: &Replayed, runs: u32) -> Result<Str
     };
     let mut found = 0;
     for _ in 0..runs {
-        let outcome = resolved.plan.run_trial(resolved.case.trial, &mut 0)?;
+        let outcome = resolved
+            .plan
+            .run_trial(resolved.case.trial, &mut verify::BundleBudget::default())?;
         if outcome.failures.iter().any(|failure| &failure.kind == kind) {
             found += 1;
         }
