@@ -68,7 +68,9 @@ pub enum TraceDecodeError {
     BadMagic,
     #[error("trace entry at byte {offset} is {what} where the entries before it are not")]
     MixedTimes { offset: usize, what: &'static str },
-    #[error("trace entry at byte {offset} was appended at {time_us} us, before the entry ahead of it")]
+    #[error(
+        "trace entry at byte {offset} was appended at {time_us} us, before the entry ahead of it"
+    )]
     TimeWentBack { offset: usize, time_us: u64 },
 }
 
@@ -470,7 +472,11 @@ pub fn decode_timed_entries(bytes: &[u8]) -> Result<(Vec<Event>, Vec<u64>), Trac
             }
             None if times.is_empty() => {}
             _ => {
-                let what = if time_us.is_some() { "timed" } else { "untimed" };
+                let what = if time_us.is_some() {
+                    "timed"
+                } else {
+                    "untimed"
+                };
                 return Err(TraceDecodeError::MixedTimes { offset, what });
             }
         }

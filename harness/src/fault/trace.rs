@@ -28,7 +28,10 @@ const THREAD_COUNT_BITS: u32 = 24;
 /// cycle whose ids start at `cycle_base`.
 pub fn threaded_txn_id(cycle_base: WorkloadTxnId, thread: u32, count: u64) -> WorkloadTxnId {
     assert!(thread < 0xff, "thread {thread} beyond the id's 8 bits");
-    assert!(count < 1 << THREAD_COUNT_BITS, "a thread's count beyond 24 bits");
+    assert!(
+        count < 1 << THREAD_COUNT_BITS,
+        "a thread's count beyond 24 bits"
+    );
     cycle_base + ((u64::from(thread) + 1) << THREAD_COUNT_BITS) + count
 }
 

@@ -11,7 +11,11 @@ use std::path::Path;
 /// bundle of it, the case id and why: no `--out`, or `no_bundle` (the
 /// reason the run recorded: the bundle cap, a recovery that left nothing
 /// to bundle, a failed write).
-pub fn replay_argument(case_id: &str, failures_dir: Option<&str>, no_bundle: Option<&str>) -> String {
+pub fn replay_argument(
+    case_id: &str,
+    failures_dir: Option<&str>,
+    no_bundle: Option<&str>,
+) -> String {
     let Ok(case) = case_id.parse::<CaseId>() else {
         return case_id.to_string();
     };
@@ -56,7 +60,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let failures = dir.path().to_str().unwrap();
         let without_out = replay_argument(THREADED, None, None);
-        assert!(without_out.ends_with("none was kept: run with --out)"), "{without_out}");
+        assert!(
+            without_out.ends_with("none was kept: run with --out)"),
+            "{without_out}"
+        );
         let capped = replay_argument(
             THREADED,
             Some(failures),

@@ -639,9 +639,11 @@ impl<'plan> Dispatcher<'plan> {
                 fault: row.fault.clone(),
             };
             let previous = summary.groups.smallest_case(&key).map(str::to_string);
-            summary
-                .groups
-                .add(key.clone(), &failure.case_id, case_operations(&failure.case_id));
+            summary.groups.add(
+                key.clone(),
+                &failure.case_id,
+                case_operations(&failure.case_id),
+            );
             if summary.groups.smallest_case(&key) == Some(failure.case_id.as_str())
                 && previous.as_deref() != Some(failure.case_id.as_str())
             {

@@ -223,8 +223,7 @@ impl TrialPlan {
         let mut chain = self.start_chain(trial)?;
         for cycle in 0..self.cycles_for(combo.fault) {
             outcome.row.cycles += 1;
-            let Some(next) = self.run_cycle(trial, cycle, &chain, &mut outcome, bundles)?
-            else {
+            let Some(next) = self.run_cycle(trial, cycle, &chain, &mut outcome, bundles)? else {
                 break;
             };
             chain = next;

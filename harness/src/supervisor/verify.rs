@@ -220,7 +220,9 @@ impl BundleBudget {
     fn is_smallest(&self, case: &FailingCase) -> bool {
         self.smallest
             .get(&case.group)
-            .is_none_or(|(operations, id)| (case.operations, case.id.as_str()) < (*operations, id.as_str()))
+            .is_none_or(|(operations, id)| {
+                (case.operations, case.id.as_str()) < (*operations, id.as_str())
+            })
     }
 
     /// Counts a bundle written for `case`.
@@ -243,7 +245,11 @@ struct FailingCase {
 }
 
 /// The failing case of `state`, if `result` holds a violation.
-fn failing_case(input: &CycleInput<'_>, state: &CrashState, result: &StateResult) -> Option<FailingCase> {
+fn failing_case(
+    input: &CycleInput<'_>,
+    state: &CrashState,
+    result: &StateResult,
+) -> Option<FailingCase> {
     let (kind, _) = result.violations.first()?;
     let combo = input.plan.combo(input.trial);
     let case = input.plan.case_id(
@@ -490,9 +496,9 @@ fn verify_in_child(
             result.continuation = Some(Continuation::new(recovered));
         }
         let failing = failing_case(input, state, &result);
-        let wants_bundle = failing.as_ref().is_some_and(|case| {
-            bundles.left > 0 || (case.recorded && bundles.is_smallest(case))
-        });
+        let wants_bundle = failing
+            .as_ref()
+            .is_some_and(|case| bundles.left > 0 || (case.recorded && bundles.is_smallest(case)));
         if failing.is_some() && !wants_bundle && input.plan.setup.failures_dir.is_some() {
             result.no_bundle = Some(format!(
                 "the run's cap of {} bundles was reached",
@@ -750,8 +756,12 @@ fn bundle_for(
         .iter()
         .enumerate()
         .map(|(index, event)| {
+            let at = input
+                .times
+                .get(index)
+                .map_or(String::new(), |us| format!("  [t={us}us]"));
             format!(
-                "{index:>6} {}\n",
+                "{index:>6} {}{at}\n",
                 crate::case::explain::describe_event(event)
             )
         })
@@ -821,10 +831,7 @@ mod tests {
                 txn,
                 writes: vec![(b"k".to_vec(), Some(b"v".to_vec()))],
             },
-            Event::CommitLogged {
-                txn,
-                lsn: Some(64),
-            },
+            Event::CommitLogged { txn, lsn: Some(64) },
             write(0),
             Event::Acked { txn, now_us: 130 },
             write(4096),
@@ -850,9 +857,13 @@ mod tests {
         let (history, events, times) = timed_trace();
         let lost = State::new();
         let judged = |point: usize| {
-            let prefix = History::new(State::new(), txn_id_base(0), &events[..point]).in_log_order();
+            let prefix =
+                History::new(State::new(), txn_id_base(0), &events[..point]).in_log_order();
             let crash_us = crash_time_us(&prefix, &times, point, 0);
-            (crash_us, oracle::check(&prefix, &lost, promise(crash_us), &[]))
+            (
+                crash_us,
+                oracle::check(&prefix, &lost, promise(crash_us), &[]),
+            )
         };
         // 40 ms after its acknowledgement the commit must have survived.
         let (crash_us, verdict) = judged(events.len());
@@ -865,12 +876,23 @@ mod tests {
         assert!(verdict.violations[0].message.contains("thread 0 txn 0"));
         // The loose judgement (the crash at the last acknowledgement) let
         // the same loss pass.
-        let loose = oracle::check(&history, &lost, promise(history.last_ack_us().unwrap()), &[]);
-        assert!(loose.is_ok() && loose.acked_lost_permitted == 1, "{loose:?}");
+        let loose = oracle::check(
+            &history,
+            &lost,
+            promise(history.last_ack_us().unwrap()),
+            &[],
+        );
+        assert!(
+            loose.is_ok() && loose.acked_lost_permitted == 1,
+            "{loose:?}"
+        );
         // 5 ms after it, within 10 ms + one fsync, losing it is permitted.
         let (crash_us, verdict) = judged(7);
         assert_eq!(crash_us, 5_000);
-        assert!(verdict.is_ok() && verdict.acked_lost_permitted == 1, "{verdict:?}");
+        assert!(
+            verdict.is_ok() && verdict.acked_lost_permitted == 1,
+            "{verdict:?}"
+        );
         // Coverage follows the same clock: 2×MS after the ack, not before.
         assert!(covers_promise(&history, promise(40_000)));
         assert!(!covers_promise(&history, promise(5_000)));
