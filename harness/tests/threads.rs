@@ -18,27 +18,31 @@ const BUG: &str = "group-ack-at-sync-return";
 /// `an_interval_window_is_judged_at_each_crash_points_recorded_time`.
 const TIMELESS_POLICIES: &str = "always,group,none";
 
+/// `powercut run --scenario kv-threads --jobs 2 --out DIR ARGS...`.
+fn run_threads(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let out = dir.to_str().unwrap();
+    let mut all = vec![
+        "run",
+        "--scenario",
+        "kv-threads",
+        "--jobs",
+        "2",
+        "--out",
+        out,
+    ];
+    all.extend_from_slice(args);
+    powercut(&all)
+}
+
 #[test]
 fn the_correct_engine_is_clean_under_threads_with_chaos_kills_too() {
     for chaos in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let mut args = vec![
-            "run",
-            "--scenario",
-            "kv-threads",
-            "--policy",
-            TIMELESS_POLICIES,
-            "--duration",
-            "4s",
-            "--jobs",
-            "2",
-            "--out",
-            dir.path().to_str().unwrap(),
-        ];
+        let mut args = vec!["--policy", TIMELESS_POLICIES, "--duration", "4s"];
         if chaos {
             args.push("--chaos");
         }
-        let result = powercut(&args);
+        let result = run_threads(dir.path(), &args);
         assert_eq!(result.status.code(), Some(0), "{}", describe(&result));
         let summary = common::summary(dir.path());
         assert!(
@@ -51,23 +55,19 @@ fn the_correct_engine_is_clean_under_threads_with_chaos_kills_too() {
 #[test]
 fn the_race_bug_is_caught_by_threads_and_its_bundle_replays() {
     let dir = tempfile::tempdir().unwrap();
-    let result = powercut(&[
-        "run",
-        "--scenario",
-        "kv-threads",
-        "--policy",
-        "group",
-        "--fault",
-        "power-loss,process-crash",
-        "--bug",
-        BUG,
-        "--duration",
-        "15s",
-        "--jobs",
-        "2",
-        "--out",
-        dir.path().to_str().unwrap(),
-    ]);
+    let result = run_threads(
+        dir.path(),
+        &[
+            "--policy",
+            "group",
+            "--fault",
+            "power-loss,process-crash",
+            "--bug",
+            BUG,
+            "--duration",
+            "15s",
+        ],
+    );
     assert_eq!(result.status.code(), Some(1), "{}", describe(&result));
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert!(stdout.contains("lost-ack"), "{stdout}");
@@ -178,21 +178,17 @@ fn bad_threaded_scenarios_are_one_line_and_exit_2() {
 #[test]
 fn an_interval_window_is_judged_at_each_crash_points_recorded_time() {
     let dir = tempfile::tempdir().unwrap();
-    let result = powercut(&[
-        "run",
-        "--scenario",
-        "kv-threads",
-        "--policy",
-        "interval:2",
-        "--fault",
-        "power-loss",
-        "--duration",
-        "4s",
-        "--jobs",
-        "2",
-        "--out",
-        dir.path().to_str().unwrap(),
-    ]);
+    let result = run_threads(
+        dir.path(),
+        &[
+            "--policy",
+            "interval:2",
+            "--fault",
+            "power-loss",
+            "--duration",
+            "4s",
+        ],
+    );
     assert!(
         matches!(result.status.code(), Some(0 | 1)),
         "{}",

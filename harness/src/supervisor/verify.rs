@@ -244,6 +244,18 @@ struct FailingCase {
     recorded: bool,
 }
 
+/// The case id of `state`, a crash state of `input`'s cycle.
+fn state_case(input: &CycleInput<'_>, state: &CrashState) -> crate::case::id::CaseId {
+    input.plan.case_id(
+        input.trial,
+        input.chain,
+        crate::case::id::Crash {
+            point: state.point as u64,
+            faults: state.faults.clone(),
+        },
+    )
+}
+
 /// The failing case of `state`, if `result` holds a violation.
 fn failing_case(
     input: &CycleInput<'_>,
@@ -252,14 +264,7 @@ fn failing_case(
 ) -> Option<FailingCase> {
     let (kind, _) = result.violations.first()?;
     let combo = input.plan.combo(input.trial);
-    let case = input.plan.case_id(
-        input.trial,
-        input.chain,
-        crate::case::id::Crash {
-            point: state.point as u64,
-            faults: state.faults.clone(),
-        },
-    );
+    let case = state_case(input, state);
     Some(FailingCase {
         group: GroupKey {
             kind: kind.clone(),
@@ -738,14 +743,7 @@ fn bundle_for(
     history: &History,
     checked: &Checked,
 ) -> Bundle {
-    let case = input.plan.case_id(
-        input.trial,
-        input.chain,
-        crate::case::id::Crash {
-            point: state.point as u64,
-            faults: state.faults.clone(),
-        },
-    );
+    let case = state_case(input, state);
     let violations: Vec<String> = checked
         .verdict
         .violations
