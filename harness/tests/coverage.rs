@@ -1,7 +1,8 @@
 //! Every promise is exercised by the built-in scenarios: `summary.json`
 //! reports, per policy × fault profile, the share of crash states that hold
 //! an acknowledged commit the promise forbids losing (for `interval:MS`, one
-//! acknowledged at least 2×MS of virtual time before the crash). A promise
+//! acknowledged at least 2×MS before the crash; kv-threads' real-time
+//! figure is checked in `threads.rs`). A promise
 //! whose figure is near zero is not tested, however long the run; this
 //! checks that every built-in scenario with several policies keeps every
 //! figure well above zero, `nightly` first.
@@ -25,8 +26,24 @@ fn check(scenario: &str, trials: u32) {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert_eq!(result.status.code(), Some(0), "{}", describe(&result));
     let summary = summary(&out);
+    // kv-threads judges `interval:MS` in real time: on a machine busier
+    // than its cores, a starved flusher thread breaks the window and the
+    // oracle says so. That is the only finding the correct engine may give.
+    let realtime_windows_only = summary["violations_by_kind"]
+        .as_object()
+        .is_some_and(|kinds| kinds.keys().all(|kind| kind == "beyond-window"))
+        && summary["failures"].as_array().is_some_and(|cases| {
+            cases
+                .iter()
+                .all(|case| case.as_str().is_some_and(|c| c.contains(":kv-threads:")))
+        });
+    assert!(
+        result.status.code() == Some(0)
+            || (result.status.code() == Some(1) && realtime_windows_only),
+        "{}",
+        describe(&result)
+    );
     let coverage = summary["coverage"]
         .as_object()
         .expect("coverage in summary.json");

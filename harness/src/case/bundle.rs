@@ -11,11 +11,12 @@
 //! - `recovered.txt`, `expected.txt`, `diff.txt` — states, one key a line;
 //! - for a process target (not deterministic: its workload cannot be run
 //!   again byte for byte), what replays the case without re-running it:
-//!   `trace.bin` — the failing cycle's whole trace, LZ4-compressed;
+//!   `trace.bin` — the failing cycle's whole trace, LZ4-compressed (with
+//!   each event's time when the trace is timed, as a threaded trial's is);
 //!   `base/` — the durable disk the cycle started from; `base-state.txt` —
 //!   the state that disk holds (`hex-key hex-value` lines).
 
-use crate::fault::shm::{decode_entries, encode_entry};
+use crate::fault::shm::{decode_timed_entries, encode_entry_at};
 use crate::fault::trace::Event;
 use crate::report::{ReportError, write_atomically};
 use crate::target::process::line::{hex, unhex};
@@ -24,60 +25,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Bundles written per run at most: enough to debug, bounded on disk
-/// (plus, beyond it, the first of each violation kind: see
-/// [`BundleBudget`]).
+/// (plus, beyond it, the smallest case of each group of a trial that
+/// replays only from its bundle: see `supervisor::verify::BundleBudget`).
 pub const BUNDLES_MAX: usize = 32;
-
-/// Which failing states get a bundle: every one while `left` lasts, and
-/// beyond it the first state of each violation kind that has none yet, so
-/// a rare kind (one `silent-corruption` among hundreds of
-/// `recovery-error`s) is never left without a bundle. The extra bundles
-/// are at most one per violation kind.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BundleBudget {
-    pub left: u32,
-    /// The violation kinds that already have a bundle.
-    pub kinds_kept: std::collections::BTreeSet<String>,
-    /// Whether the first of each kind is kept beyond `left`.
-    first_of_each_kind: bool,
-}
-
-impl BundleBudget {
-    /// `left` bundles, and the first of each violation kind beyond them.
-    pub fn new(left: u32) -> BundleBudget {
-        BundleBudget {
-            left,
-            kinds_kept: Default::default(),
-            first_of_each_kind: true,
-        }
-    }
-
-    /// No bundle at all (a replay writes none).
-    pub fn none() -> BundleBudget {
-        BundleBudget {
-            first_of_each_kind: false,
-            ..BundleBudget::new(0)
-        }
-    }
-
-    /// Whether a state failing with these `(kind, message)` violations
-    /// gets a bundle.
-    pub fn wants(&self, violations: &[(String, String)]) -> bool {
-        let new_kind = || {
-            violations
-                .iter()
-                .any(|(kind, _)| !self.kinds_kept.contains(kind))
-        };
-        !violations.is_empty() && (self.left > 0 || (self.first_of_each_kind && new_kind()))
-    }
-
-    /// Counts a bundle written for a state with these violations.
-    pub fn spend(&mut self, violations: &[(String, String)]) {
-        self.left = self.left.saturating_sub(1);
-        self.kinds_kept
-            .extend(violations.iter().map(|(kind, _)| kind.clone()));
-    }
-}
 
 /// What a bundle holds.
 #[derive(Clone, Debug, Default)]
@@ -99,6 +49,9 @@ pub struct Bundle {
 pub struct RecordedCycle {
     /// The failing cycle's whole trace.
     pub events: Vec<Event>,
+    /// When each event was appended (a timed trace), or empty: what the
+    /// oracle judges a window promise by, kept so a replay judges alike.
+    pub times: Vec<u64>,
     /// The durable disk the cycle started from.
     pub base_image: BTreeMap<String, Vec<u8>>,
     /// The state that disk holds.
@@ -110,12 +63,17 @@ const TRACE_MAGIC: &[u8; 8] = b"PCTRACE1";
 /// The largest decompressed trace a bundle may hold.
 pub const TRACE_BYTES_MAX: usize = 1 << 30;
 
-/// `trace.bin`'s bytes for `events`.
-pub fn encode_trace(events: &[Event]) -> Vec<u8> {
+/// `trace.bin`'s bytes for `events`, timed by `times` (one per event, or
+/// none).
+pub fn encode_trace(events: &[Event], times: &[u64]) -> Vec<u8> {
+    assert!(
+        times.is_empty() || times.len() == events.len(),
+        "a trace is timed all through or not at all"
+    );
     let mut raw = Vec::new();
     let mut entry = Vec::new();
-    for event in events {
-        encode_entry(event, &mut entry);
+    for (index, event) in events.iter().enumerate() {
+        encode_entry_at(event, times.get(index).copied(), &mut entry);
         raw.extend_from_slice(&entry);
     }
     let mut out = TRACE_MAGIC.to_vec();
@@ -123,8 +81,8 @@ pub fn encode_trace(events: &[Event]) -> Vec<u8> {
     out
 }
 
-/// The events of a `trace.bin`.
-pub fn decode_trace(bytes: &[u8]) -> Result<Vec<Event>, String> {
+/// The events of a `trace.bin` and their times (empty if untimed).
+pub fn decode_trace(bytes: &[u8]) -> Result<(Vec<Event>, Vec<u64>), String> {
     let body = bytes
         .strip_prefix(TRACE_MAGIC.as_slice())
         .ok_or("trace.bin does not start with its magic")?;
@@ -136,7 +94,7 @@ pub fn decode_trace(bytes: &[u8]) -> Result<Vec<Event>, String> {
         return Err(format!("trace.bin declares {declared} bytes"));
     }
     let raw = lz4_flex::decompress_size_prepended(body).map_err(|e| format!("trace.bin: {e}"))?;
-    decode_entries(&raw).map_err(|e| format!("trace.bin: {e}"))
+    decode_timed_entries(&raw).map_err(|e| format!("trace.bin: {e}"))
 }
 
 fn state_lines(state: &BTreeMap<Vec<u8>, Vec<u8>>) -> String {
@@ -205,13 +163,14 @@ pub fn read_recorded(dir: &Path) -> Result<Option<RecordedCycle>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(corrupt(format!("cannot read trace.bin: {e}"))),
     };
-    let events = decode_trace(&trace).map_err(corrupt)?;
+    let (events, times) = decode_trace(&trace).map_err(corrupt)?;
     let base_image = read_tree(&dir.join("base")).map_err(corrupt)?;
     let state_text = fs::read_to_string(dir.join("base-state.txt"))
         .map_err(|e| corrupt(format!("cannot read base-state.txt: {e}")))?;
     let base_state = parse_state_lines(&state_text).map_err(corrupt)?;
     Ok(Some(RecordedCycle {
         events,
+        times,
         base_image,
         base_state,
     }))
@@ -232,7 +191,10 @@ pub fn write(failures_dir: &Path, name: &str, bundle: &Bundle) -> Result<PathBuf
     write_atomically(&dir.join("trace.txt"), bundle.trace.as_bytes())?;
     write_tree(&image_dir, &bundle.image)?;
     if let Some(recorded) = &bundle.recorded {
-        write_atomically(&dir.join("trace.bin"), &encode_trace(&recorded.events))?;
+        write_atomically(
+            &dir.join("trace.bin"),
+            &encode_trace(&recorded.events, &recorded.times),
+        )?;
         let base_dir = dir.join("base");
         fs::create_dir_all(&base_dir).map_err(|e| ReportError::new(&base_dir, e))?;
         write_tree(&base_dir, &recorded.base_image)?;
@@ -344,76 +306,62 @@ mod tests {
     }
 
     /// A process target's bundle keeps its trace, base disk (with nested
-    /// paths) and base state, and reads them back exactly.
+    /// paths) and base state, and reads them back exactly; a threaded
+    /// trial's timed trace keeps each event's time too.
     #[test]
-    fn a_recorded_cycle_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        let recorded = RecordedCycle {
-            events: vec![
-                Event::CreateDir {
-                    path: "appendonlydir".into(),
-                },
-                Event::Write {
-                    file: 0,
-                    offset: 7,
-                    data: vec![9; 5000],
-                },
-                Event::SyncDir {
-                    dir: "appendonlydir".into(),
-                    failed: false,
-                },
-                Event::Acked { txn: 3, now_us: 4 },
-            ],
-            base_image: BTreeMap::from([("appendonlydir/base".into(), b"B".to_vec())]),
-            base_state: BTreeMap::from([(b"k\n".to_vec(), Vec::new())]),
-        };
-        let bundle = Bundle {
-            case_id: "c".into(),
-            image: BTreeMap::from([("appendonlydir/x".into(), b"X".to_vec())]),
-            recorded: Some(recorded.clone()),
-            ..Bundle::default()
-        };
-        let written = write(dir.path(), "case", &bundle).unwrap();
-        assert_eq!(
-            fs::read(written.join("image/appendonlydir/x")).unwrap(),
-            b"X"
-        );
-        assert_eq!(read_recorded(&written).unwrap(), Some(recorded));
-        let compressed = fs::metadata(written.join("trace.bin")).unwrap().len();
-        assert!(
-            compressed < 1000,
-            "the trace is compressed: {compressed} bytes"
-        );
-        fs::write(written.join("trace.bin"), b"PCTRACE1\xff\xff\xff\x7f").unwrap();
-        let error = read_recorded(&written).unwrap_err();
-        assert!(
-            error.starts_with("corrupt bundle") && !error.contains('\n'),
-            "{error}"
-        );
+    fn a_recorded_cycle_round_trips_timed_or_not() {
+        let events = vec![
+            Event::CreateDir {
+                path: "appendonlydir".into(),
+            },
+            Event::Write {
+                file: 0,
+                offset: 7,
+                data: vec![9; 5000],
+            },
+            Event::SyncDir {
+                dir: "appendonlydir".into(),
+                failed: false,
+            },
+            Event::Acked { txn: 3, now_us: 4 },
+        ];
+        for times in [Vec::new(), vec![1, 2, 40_000, 40_001]] {
+            let dir = tempfile::tempdir().unwrap();
+            let recorded = RecordedCycle {
+                events: events.clone(),
+                times,
+                base_image: BTreeMap::from([("appendonlydir/base".into(), b"B".to_vec())]),
+                base_state: BTreeMap::from([(b"k\n".to_vec(), Vec::new())]),
+            };
+            let bundle = Bundle {
+                case_id: "c".into(),
+                image: BTreeMap::from([("appendonlydir/x".into(), b"X".to_vec())]),
+                recorded: Some(recorded.clone()),
+                ..Bundle::default()
+            };
+            let written = write(dir.path(), "case", &bundle).unwrap();
+            assert_eq!(
+                fs::read(written.join("image/appendonlydir/x")).unwrap(),
+                b"X"
+            );
+            assert_eq!(read_recorded(&written).unwrap(), Some(recorded));
+            let compressed = fs::metadata(written.join("trace.bin")).unwrap().len();
+            assert!(
+                compressed < 1000,
+                "the trace is compressed: {compressed} bytes"
+            );
+            fs::write(written.join("trace.bin"), b"PCTRACE1\xff\xff\xff\x7f").unwrap();
+            let error = read_recorded(&written).unwrap_err();
+            assert!(
+                error.starts_with("corrupt bundle") && !error.contains('\n'),
+                "{error}"
+            );
+        }
     }
 
     #[test]
     fn a_missing_bundle_is_one_line() {
         let error = read(Path::new("/nonexistent/bundle")).unwrap_err();
         assert!(error.starts_with("corrupt bundle") && !error.contains('\n'));
-    }
-
-    /// A rare violation kind is never starved of a bundle by a common one:
-    /// once the budget is spent, the first state of a new kind still gets
-    /// one, and only one; a replay's budget writes none.
-    #[test]
-    fn the_first_bundle_of_each_kind_is_kept_beyond_the_budget() {
-        let failing = |kind: &str| vec![(kind.to_string(), "message".to_string())];
-        let mut budget = BundleBudget::new(2);
-        for _ in 0..2 {
-            assert!(budget.wants(&failing("recovery-error")));
-            budget.spend(&failing("recovery-error"));
-        }
-        assert!(!budget.wants(&failing("recovery-error")), "budget spent");
-        assert!(!budget.wants(&[]), "no violation, no bundle");
-        assert!(budget.wants(&failing("silent-corruption")), "a new kind");
-        budget.spend(&failing("silent-corruption"));
-        assert!(!budget.wants(&failing("silent-corruption")), "one per kind");
-        assert!(!BundleBudget::none().wants(&failing("lost-ack")));
     }
 }

@@ -4,7 +4,7 @@
 use crate::case::bundle::show_bytes;
 use crate::case::id::CaseId;
 use crate::fault::image::{ChangeFate, ChangeWhat, FateLog, MediaFault, SectorFate};
-use crate::fault::trace::Event;
+use crate::fault::trace::{Event, TxnName};
 use crate::oracle::tag::read_tag;
 use crate::oracle::{History, Violation};
 use crate::target::State;
@@ -42,14 +42,14 @@ pub fn describe_event(event: &Event) -> String {
                     }
                 })
                 .collect();
-            format!("COMMIT ISSUED txn {txn}: {}", keys.join(", "))
+            format!("COMMIT ISSUED {}: {}", TxnName(*txn), keys.join(", "))
         }
         Event::CommitLogged { txn, lsn } => match lsn {
-            Some(lsn) => format!("commit record of txn {txn} at LSN {lsn:#x}"),
-            None => format!("commit of txn {txn} returned"),
+            Some(lsn) => format!("commit record of {} at LSN {lsn:#x}", TxnName(*txn)),
+            None => format!("commit of {} returned", TxnName(*txn)),
         },
-        Event::Acked { txn, now_us } => format!("ACK txn {txn} at t={now_us}us"),
-        Event::CommitFailed { txn } => format!("commit of txn {txn} FAILED"),
+        Event::Acked { txn, now_us } => format!("ACK {} at t={now_us}us", TxnName(*txn)),
+        Event::CommitFailed { txn } => format!("commit of {} FAILED", TxnName(*txn)),
         Event::CheckpointIssued => "checkpoint issued".to_string(),
         Event::CheckpointAcked => "checkpoint acknowledged (durable point)".to_string(),
         Event::OpenIssued => "open (recovery starts)".to_string(),
@@ -278,8 +278,8 @@ impl Story<'_> {
             None => "(absent)".to_string(),
             Some(value) => match read_tag(value) {
                 Some(tag) => format!(
-                    "value of txn {} write #{} ({} bytes)",
-                    tag.txn,
+                    "value of {} write #{} ({} bytes)",
+                    TxnName(tag.txn),
                     tag.write_index,
                     value.len()
                 ),

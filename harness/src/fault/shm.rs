@@ -12,7 +12,11 @@
 //!
 //! Layout: a 64-byte header (magic, published end, event count, overflow
 //! flag, stop_at) then the entries. An entry is a little-endian `u32` body
-//! length followed by the body: a tag byte and the event's fields.
+//! length followed by the body: a tag byte and the event's fields. A timed
+//! entry (a trace given a clock with [`SharedTrace::stamp_with`], as a
+//! threaded trial's is) has [`TIMED`] set in its tag byte and ends with the
+//! `u64` time at which it was appended, read under the writers' lock, so
+//! the times of a trace never decrease along it.
 //!
 //! Overflow: when an entry does not fit, nothing is written, the overflow
 //! flag is set (sticky) and `record` returns [`NOT_RECORDED`]; every later
@@ -26,10 +30,11 @@
 //! process-local lock; only one process (the child) writes at a time.
 
 use super::trace::{Event, EventSink, NOT_RECORDED, Write};
+use engine::Clock;
 use std::io;
 use std::ptr::NonNull;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The default capacity: address space only (`MAP_NORESERVE`), pages are
 /// used as they are written.
@@ -61,6 +66,12 @@ pub enum TraceDecodeError {
     TrailingBytes { offset: usize, extra: usize },
     #[error("trace header is damaged (bad magic)")]
     BadMagic,
+    #[error("trace entry at byte {offset} is {what} where the entries before it are not")]
+    MixedTimes { offset: usize, what: &'static str },
+    #[error(
+        "trace entry at byte {offset} was appended at {time_us} us, before the entry ahead of it"
+    )]
+    TimeWentBack { offset: usize, time_us: u64 },
 }
 
 /// The trace in a `MAP_SHARED` anonymous mapping (see the module header).
@@ -69,6 +80,8 @@ pub struct SharedTrace {
     map_len: usize,
     /// Serialises writers of this process; holds the encoding scratch.
     writer: Mutex<Vec<u8>>,
+    /// Stamps each entry appended by this process (set in the child).
+    clock: OnceLock<Arc<dyn Clock>>,
 }
 
 // The mapping is plain memory shared by design; the header is accessed
@@ -106,6 +119,7 @@ impl SharedTrace {
             base,
             map_len: capacity_bytes,
             writer: Mutex::new(Vec::new()),
+            clock: OnceLock::new(),
         };
         trace.header(MAGIC_OFFSET).store(MAGIC, Ordering::Relaxed);
         trace.reset();
@@ -120,6 +134,15 @@ impl SharedTrace {
         self.header(OVERFLOW_OFFSET).store(0, Ordering::Relaxed);
         self.header(STOP_AT_OFFSET)
             .store(STOP_AT_NONE, Ordering::Release);
+    }
+
+    /// From now on, every entry this process appends carries the time
+    /// `clock` reads under the writers' lock (a threaded trial's workload
+    /// child sets its engine's clock here, so acknowledgements and storage
+    /// operations are on one time line). Call it before the first record;
+    /// a second clock is refused (returns false).
+    pub fn stamp_with(&self, clock: Arc<dyn Clock>) -> bool {
+        self.clock.set(clock).is_ok()
     }
 
     /// Bytes available for entries.
@@ -153,6 +176,12 @@ impl SharedTrace {
 
     /// The published events, in order.
     pub fn try_events(&self) -> Result<Vec<Event>, TraceDecodeError> {
+        self.try_timed_events().map(|(events, _)| events)
+    }
+
+    /// The published events, in order, and the time each was appended at
+    /// (empty when the trace had no clock).
+    pub fn try_timed_events(&self) -> Result<(Vec<Event>, Vec<u64>), TraceDecodeError> {
         if self.header(MAGIC_OFFSET).load(Ordering::Relaxed) != MAGIC {
             return Err(TraceDecodeError::BadMagic);
         }
@@ -165,7 +194,7 @@ impl SharedTrace {
         // rewritten while readers may look (Acquire above pairs with the
         // writer's Release).
         let bytes = unsafe { std::slice::from_raw_parts(self.data_ptr(), end) };
-        decode_entries(bytes)
+        decode_timed_entries(bytes)
     }
 
     /// The published events, in order; panics if the trace is malformed
@@ -213,7 +242,8 @@ impl EventSink for SharedTrace {
         if self.overflowed() {
             return NOT_RECORDED;
         }
-        encode_entry(&event, &mut scratch);
+        let time_us = self.clock.get().map(|clock| clock.now_us());
+        encode_entry_at(&event, time_us, &mut scratch);
         let end = self.header(END_OFFSET).load(Ordering::Relaxed) as usize;
         if scratch.len() > self.capacity_bytes() - end {
             self.header(OVERFLOW_OFFSET).store(1, Ordering::Release);
@@ -269,11 +299,23 @@ const TAG_CREATE_DIR: u8 = 16;
 const TAG_REMOVE_DIR: u8 = 17;
 const TAG_LINK: u8 = 18;
 
+/// Set in the tag byte of a timed entry (whose body ends with its time).
+pub const TIMED: u8 = 0x80;
+
 /// Encodes one entry (length prefix + body) into `out`, replacing it.
 pub fn encode_entry(event: &Event, out: &mut Vec<u8>) {
+    encode_entry_at(event, None, out);
+}
+
+/// Encodes one entry, timed when `time_us` is given, into `out`.
+pub fn encode_entry_at(event: &Event, time_us: Option<u64>, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&[0; 4]);
     encode_body(event, out);
+    if let Some(time_us) = time_us {
+        out[4] |= TIMED;
+        put_u64(out, time_us);
+    }
     let body_len = out.len() - 4;
     assert!(body_len <= TRACE_ENTRY_BYTES_MAX, "trace entry too large");
     out[..4].copy_from_slice(&(body_len as u32).to_le_bytes());
@@ -400,7 +442,15 @@ fn put_writes(out: &mut Vec<u8>, writes: &[Write]) {
 
 /// Decodes a sequence of entries (as published in the shared region).
 pub fn decode_entries(bytes: &[u8]) -> Result<Vec<Event>, TraceDecodeError> {
+    decode_timed_entries(bytes).map(|(events, _)| events)
+}
+
+/// Decodes a sequence of entries and their times: one per event when the
+/// entries are timed, none when they are not (a mix, or a time earlier
+/// than the one before, is an error: one clock stamps a whole trace).
+pub fn decode_timed_entries(bytes: &[u8]) -> Result<(Vec<Event>, Vec<u64>), TraceDecodeError> {
     let mut events = Vec::new();
+    let mut times: Vec<u64> = Vec::new();
     let mut offset = 0;
     while offset < bytes.len() {
         let mut reader = Reader {
@@ -419,7 +469,25 @@ pub fn decode_entries(bytes: &[u8]) -> Result<Vec<Event>, TraceDecodeError> {
             pos: reader.pos,
             entry: offset,
         };
-        events.push(body.event()?);
+        let (event, time_us) = body.timed_event()?;
+        match time_us {
+            Some(time_us) if times.len() == events.len() => {
+                if times.last().is_some_and(|&last| last > time_us) {
+                    return Err(TraceDecodeError::TimeWentBack { offset, time_us });
+                }
+                times.push(time_us);
+            }
+            None if times.is_empty() => {}
+            _ => {
+                let what = if time_us.is_some() {
+                    "timed"
+                } else {
+                    "untimed"
+                };
+                return Err(TraceDecodeError::MixedTimes { offset, what });
+            }
+        }
+        events.push(event);
         if body.pos != body_end {
             return Err(TraceDecodeError::TrailingBytes {
                 offset,
@@ -428,7 +496,7 @@ pub fn decode_entries(bytes: &[u8]) -> Result<Vec<Event>, TraceDecodeError> {
         }
         offset = body_end;
     }
-    Ok(events)
+    Ok((events, times))
 }
 
 struct Reader<'a> {
@@ -495,8 +563,16 @@ impl<'a> Reader<'a> {
         Ok(writes)
     }
 
+    /// One entry's event and, if the entry is timed, its time.
+    fn timed_event(&mut self) -> Result<(Event, Option<u64>), TraceDecodeError> {
+        let timed = self.bytes.get(self.pos).is_some_and(|tag| tag & TIMED != 0);
+        let event = self.event()?;
+        let time_us = if timed { Some(self.u64()?) } else { None };
+        Ok((event, time_us))
+    }
+
     fn event(&mut self) -> Result<Event, TraceDecodeError> {
-        let tag = self.u8()?;
+        let tag = self.u8()? & !TIMED;
         let event = match tag {
             TAG_CREATE => Event::Create {
                 name: self.name()?,

@@ -10,7 +10,10 @@ use super::image::{
 };
 use super::points::{CrashPlace, candidates, choose_crash_points};
 use super::recording::{FaultPlan, RecordingStorage};
-use super::shm::{SharedTrace, decode_entries, encode_entry};
+use super::shm::{
+    SharedTrace, TraceDecodeError, decode_entries, decode_timed_entries, encode_entry,
+    encode_entry_at,
+};
 use super::trace::{Event, EventSink, NOT_RECORDED, VecSink};
 use engine::storage::{MemStorage, Storage, StorageFile};
 use rand::SeedableRng;
@@ -1065,6 +1068,63 @@ fn the_encoding_round_trips_every_event_and_rejects_truncation() {
     }
     assert_eq!(decode_entries(&bytes).unwrap(), events);
     assert!(decode_entries(&bytes[..bytes.len() - 1]).is_err());
+}
+
+#[test]
+fn timed_entries_round_trip_and_a_trace_is_timed_all_through_in_order() {
+    let events = every_kind_of_event();
+    let encode = |times: &[Option<u64>]| {
+        let mut bytes = Vec::new();
+        let mut entry = Vec::new();
+        for (event, time) in events.iter().zip(times) {
+            encode_entry_at(event, *time, &mut entry);
+            bytes.extend_from_slice(&entry);
+        }
+        bytes
+    };
+    let times: Vec<u64> = (0..events.len() as u64).map(|i| 1000 + i * 7).collect();
+    let timed = encode(&times.iter().copied().map(Some).collect::<Vec<_>>());
+    assert_eq!(
+        decode_timed_entries(&timed).unwrap(),
+        (events.clone(), times.clone())
+    );
+    // The untimed view of a timed trace is its events.
+    assert_eq!(decode_entries(&timed).unwrap(), events);
+    assert!(decode_timed_entries(&timed[..timed.len() - 1]).is_err());
+    let untimed = encode(&vec![None; events.len()]);
+    assert_eq!(
+        decode_timed_entries(&untimed).unwrap(),
+        (events.clone(), Vec::new())
+    );
+    let mut mixed: Vec<Option<u64>> = times.iter().copied().map(Some).collect();
+    mixed[3] = None;
+    assert!(matches!(
+        decode_timed_entries(&encode(&mixed)),
+        Err(TraceDecodeError::MixedTimes { .. })
+    ));
+    let mut back: Vec<Option<u64>> = times.iter().copied().map(Some).collect();
+    back[5] = Some(1);
+    assert!(matches!(
+        decode_timed_entries(&encode(&back)),
+        Err(TraceDecodeError::TimeWentBack { time_us: 1, .. })
+    ));
+}
+
+#[test]
+fn a_shared_trace_with_a_clock_stamps_every_entry_in_order() {
+    let trace = SharedTrace::new(1 << 16).unwrap();
+    let clock = Arc::new(engine::VirtualClock::new(500));
+    assert!(trace.stamp_with(clock.clone()));
+    assert!(!trace.stamp_with(clock.clone()), "one clock per trace");
+    let events = every_kind_of_event();
+    for event in &events {
+        trace.record(event.clone());
+        clock.advance_us(3);
+    }
+    let (read, times) = trace.try_timed_events().unwrap();
+    assert_eq!(read, events);
+    let expected: Vec<u64> = (0..events.len() as u64).map(|i| 500 + 3 * i).collect();
+    assert_eq!(times, expected);
 }
 
 #[test]

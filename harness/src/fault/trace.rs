@@ -14,7 +14,52 @@ pub type FileId = u32;
 pub const NO_FILE: FileId = FileId::MAX;
 
 /// The workload's id for a transaction, unique across all cycles of a trial.
+/// Cycle `c`'s ids are `(c + 1) << 32` plus a number below 2^32: a
+/// single-threaded driver counts from 0; a threaded one (kv-threads) puts
+/// its thread (+1) in bits 24..32 and that thread's own count below
+/// ([`threaded_txn_id`]), so a story can say which thread committed what
+/// ([`TxnName`]).
 pub type WorkloadTxnId = u64;
+
+/// Bits of a cycle's part of a [`WorkloadTxnId`] that count one thread's
+/// transactions.
+const THREAD_COUNT_BITS: u32 = 24;
+
+/// The id of thread `thread`'s transaction number `count` (from 0) in the
+/// cycle whose ids start at `cycle_base`.
+pub fn threaded_txn_id(cycle_base: WorkloadTxnId, thread: u32, count: u64) -> WorkloadTxnId {
+    assert!(thread < 0xff, "thread {thread} beyond the id's 8 bits");
+    assert!(
+        count < 1 << THREAD_COUNT_BITS,
+        "a thread's count beyond 24 bits"
+    );
+    cycle_base + ((u64::from(thread) + 1) << THREAD_COUNT_BITS) + count
+}
+
+/// A transaction as the workload means it, for stories and messages:
+/// `txn N` (the raw id) for a single-threaded driver's, `thread T txn N`
+/// (with `of cycle C` after the first cycle) for a threaded one's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxnName(pub WorkloadTxnId);
+
+impl std::fmt::Display for TxnName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let id = self.0;
+        let within = id & 0xffff_ffff;
+        let thread = within >> THREAD_COUNT_BITS;
+        match (id >> 32).checked_sub(1) {
+            Some(cycle) if thread > 0 => {
+                let count = within & ((1 << THREAD_COUNT_BITS) - 1);
+                write!(f, "thread {} txn {count}", thread - 1)?;
+                if cycle > 0 {
+                    write!(f, " of cycle {cycle}")?;
+                }
+                Ok(())
+            }
+            _ => write!(f, "txn {id}"),
+        }
+    }
+}
 
 /// A value written by a transaction: `None` deletes the key.
 pub type Write = (Vec<u8>, Option<Vec<u8>>);
@@ -157,5 +202,32 @@ impl EventSink for VecSink {
 
     fn next_index(&self) -> Option<u64> {
         Some(self.events.lock().expect("VecSink lock").len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_threaded_txn_is_named_by_its_thread_and_count() {
+        let base = 1 << 32;
+        assert_eq!(
+            TxnName(threaded_txn_id(base, 1, 15)).to_string(),
+            "thread 1 txn 15"
+        );
+        assert_eq!(
+            TxnName(threaded_txn_id(3 << 32, 63, 99_999)).to_string(),
+            "thread 63 txn 99999 of cycle 2"
+        );
+        // A single-threaded driver's ids (and small test ids) stay as they are.
+        assert_eq!(TxnName(base + 15).to_string(), "txn 4294967311");
+        assert_eq!(TxnName(101).to_string(), "txn 101");
+        let ids: Vec<WorkloadTxnId> = (0..64)
+            .flat_map(|thread| [0, 1, (1 << 24) - 1].map(|n| threaded_txn_id(base, thread, n)))
+            .collect();
+        let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        assert!(ids.iter().all(|&id| (base..2 << 32).contains(&id)));
     }
 }

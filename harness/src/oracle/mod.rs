@@ -33,7 +33,7 @@ pub use history::{Ack, CommittedTxn, DurablePoint, History, state_hash};
 pub use violation::{Violation, ViolationKind, display_key, display_keys};
 
 use crate::fault::FaultProfile;
-use crate::fault::trace::WorkloadTxnId;
+use crate::fault::trace::{TxnName, WorkloadTxnId};
 use crate::target::{PromiseKind, State};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -59,7 +59,9 @@ pub struct InvariantBreach {
 pub struct Promise {
     pub kind: PromiseKind,
     pub fault: FaultProfile,
-    /// Virtual time of the crash (at least the last acknowledgement's).
+    /// Time of the crash (at least the last acknowledgement's): the last
+    /// recorded event's in a timed trace, else the last acknowledgement's
+    /// (`supervisor::verify::crash_time_us`).
     pub crash_time_us: u64,
     /// One fsync's duration, added to an `interval:MS` loss window.
     pub fsync_allowance_us: u64,
@@ -232,9 +234,9 @@ fn check_losses(
                 verdict.violations.push(Violation {
                     kind,
                     message: format!(
-                        "txn {} ({}, acknowledged at event {} t={}us, crash at t={}us) lost: \
+                        "{} ({}, acknowledged at event {} t={}us, crash at t={}us) lost: \
                          recovery kept {} of {} issued commits; {}; its keys: {}",
-                        txn.txn,
+                        TxnName(txn.txn),
                         lsn_text(txn.lsn),
                         ack.event_index,
                         ack.now_us,
@@ -383,8 +385,8 @@ fn atomicity(txn: &CommittedTxn, applied: &[Vec<u8>], missing: &[Vec<u8>]) -> Vi
     Violation {
         kind: ViolationKind::Atomicity,
         message: format!(
-            "txn {} ({}) is half applied: its writes to {} are visible, to {} are not",
-            txn.txn,
+            "{} ({}) is half applied: its writes to {} are visible, to {} are not",
+            TxnName(txn.txn),
             lsn_text(txn.lsn),
             display_keys(applied),
             display_keys(missing)
@@ -413,14 +415,14 @@ fn hole(
     Violation {
         kind: ViolationKind::Hole,
         message: format!(
-            "txn {} ({}, {acked}; commit #{} of {}) is missing (keys {}) while the later txn {} \
+            "{} ({}, {acked}; commit #{} of {}) is missing (keys {}) while the later {} \
              ({}, commit #{}) is visible (keys {})",
-            txn.txn,
+            TxnName(txn.txn),
             lsn_text(txn.lsn),
             position + 1,
             history.txns().len(),
             display_keys(missing),
-            next.txn,
+            TxnName(next.txn),
             lsn_text(next.lsn),
             later + 1,
             display_keys(visible)
@@ -471,8 +473,8 @@ fn foreign_values(history: &History, writers: &Writers<'_>, recovered: &State) -
                     Violation {
                         kind,
                         message: format!(
-                            "key {key_text} holds {what}: tag says txn {} ({}) write #{}",
-                            found.txn,
+                            "key {key_text} holds {what}: tag says {} ({}) write #{}",
+                            TxnName(found.txn),
                             lsn_text(txn.lsn),
                             found.write_index
                         ),
@@ -484,9 +486,10 @@ fn foreign_values(history: &History, writers: &Writers<'_>, recovered: &State) -
                 None if found.txn >= history.txn_id_base() => Violation {
                     kind: ViolationKind::Phantom,
                     message: format!(
-                        "key {key_text} holds a value of txn {} (write #{}), whose commit was \
+                        "key {key_text} holds a value of {} (write #{}), whose commit was \
                          never issued before the crash (aborted, rejected or unissued)",
-                        found.txn, found.write_index
+                        TxnName(found.txn),
+                        found.write_index
                     ),
                     txns: vec![found.txn],
                     keys: vec![key.clone()],
@@ -497,11 +500,11 @@ fn foreign_values(history: &History, writers: &Writers<'_>, recovered: &State) -
                     Violation {
                         kind: ViolationKind::LostAck,
                         message: format!(
-                            "key {key_text} reverted to an older value of txn {} from an earlier \
+                            "key {key_text} reverted to an older value of {} from an earlier \
                              cycle; the durable base {}",
-                            found.txn,
+                            TxnName(found.txn),
                             match durable {
-                                Some(d) => format!("value of txn {} was lost", d.txn),
+                                Some(d) => format!("value of {} was lost", TxnName(d.txn)),
                                 None => "had deleted it".to_string(),
                             }
                         ),
@@ -534,10 +537,10 @@ fn missing_base_keys(
             Violation {
                 kind: ViolationKind::LostAck,
                 message: format!(
-                    "key {} of the durable base (written by txn {}) is missing; no transaction \
+                    "key {} of the durable base (written by {}) is missing; no transaction \
                      of this cycle wrote it",
                     display_key(key),
-                    txn.map_or("?".to_string(), |t| t.to_string())
+                    txn.map_or("txn ?".to_string(), |t| TxnName(t).to_string())
                 ),
                 txns: txn.into_iter().collect(),
                 keys: vec![key.clone()],

@@ -144,6 +144,13 @@ impl FailureGroups {
         self.groups.len()
     }
 
+    /// The smallest case of group `key`, if it has one.
+    pub fn smallest_case(&self, key: &GroupKey) -> Option<&str> {
+        self.groups
+            .get(key)
+            .map(|group| group.smallest_case.as_str())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
     }

@@ -120,6 +120,7 @@ fn read_failures(dir: &Path, trials: &[TrialRow]) -> Result<Vec<(TrialRow, Failu
                     case_id: row.case_id.clone(),
                     kind: row.violation_kind.clone(),
                     message: format!("{} violation(s) in trial {}", row.violations, row.trial),
+                    no_bundle: None,
                 };
                 (row.clone(), failure)
             })
@@ -142,6 +143,7 @@ fn read_failures(dir: &Path, trials: &[TrialRow]) -> Result<Vec<(TrialRow, Failu
                 case_id: record.case_id,
                 kind: record.kind,
                 message: record.message,
+                no_bundle: None,
             },
         ));
     }
@@ -418,6 +420,7 @@ mod tests {
                     case_id: format!("pc1:t{}", row.trial),
                     kind: "lost-ack".into(),
                     message: "txn lost".into(),
+                    no_bundle: None,
                 };
                 (row.clone(), failure)
             })

@@ -150,6 +150,10 @@ pub struct Failure {
     pub case_id: String,
     pub kind: String,
     pub message: String,
+    /// Why the run kept no bundle of this case (under `--out`), when it
+    /// kept none.
+    #[serde(default)]
+    pub no_bundle: Option<String>,
 }
 
 /// Everything a run reports.
@@ -159,6 +163,9 @@ pub struct RunReport {
     pub trials: Vec<TrialRow>,
     /// Failures by `(policy, fault)` test case (see [`write_junit`]).
     pub failures: Vec<(TrialRow, Failure)>,
+    /// Why no bundle was kept, for each group's smallest case that has
+    /// none (by case id; not written by [`write_all`]).
+    pub no_bundle: BTreeMap<String, String>,
     /// Loss windows and recovery times by `(policy, fault)` (for
     /// `powercut compare`; not written by [`write_all`]).
     pub crash_times: BTreeMap<(String, String), CrashTimes>,
@@ -338,6 +345,7 @@ mod tests {
                     case_id: "pc1:x".into(),
                     kind: "lost-ack".into(),
                     message: "txn 4 lost".into(),
+                    no_bundle: None,
                 },
             )],
             ..RunReport::default()

@@ -312,7 +312,10 @@ fn progress_bar(plan: &Plan) -> indicatif::ProgressBar {
 fn finish(plan: &Plan, report: RunReport) -> i32 {
     let summary = &report.summary;
     let failures_dir = plan.setup.failures_dir.as_deref();
-    let replay_argument = |case: &str| super::process::replay_argument(case, failures_dir);
+    let replay_argument = |case: &str| {
+        let no_bundle = report.no_bundle.get(case).map(String::as_str);
+        super::process::replay_argument(case, failures_dir, no_bundle)
+    };
     for line in summary.groups.lines(&replay_argument) {
         println!("{line}");
     }
@@ -635,9 +638,26 @@ impl<'plan> Dispatcher<'plan> {
                 policy: row.policy.clone(),
                 fault: row.fault.clone(),
             };
-            summary
-                .groups
-                .add(key, &failure.case_id, case_operations(&failure.case_id));
+            let previous = summary.groups.smallest_case(&key).map(str::to_string);
+            summary.groups.add(
+                key.clone(),
+                &failure.case_id,
+                case_operations(&failure.case_id),
+            );
+            if summary.groups.smallest_case(&key) == Some(failure.case_id.as_str())
+                && previous.as_deref() != Some(failure.case_id.as_str())
+            {
+                // Only a group's smallest case is printed: keep why it has
+                // no bundle, if it has none.
+                if let Some(previous) = previous {
+                    self.report.no_bundle.remove(&previous);
+                }
+                if let Some(why) = &failure.no_bundle {
+                    self.report
+                        .no_bundle
+                        .insert(failure.case_id.clone(), why.clone());
+                }
+            }
             self.report.failures.push((row.clone(), failure.clone()));
         }
         if let Some(bar) = &self.progress {

@@ -11,9 +11,8 @@
 //! seed, becomes the next cycle's starting image.
 
 use super::protocol::{TrialOutcome, WorkerSetup};
-use super::verify::{self, CycleInput, StateResult};
+use super::verify::{self, BundleBudget, CycleInput, StateResult};
 use super::workload_child::{self, WorkloadRun};
-use crate::case::bundle::BundleBudget;
 use crate::case::id::{CaseId, Crash, FaultSeed, WorkloadLimits};
 use crate::fault::FaultProfile;
 use crate::fault::exhaustive::{Exhaustive, sync_windows};
@@ -201,7 +200,7 @@ impl TrialPlan {
         }
     }
 
-    /// Runs trial `trial`; `bundles` bounds the bundles it may write.
+    /// Runs trial `trial`; `bundles` says which bundles it may write.
     pub fn run_trial(
         &self,
         trial: u64,
@@ -276,6 +275,7 @@ impl TrialPlan {
             cycle,
             chain,
             events: &run.events,
+            times: &run.times,
             factory: factory.as_ref(),
             explain: false,
         };
@@ -317,6 +317,10 @@ impl TrialPlan {
                 case_id: self.case_id(trial, chain, crash).to_string(),
                 kind: problem.kind.name().to_string(),
                 message: problem.message.clone(),
+                no_bundle: Some(
+                    "the workload process itself failed, before any crash state of its cycle was verified"
+                        .into(),
+                ),
             });
             outcome.row.violations += 1;
             return Ok(None);
@@ -499,6 +503,7 @@ impl TrialPlan {
             case_id,
             kind: kind.clone(),
             message: message.clone(),
+            no_bundle: result.no_bundle.clone(),
         });
     }
 }

@@ -12,12 +12,14 @@
 use super::child::{self, ChildEnd, Received};
 use super::recovery_fault;
 use super::trial::{Chain, CrashState, TrialPlan, cycle_start_us, txn_id_base};
-use crate::case::bundle::{self, Bundle, BundleBudget};
+use crate::case::bundle::{self, Bundle};
 use crate::fault::FaultProfile;
 use crate::fault::image::ImageBuilder;
 use crate::fault::trace::Event;
 use crate::oracle::{self, History, Invariant, Promise, ViolationKind};
+use crate::report::groups::GroupKey;
 use crate::target::{PromiseKind, State, Target, TargetErrorKind, TargetFactory, TargetMode};
+use crate::workload::scenario::Combo;
 use engine::VirtualClock;
 use engine::storage::{MemStorage, Storage};
 use serde::{Deserialize, Serialize};
@@ -41,6 +43,9 @@ pub struct CycleInput<'a> {
     pub cycle: usize,
     pub chain: &'a Chain,
     pub events: &'a [Event],
+    /// When each event was appended (a timed trace: threaded trials), or
+    /// empty; see [`crash_time_us`].
+    pub times: &'a [u64],
     pub factory: &'a dyn TargetFactory,
     /// Tell each state's story in words (`replay --explain`).
     pub explain: bool,
@@ -53,9 +58,9 @@ pub struct CycleInput<'a> {
 /// - `durable` (`always`, `group`), and every promise under `process-crash`
 ///   (written data survives it): any acknowledged commit;
 /// - `window:MS` (`interval:MS`) under a power loss: a commit acknowledged at least 2×MS
-///   of virtual time before the crash (the oracle's crash time, the last
-///   acknowledgement) — twice the window, so a flusher that runs late, not
-///   only one that never runs, is seen;
+///   before the crash (the oracle's crash time, [`crash_time_us`]) — twice
+///   the window, so a flusher that runs late, not only one that never
+///   runs, is seen;
 /// - `prefix` (the engine's `none`) and `none` under a power loss: a commit
 ///   acknowledged before a completed checkpoint (its only durable point);
 /// - `media`: any acknowledged commit (a wrong value for it must be a
@@ -78,6 +83,38 @@ pub fn covers_promise(history: &History, promise: Promise) -> bool {
     })
 }
 
+/// The moment of the crash at `point` (events `0..point` happened) that a
+/// window promise is judged by. A timed trace (a threaded trial's, in real
+/// time) says when each event was appended, on the clock its `Acked` times
+/// come from: the crash came no earlier than the last event it keeps, so
+/// that event's time is the crash time — every commit acknowledged more
+/// than the window before it must survive. These times are recorded data
+/// (a bundle keeps them), never read again from a clock, so a replay
+/// judges the same. An untimed trace (virtual time) has only its
+/// acknowledgements: the last one's time, or the cycle's start.
+pub fn crash_time_us(history: &History, times: &[u64], point: usize, cycle: usize) -> u64 {
+    let last_event = point.checked_sub(1).and_then(|last| times.get(last));
+    last_event
+        .copied()
+        .into_iter()
+        .chain(history.last_ack_us())
+        .max()
+        .unwrap_or(cycle_start_us(cycle))
+}
+
+/// What an `interval:MS` window allows on top of MS: one fsync's
+/// duration, and in a threaded trial one period of the flusher thread
+/// that ticks the engine in real time (it fsyncs at its first tick at
+/// least MS after the last fsync).
+pub fn window_allowance_us(combo: Combo) -> u64 {
+    match combo.target {
+        TargetMode::Engine(policy) if combo.workload.threaded() => {
+            FSYNC_ALLOWANCE_US + crate::workload::threaded::flusher_period_us(policy)
+        }
+        _ => FSYNC_ALLOWANCE_US,
+    }
+}
+
 /// The verdict on one crash state.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StateResult {
@@ -97,6 +134,9 @@ pub struct StateResult {
     /// For the continuation state: its image and recovered state.
     pub continuation: Option<Continuation>,
     pub bundle: Option<String>,
+    /// Why a failing state has no bundle (with `--out`).
+    #[serde(default)]
+    pub no_bundle: Option<String>,
     /// The story in words, when asked for.
     pub explanation: Option<String>,
 }
@@ -153,6 +193,90 @@ enum Frame {
     HarnessError(String),
 }
 
+/// Which failing crash states a worker keeps a bundle of: the first
+/// `left` (the run's cap, [`bundle::BUNDLES_MAX`], shared out among the
+/// workers), and — for a case that replays only from its bundle (a
+/// threaded trial, a process target) — every one that is the smallest so
+/// far of its group (violation kind × policy × fault, fewest operations,
+/// ties to the smaller case id, as the run's groups choose), cap or not.
+/// A group's smallest case over the run is the smallest of some worker's,
+/// so the replay line the run prints for it always names a bundle.
+#[derive(Clone, Debug, Default)]
+pub struct BundleBudget {
+    pub left: u32,
+    /// Per group, the smallest case bundled so far: (operations, case id).
+    smallest: BTreeMap<GroupKey, (u64, String)>,
+}
+
+impl BundleBudget {
+    pub fn new(left: u32) -> BundleBudget {
+        BundleBudget {
+            left,
+            smallest: BTreeMap::new(),
+        }
+    }
+
+    /// True if `case` would be the smallest of its group bundled so far.
+    fn is_smallest(&self, case: &FailingCase) -> bool {
+        self.smallest
+            .get(&case.group)
+            .is_none_or(|(operations, id)| {
+                (case.operations, case.id.as_str()) < (*operations, id.as_str())
+            })
+    }
+
+    /// Counts a bundle written for `case`.
+    fn bundled(&mut self, case: &FailingCase) {
+        self.left = self.left.saturating_sub(1);
+        if self.is_smallest(case) {
+            self.smallest
+                .insert(case.group.clone(), (case.operations, case.id.clone()));
+        }
+    }
+}
+
+/// A failing crash state as the run's groups see it.
+struct FailingCase {
+    group: GroupKey,
+    operations: u64,
+    id: String,
+    /// It replays only from its bundle.
+    recorded: bool,
+}
+
+/// The case id of `state`, a crash state of `input`'s cycle.
+fn state_case(input: &CycleInput<'_>, state: &CrashState) -> crate::case::id::CaseId {
+    input.plan.case_id(
+        input.trial,
+        input.chain,
+        crate::case::id::Crash {
+            point: state.point as u64,
+            faults: state.faults.clone(),
+        },
+    )
+}
+
+/// The failing case of `state`, if `result` holds a violation.
+fn failing_case(
+    input: &CycleInput<'_>,
+    state: &CrashState,
+    result: &StateResult,
+) -> Option<FailingCase> {
+    let (kind, _) = result.violations.first()?;
+    let combo = input.plan.combo(input.trial);
+    let case = state_case(input, state);
+    Some(FailingCase {
+        group: GroupKey {
+            kind: kind.clone(),
+            policy: combo.target.to_string(),
+            fault: combo.fault.to_string(),
+        },
+        operations: case.crashes.iter().map(|crash| crash.point).sum(),
+        id: case.to_string(),
+        recorded: combo.workload.threaded() || !combo.target.kind().deterministic(),
+    })
+}
+
 /// Verifies `states` (sorted by crash point); returns one result per state.
 pub fn verify_states(
     input: &CycleInput<'_>,
@@ -179,7 +303,11 @@ pub fn verify_states(
                     Ok(Frame::Done(index, result)) => {
                         assert_eq!(index, results.len(), "verifier answered out of order");
                         if result.bundle.is_some() {
-                            bundles.spend(&result.violations);
+                            // As the child counted it.
+                            match failing_case(input, &states[index], &result) {
+                                Some(case) => bundles.bundled(&case),
+                                None => bundles.left = bundles.left.saturating_sub(1),
+                            }
                         }
                         results.push(*result);
                         current = None;
@@ -232,6 +360,10 @@ impl StateResult {
 fn failed(kind: ViolationKind, message: String) -> StateResult {
     StateResult {
         violations: vec![(kind.name().to_string(), message)],
+        no_bundle: Some(
+            "its recovery hung or crashed the verifier, which leaves no recovered state to bundle"
+                .into(),
+        ),
         ..StateResult::default()
     }
 }
@@ -316,8 +448,8 @@ fn verify_in_child(
         let promise = Promise {
             kind: combo.target.promise(combo.fault),
             fault: combo.fault,
-            crash_time_us: history.last_ack_us().unwrap_or(cycle_start_us(input.cycle)),
-            fsync_allowance_us: FSYNC_ALLOWANCE_US,
+            crash_time_us: crash_time_us(&history, input.times, state.point, input.cycle),
+            fsync_allowance_us: window_allowance_us(combo),
         };
         let checked = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             check_state(
@@ -357,6 +489,7 @@ fn verify_in_child(
                 .collect(),
             continuation: None,
             bundle: None,
+            no_bundle: None,
             explanation: None,
             unpromised: Vec::new(),
         };
@@ -367,7 +500,16 @@ fn verify_in_child(
         {
             result.continuation = Some(Continuation::new(recovered));
         }
-        let wants_bundle = bundles.wants(&result.violations);
+        let failing = failing_case(input, state, &result);
+        let wants_bundle = failing
+            .as_ref()
+            .is_some_and(|case| bundles.left > 0 || (case.recorded && bundles.is_smallest(case)));
+        if failing.is_some() && !wants_bundle && input.plan.setup.failures_dir.is_some() {
+            result.no_bundle = Some(format!(
+                "the run's cap of {} bundles was reached",
+                bundle::BUNDLES_MAX
+            ));
+        }
         if wants_bundle || input.explain {
             let contents = bundle_for(input, state, &image, &history, &checked);
             if input.explain {
@@ -384,12 +526,18 @@ fn verify_in_child(
                     .case_id
                     .parse::<crate::case::id::CaseId>()
                     .map(|c| c.bundle_name());
-                let written = name.ok().and_then(|name| {
-                    bundle::write(std::path::Path::new(dir), &name, &contents).ok()
+                let written = name.map_err(|e| e.to_string()).and_then(|name| {
+                    bundle::write(std::path::Path::new(dir), &name, &contents)
+                        .map_err(|e| e.to_string())
                 });
-                if let Some(path) = written {
-                    bundles.spend(&result.violations);
-                    result.bundle = Some(path.to_string_lossy().into_owned());
+                match written {
+                    Ok(path) => {
+                        if let Some(case) = &failing {
+                            bundles.bundled(case);
+                        }
+                        result.bundle = Some(path.to_string_lossy().into_owned());
+                    }
+                    Err(error) => result.no_bundle = Some(format!("writing it failed: {error}")),
                 }
             }
         }
@@ -595,14 +743,7 @@ fn bundle_for(
     history: &History,
     checked: &Checked,
 ) -> Bundle {
-    let case = input.plan.case_id(
-        input.trial,
-        input.chain,
-        crate::case::id::Crash {
-            point: state.point as u64,
-            faults: state.faults.clone(),
-        },
-    );
+    let case = state_case(input, state);
     let violations: Vec<String> = checked
         .verdict
         .violations
@@ -613,8 +754,12 @@ fn bundle_for(
         .iter()
         .enumerate()
         .map(|(index, event)| {
+            let at = input
+                .times
+                .get(index)
+                .map_or(String::new(), |us| format!("  [t={us}us]"));
             format!(
-                "{index:>6} {}\n",
+                "{index:>6} {}{at}\n",
                 crate::case::explain::describe_event(event)
             )
         })
@@ -656,7 +801,106 @@ fn recorded_cycle(
     let threaded = input.plan.combo(input.trial).workload.threaded();
     (threaded || !target.kind().deterministic()).then(|| bundle::RecordedCycle {
         events: input.events.to_vec(),
+        times: input.times.to_vec(),
         base_image: input.chain.image.clone(),
         base_state: input.chain.state.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::trace::{Event, threaded_txn_id};
+
+    /// A threaded cycle's timed trace: thread 0 commits `k` (acknowledged
+    /// at 130 µs), then the engine keeps writing (a checkpoint's pages, say)
+    /// for 40 ms with no other acknowledgement, and nothing syncs.
+    fn timed_trace() -> (History, Vec<Event>, Vec<u64>) {
+        let txn = threaded_txn_id(txn_id_base(0), 0, 0);
+        let write = |offset| Event::Write {
+            file: 0,
+            offset,
+            data: vec![1; 8],
+        };
+        let events = vec![
+            Event::OpenIssued,
+            Event::Opened,
+            Event::CommitIssued {
+                txn,
+                writes: vec![(b"k".to_vec(), Some(b"v".to_vec()))],
+            },
+            Event::CommitLogged { txn, lsn: Some(64) },
+            write(0),
+            Event::Acked { txn, now_us: 130 },
+            write(4096),
+            write(8192),
+            write(12288),
+        ];
+        let times = vec![0, 10, 100, 110, 120, 131, 5_000, 20_000, 40_000];
+        let history = History::new(State::new(), txn_id_base(0), &events).in_log_order();
+        (history, events, times)
+    }
+
+    fn promise(crash_time_us: u64) -> Promise {
+        Promise {
+            kind: PromiseKind::Window { ms: 10 },
+            fault: FaultProfile::PowerLoss,
+            crash_time_us,
+            fsync_allowance_us: FSYNC_ALLOWANCE_US,
+        }
+    }
+
+    #[test]
+    fn a_window_is_judged_by_the_time_of_each_crash_point_not_the_last_ack() {
+        let (history, events, times) = timed_trace();
+        let lost = State::new();
+        let judged = |point: usize| {
+            let prefix =
+                History::new(State::new(), txn_id_base(0), &events[..point]).in_log_order();
+            let crash_us = crash_time_us(&prefix, &times, point, 0);
+            (
+                crash_us,
+                oracle::check(&prefix, &lost, promise(crash_us), &[]),
+            )
+        };
+        // 40 ms after its acknowledgement the commit must have survived.
+        let (crash_us, verdict) = judged(events.len());
+        assert_eq!(crash_us, 40_000);
+        assert_eq!(
+            verdict.kinds().into_iter().collect::<Vec<_>>(),
+            vec![ViolationKind::BeyondWindow],
+            "{verdict:?}"
+        );
+        assert!(verdict.violations[0].message.contains("thread 0 txn 0"));
+        // The loose judgement (the crash at the last acknowledgement) let
+        // the same loss pass.
+        let loose = oracle::check(
+            &history,
+            &lost,
+            promise(history.last_ack_us().unwrap()),
+            &[],
+        );
+        assert!(
+            loose.is_ok() && loose.acked_lost_permitted == 1,
+            "{loose:?}"
+        );
+        // 5 ms after it, within 10 ms + one fsync, losing it is permitted.
+        let (crash_us, verdict) = judged(7);
+        assert_eq!(crash_us, 5_000);
+        assert!(
+            verdict.is_ok() && verdict.acked_lost_permitted == 1,
+            "{verdict:?}"
+        );
+        // Coverage follows the same clock: 2×MS after the ack, not before.
+        assert!(covers_promise(&history, promise(40_000)));
+        assert!(!covers_promise(&history, promise(5_000)));
+    }
+
+    #[test]
+    fn an_untimed_trace_is_judged_at_its_last_acknowledgement() {
+        let (history, events, _) = timed_trace();
+        assert_eq!(crash_time_us(&history, &[], events.len(), 0), 130);
+        let none = History::new(State::new(), txn_id_base(0), &events[..2]);
+        assert_eq!(crash_time_us(&none, &[], 2, 0), cycle_start_us(0));
+    }
 }

@@ -6,6 +6,7 @@
 
 use super::protocol::{TrialJob, WorkerMessage, WorkerSetup};
 use super::trial::TrialPlan;
+use super::verify::BundleBudget;
 use crate::exit;
 use std::io::{BufRead, Write};
 
@@ -37,7 +38,7 @@ fn serve() -> i32 {
         Ok(plan) => plan,
         Err(message) => return fatal(&message),
     };
-    let mut bundles = crate::case::bundle::BundleBudget::new(setup.bundles_max);
+    let mut bundles = BundleBudget::new(setup.bundles_max);
     for line in lines {
         let Ok(line) = line else { break };
         let job: TrialJob = match serde_json::from_str(&line) {

@@ -18,8 +18,8 @@ use crate::oracle::ViolationKind;
 use crate::target::TargetFactory;
 use crate::workload::threaded::run_threaded_cycle;
 use crate::workload::{CycleSpec, open_target, run_cycle};
-use engine::VirtualClock;
 use engine::storage::MemStorage;
+use engine::{SystemClock, VirtualClock};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, Mutex};
@@ -60,6 +60,9 @@ pub struct WorkloadProblem {
 /// The recorded trace of one cycle.
 pub struct WorkloadRun {
     pub events: Vec<Event>,
+    /// When each event was appended, on the workload's clock (a threaded
+    /// cycle's trace is timed); empty for an untimed trace.
+    pub times: Vec<u64>,
     pub problem: Option<WorkloadProblem>,
 }
 
@@ -85,8 +88,8 @@ pub fn run(request: &WorkloadRequest<'_>) -> Result<WorkloadRun, String> {
     let end = child
         .kill_and_wait()
         .map_err(|e| format!("cannot reap a workload child: {e}"))?;
-    let events = trace
-        .try_events()
+    let (events, times) = trace
+        .try_timed_events()
         .map_err(|e| format!("unreadable trace: {e}"))?;
     let recovered = events.iter().any(|event| matches!(event, Event::Opened));
     let sync_failed = events.iter().any(|event| {
@@ -133,7 +136,11 @@ pub fn run(request: &WorkloadRequest<'_>) -> Result<WorkloadRun, String> {
             ),
         }),
     };
-    Ok(WorkloadRun { events, problem })
+    Ok(WorkloadRun {
+        events,
+        times,
+        problem,
+    })
 }
 
 fn child_main(
@@ -161,6 +168,11 @@ fn child_main(
         Some(hook),
     );
     if request.spec.kind.threaded() {
+        // One time line for the engine and the trace: each event carries
+        // the time it was appended at, so the oracle knows when each crash
+        // point was (`verify::crash_time_us`).
+        let clock = Arc::new(SystemClock::new());
+        assert!(trace.stamp_with(clock.clone()), "a fresh trace per child");
         let config = request
             .factory
             .engine_config()
@@ -168,6 +180,7 @@ fn child_main(
         let _ = match run_threaded_cycle(
             config,
             Arc::new(storage),
+            clock,
             request.spec,
             request.seed,
             sink,

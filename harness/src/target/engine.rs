@@ -412,7 +412,10 @@ pub fn describe_recovery(report: &RecoveryReport, names: &BTreeMap<TxnId, u64>) 
         .losers
         .iter()
         .map(|engine_txn| match names.get(engine_txn) {
-            Some(txn) => format!("workload txn {txn} (engine txn {engine_txn})"),
+            Some(txn) => format!(
+                "workload {} (engine txn {engine_txn})",
+                crate::fault::trace::TxnName(*txn)
+            ),
             None => format!(
                 "engine txn {engine_txn} (no value of its own in the log names its workload txn)"
             ),

@@ -6,7 +6,7 @@
 //! crash image is rebuilt from its fault choices, and the last one is
 //! recovered and judged in a verifier child, as the run did.
 
-use crate::case::bundle::{self, BundleBudget};
+use crate::case::bundle;
 use crate::case::id::{CaseId, Crash};
 use crate::exit;
 use crate::fault::image::{CrashImage, build_image};
@@ -181,7 +181,7 @@ pub fn rebuild(resolved: &Resolved, explain: bool) -> Result<Replayed, String> {
             trial,
             cycle,
             &chain,
-            &run.events,
+            (&run.events, &run.times),
             crash,
             factory.as_ref(),
             explain && last,
@@ -244,7 +244,7 @@ fn rebuild_recorded(
         case.trial,
         earlier.len(),
         &chain,
-        &recorded.events,
+        (&recorded.events, &recorded.times),
         crash,
         factory.as_ref(),
         explain,
@@ -258,7 +258,8 @@ fn rebuild_recorded(
     })
 }
 
-/// Cuts the cycle's `events` at `crash`'s point, rebuilds the crash image
+/// Cuts the cycle's `events` (and their times, if the trace is timed) at
+/// `crash`'s point, rebuilds the crash image
 /// over `chain` with its fault choices, and judges it in a verifier child
 /// (asking for the recovered state to continue with when `continues`).
 #[allow(clippy::too_many_arguments)] // one crash state, spelt out
@@ -267,7 +268,7 @@ fn judge_crash(
     trial: u64,
     cycle: usize,
     chain: &Chain,
-    events: &[Event],
+    (events, times): (&[Event], &[u64]),
     crash: &Crash,
     factory: &dyn crate::target::TargetFactory,
     explain: bool,
@@ -283,6 +284,7 @@ fn judge_crash(
         ));
     }
     let events = events[..point].to_vec();
+    let times = &times[..point.min(times.len())];
     let state = CrashState {
         point,
         faults: crash.faults.clone(),
@@ -302,10 +304,11 @@ fn judge_crash(
         cycle,
         chain,
         events: &events,
+        times,
         factory,
         explain,
     };
-    let mut bundles = BundleBudget::none();
+    let mut bundles = verify::BundleBudget::default();
     let result = verify::verify_states(
         &input,
         std::slice::from_ref(&state),
@@ -406,7 +409,7 @@ fn fresh_runs(resolved: &Resolved, replayed: &Replayed, runs: u32) -> Result<Str
     for _ in 0..runs {
         let outcome = resolved
             .plan
-            .run_trial(resolved.case.trial, &mut BundleBudget::none())?;
+            .run_trial(resolved.case.trial, &mut verify::BundleBudget::default())?;
         if outcome.failures.iter().any(|failure| &failure.kind == kind) {
             found += 1;
         }

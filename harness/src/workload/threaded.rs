@@ -21,18 +21,37 @@
 
 use super::driver::{CycleSpec, PlannedValue};
 use super::kv;
-use crate::fault::trace::{Event, EventSink, WorkloadTxnId};
+use crate::fault::trace::{Event, EventSink, WorkloadTxnId, threaded_txn_id};
 use crate::oracle::tag;
 use engine::storage::Storage;
 use engine::{Clock, Config, Engine, Error, SystemClock, TxnId};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The flusher thread's period when the policy sets none.
 const FLUSHER_PERIOD_US: u64 = 1000;
+
+/// Under `interval:MS` the flusher ticks this many times per window: the
+/// engine fsyncs at the first tick at least MS after its last fsync, so
+/// it keeps its window up to one tick late (the oracle allows that tick,
+/// [`flusher_period_us`], on top of one fsync's duration).
+const FLUSHER_TICKS_PER_WINDOW: u64 = 8;
+
+/// The shortest flusher period.
+const FLUSHER_PERIOD_US_MIN: u64 = 100;
+
+/// How often the flusher thread ticks the engine under `policy`.
+pub fn flusher_period_us(policy: engine::FsyncPolicy) -> u64 {
+    match policy {
+        engine::FsyncPolicy::Interval { ms } => {
+            (ms * 1000 / FLUSHER_TICKS_PER_WINDOW).max(FLUSHER_PERIOD_US_MIN)
+        }
+        _ => FLUSHER_PERIOD_US,
+    }
+}
 
 /// What the threads did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,18 +65,19 @@ pub struct ThreadedOutcome {
 }
 
 /// Opens the engine on `storage` (recording `OpenIssued` / `Opened`
-/// around recovery) and runs one kv-threads cycle; an error is a failed
-/// recovery, in one line.
+/// around recovery) and runs one kv-threads cycle on `clock` (the one the
+/// trace stamps its events with, so `Acked` times and the trace's times
+/// are on one time line); an error is a failed recovery, in one line.
 pub fn run_threaded_cycle(
     config: Config,
     storage: Arc<dyn Storage>,
+    clock: Arc<SystemClock>,
     spec: &CycleSpec,
     seed: u64,
     sink: Arc<dyn EventSink>,
     txn_id_base: WorkloadTxnId,
 ) -> Result<ThreadedOutcome, String> {
     sink.record(Event::OpenIssued);
-    let clock = Arc::new(SystemClock::new());
     let engine = Engine::open(storage, config, clock.clone()).map_err(|error| error.to_string())?;
     sink.record(Event::Opened);
     let engine = Arc::new(engine);
@@ -76,13 +96,9 @@ pub fn run_threaded_cycle(
             }
         }));
     }
-    let period_us = match engine.config().policy {
-        engine::FsyncPolicy::Interval { ms } => ms * 1000,
-        _ => FLUSHER_PERIOD_US,
-    };
+    let period_us = flusher_period_us(engine.config().policy);
     let stop = Arc::new(AtomicBool::new(false));
     let flusher = Engine::spawn_flusher(&engine, period_us, stop.clone());
-    let next_txn = Arc::new(AtomicU64::new(txn_id_base));
     let threads = spec.params.threads.max(1);
     let per_thread = (spec.params.txns_per_cycle / threads).max(1);
     let outcomes: Vec<ThreadedOutcome> = std::thread::scope(|scope| {
@@ -95,7 +111,9 @@ pub fn run_threaded_cycle(
                     rng: ChaCha8Rng::seed_from_u64(thread_seed(seed, index)),
                     sink: sink.as_ref(),
                     names: &names,
-                    next_txn: &next_txn,
+                    index,
+                    txn_id_base,
+                    issued: 0,
                     checkpoints: index == 0,
                 };
                 scope.spawn(move || client.run(per_thread))
@@ -128,7 +146,11 @@ struct Client<'a> {
     rng: ChaCha8Rng,
     sink: &'a dyn EventSink,
     names: &'a Mutex<HashMap<TxnId, WorkloadTxnId>>,
-    next_txn: &'a AtomicU64,
+    /// This thread's index (named in its transactions' ids).
+    index: u32,
+    txn_id_base: WorkloadTxnId,
+    /// Transactions this thread began so far.
+    issued: u64,
     /// This thread takes the full checkpoints.
     checkpoints: bool,
 }
@@ -159,7 +181,8 @@ impl Client<'_> {
         let params = &self.spec.params;
         let plan = kv::plan_txn(&mut self.rng, params);
         let abort = self.rng.random_bool(params.abort_ratio);
-        let id = self.next_txn.fetch_add(1, Ordering::AcqRel);
+        let id = threaded_txn_id(self.txn_id_base, self.index, self.issued);
+        self.issued += 1;
         let handle = self.engine.begin()?;
         let mut writes = Vec::with_capacity(plan.len());
         for (index, planned) in plan.into_iter().enumerate() {
