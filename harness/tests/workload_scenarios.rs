@@ -263,3 +263,54 @@ fn scenarios_list_targets_and_the_engine_needs_its_policies() {
         assert!(!error.to_string().contains('\n'), "{error}");
     }
 }
+
+/// `threaded_policies` narrows the policies of threaded workloads only;
+/// a policy outside `policies` is refused; `--policy` overrides it.
+#[test]
+fn threaded_policies_narrow_threaded_workloads_only() {
+    let text = r#"
+name = "t"
+workloads = ["kv-churn", "kv-threads"]
+policies = ["always", "interval:10"]
+threaded_policies = ["always"]
+faults = ["power-loss"]
+trials = 1
+"#;
+    let mut scenario = parse(text).unwrap();
+    let pairs = |scenario: &Scenario| -> Vec<(WorkloadKind, String)> {
+        scenario
+            .combos()
+            .iter()
+            .map(|combo| (combo.workload, combo.target.to_string()))
+            .collect()
+    };
+    let interval =
+        harness::target::TargetMode::Engine(FsyncPolicy::Interval { ms: 10 }).to_string();
+    let combos = pairs(&scenario);
+    assert_eq!(combos.len(), 3, "{combos:?}");
+    assert!(combos.contains(&(WorkloadKind::KvChurn, interval.clone())));
+    assert!(!combos.contains(&(WorkloadKind::KvThreads, interval.clone())));
+    scenario.select(&[], &["interval:10".to_string()]).unwrap();
+    assert!(pairs(&scenario).contains(&(WorkloadKind::KvThreads, interval)));
+    assert_error(
+        &text.replace(
+            r#"threaded_policies = ["always"]"#,
+            r#"threaded_policies = ["none"]"#,
+        ),
+        "`threaded_policies`: `none` is not one of the scenario's `policies`",
+    );
+    let nightly = Scenario::builtin("nightly").unwrap();
+    assert!(nightly.combos().iter().all(|combo| {
+        !(combo.workload.threaded()
+            && matches!(
+                combo.target,
+                harness::target::TargetMode::Engine(FsyncPolicy::Interval { .. })
+            ))
+    }));
+    assert!(
+        nightly
+            .combos()
+            .iter()
+            .any(|combo| combo.workload.threaded())
+    );
+}

@@ -301,6 +301,10 @@ struct ScenarioFile {
     /// The reference engine's fsync policies (its modes under `engine`).
     #[serde(default)]
     policies: Vec<String>,
+    /// The policies threaded workloads run under (default: all of
+    /// `policies`; a `--policy` on the command line overrides both).
+    #[serde(default)]
+    threaded_policies: Vec<String>,
     faults: Vec<String>,
     /// What a trial starts from: `empty`, `steady` (default: both for
     /// process targets, `empty` for the engine and SQLite).
@@ -349,6 +353,10 @@ pub struct Scenario {
     /// The `targets` as written (`engine` alone stands for `policies`).
     pub target_selectors: Vec<String>,
     pub policies: Vec<FsyncPolicy>,
+    /// The policies threaded workloads run under, if the scenario narrows
+    /// them (`threaded_policies`): real time cannot hold `interval:MS` to
+    /// its window on a machine busier than its cores (docs/how-a-run-works.md).
+    pub threaded_policies: Option<Vec<FsyncPolicy>>,
     /// `target_selectors` expanded: every target mode a trial may run.
     pub targets: Vec<TargetMode>,
     pub faults: Vec<FaultProfile>,
@@ -502,12 +510,14 @@ impl Scenario {
         };
         let targets = select_targets(&target_selectors, &policies)?;
         threads_need_engine(&file.workloads, &targets)?;
+        let threaded_policies = threaded_policies(&file.threaded_policies, &policies)?;
         let scenario = Scenario {
             name: file.name,
             description: file.description,
             workloads: file.workloads,
             target_selectors,
             policies,
+            threaded_policies,
             targets,
             faults,
             starts,
@@ -537,6 +547,8 @@ impl Scenario {
                 .iter()
                 .map(|p| p.parse())
                 .collect::<Result<_, _>>()?;
+            // The user's own `--policy` is run by every workload.
+            self.threaded_policies = None;
         }
         if !targets.is_empty() {
             self.target_selectors = targets.to_vec();
@@ -551,6 +563,9 @@ impl Scenario {
         let mut combos = Vec::new();
         for &workload in &self.workloads {
             for &target in &self.targets {
+                if !self.runs(workload, target) {
+                    continue;
+                }
                 for &fault in &self.faults {
                     for start in self.starts_for(target) {
                         combos.push(Combo {
@@ -564,6 +579,17 @@ impl Scenario {
             }
         }
         combos
+    }
+
+    /// Whether `workload` runs on `target` (threaded workloads only under
+    /// `threaded_policies`, when the scenario names them).
+    fn runs(&self, workload: WorkloadKind, target: TargetMode) -> bool {
+        match (&self.threaded_policies, target) {
+            (Some(allowed), TargetMode::Engine(policy)) if workload.threaded() => {
+                allowed.contains(&policy)
+            }
+            _ => true,
+        }
     }
 
     /// What trials of `target` start from: the scenario's `start` list, or
@@ -623,6 +649,29 @@ impl Scenario {
             target: combo.target,
         }
     }
+}
+
+/// `threaded_policies` as written: each one of `policies`.
+fn threaded_policies(
+    written: &[String],
+    policies: &[FsyncPolicy],
+) -> Result<Option<Vec<FsyncPolicy>>, String> {
+    if written.is_empty() {
+        return Ok(None);
+    }
+    let mut chosen = Vec::new();
+    for text in written {
+        let policy: FsyncPolicy = text
+            .parse()
+            .map_err(|problem| format!("`threaded_policies`: {problem}"))?;
+        if !policies.contains(&policy) {
+            return Err(format!(
+                "`threaded_policies`: `{text}` is not one of the scenario's `policies`"
+            ));
+        }
+        chosen.push(policy);
+    }
+    Ok(Some(chosen))
 }
 
 /// kv-threads drives the reference engine's own threaded API: no other
