@@ -1,13 +1,19 @@
 //! `--target postgres:MODE` end to end on PostgreSQL 15 (issue 13): `sync`
 //! keeps every acknowledged commit through power cuts (also cuts during
 //! its own recovery), `no-fsync` loses acknowledged commits and the run
-//! counts them as losses it never promised against, and no process of a
-//! cluster outlives its run, also when the harness is SIGKILLed. Needs
-//! root, /dev/fuse and PostgreSQL 15: fails, never skips, without.
+//! counts them as losses it never promised against, no process of a
+//! cluster outlives its run, also when the harness is SIGKILLed, and a
+//! failure replays and shrinks from its bundle with PostgreSQL's own log
+//! line. Needs root, /dev/fuse and PostgreSQL 15: fails, never skips,
+//! without.
 
 mod common;
 
 use common::{command, describe, powercut, summary};
+use harness::case::bundle::{self, Bundle, RecordedCycle};
+use harness::case::id::{CaseId, encode_fates};
+use harness::fault::image::{ChangeFate, ExplicitFates};
+use harness::fault::trace::Event;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
@@ -207,4 +213,97 @@ fn a_sigkilled_run_leaves_no_postgresql_process() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// PostgreSQL's own words when a power cut kept the creation of
+/// `postmaster.pid` but not its contents.
+const EMPTY_LOCK_FILE: &str = "lock file \"postmaster.pid\" is empty";
+
+/// A bundle built, not found: the cluster's starting image, and a trace in
+/// which the postmaster creates `postmaster.pid` and writes its pid into
+/// it; the power is cut after the write, with the create kept and the
+/// write lost (explicit fault choices). What PostgreSQL does with that
+/// image is up to PostgreSQL: it refuses to start.
+fn empty_lock_file_bundle(dir: &Path) -> std::path::PathBuf {
+    let image = harness::target::process::postgres::starting_image().unwrap();
+    let pid_file = u32::try_from(image.files.len()).unwrap();
+    let events = vec![
+        Event::Create {
+            name: "postmaster.pid".into(),
+            file: pid_file,
+        },
+        Event::Write {
+            file: pid_file,
+            offset: 0,
+            data: b"1\n/data\n1764590000\n5432\n\n".to_vec(),
+        },
+    ];
+    let mut fates = ExplicitFates::default();
+    fates.changes.insert(0, ChangeFate::Persisted);
+    let case = format!(
+        "pc1:postgres-test:kv-churn:postgres:sync:power-loss:s1:t0:2.x{}",
+        encode_fates(&fates)
+    );
+    let case: CaseId = case.parse().unwrap();
+    let contents = Bundle {
+        case_id: case.to_string(),
+        scenario_toml: SCENARIO.to_string(),
+        verdict_json: "[]".into(),
+        recorded: Some(RecordedCycle {
+            events,
+            base_image: image.files.clone(),
+            base_state: Default::default(),
+        }),
+        ..Bundle::default()
+    };
+    bundle::write(dir, "empty-lock-file", &contents).unwrap()
+}
+
+/// A `postgres:` failure replays from its bundle (no PostgreSQL run needed
+/// to find it), and PostgreSQL's log line is in the verdict and in
+/// `--explain`; `shrink` keeps the one change the failure needs.
+#[test]
+fn a_postgres_bundle_replays_and_shrinks_with_postgresqls_log() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let dir = empty_lock_file_bundle(out.path());
+    let dir_arg = dir.to_str().unwrap();
+
+    let replay = powercut(&["replay", dir_arg]);
+    assert_eq!(replay.status.code(), Some(1), "{}", describe(&replay));
+    let stdout = String::from_utf8_lossy(&replay.stdout);
+    assert!(stdout.contains("reproduced"), "{}", describe(&replay));
+    assert!(stdout.contains("recovery-error"), "{}", describe(&replay));
+    assert!(stdout.contains(EMPTY_LOCK_FILE), "{}", describe(&replay));
+
+    let explain = powercut(&["replay", dir_arg, "--explain"]);
+    assert_eq!(explain.status.code(), Some(1), "{}", describe(&explain));
+    let stdout = String::from_utf8_lossy(&explain.stdout);
+    let (story, verdict) = stdout
+        .split_once("reproduced")
+        .unwrap_or_else(|| panic!("no verdict: {}", describe(&explain)));
+    assert!(story.contains(EMPTY_LOCK_FILE), "{}", describe(&explain));
+    assert!(story.contains("postmaster.pid"), "{}", describe(&explain));
+    assert!(verdict.contains(EMPTY_LOCK_FILE), "{}", describe(&explain));
+
+    let shrunk_dir = out.path().join("shrunk");
+    let shrink = powercut(&[
+        "shrink",
+        dir_arg,
+        "--budget",
+        "60s",
+        "--out",
+        shrunk_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(shrink.status.code(), Some(1), "{}", describe(&shrink));
+    let stdout = String::from_utf8_lossy(&shrink.stdout);
+    assert!(
+        stdout.contains("volatile changes kept 1 → 1"),
+        "{}",
+        describe(&shrink)
+    );
+    assert!(stdout.contains(EMPTY_LOCK_FILE), "{}", describe(&shrink));
+    let again = powercut(&["replay", shrunk_dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1), "{}", describe(&again));
+    assert!(String::from_utf8_lossy(&again.stdout).contains(EMPTY_LOCK_FILE));
 }

@@ -301,7 +301,18 @@ impl TrialPlan {
                 point: run.events.len() as u64,
                 faults: FaultSeed::Seeded(0),
             };
-            if combo.target.promise(combo.fault) == crate::target::PromiseKind::None {
+            let unpromised = combo.target.promise(combo.fault) == crate::target::PromiseKind::None;
+            count_cause(
+                combo.target,
+                problem.kind.name(),
+                &problem.message,
+                if unpromised {
+                    &mut outcome.unpromised_causes
+                } else {
+                    &mut outcome.violation_causes
+                },
+            );
+            if unpromised {
                 outcome.row.unpromised += 1;
                 *outcome
                     .unpromised_by_kind
@@ -455,6 +466,14 @@ impl TrialPlan {
         {
             row.corrupt_states += 1;
         }
+        let target = self.combo(trial).target;
+        for (kind, message) in &result.unpromised {
+            count_cause(target, kind, message, &mut outcome.unpromised_causes);
+        }
+        for (kind, message) in &result.violations {
+            count_cause(target, kind, message, &mut outcome.violation_causes);
+        }
+        let row = &mut outcome.row;
         for (kind, _) in &result.unpromised {
             row.unpromised += 1;
             *outcome.unpromised_by_kind.entry(kind.clone()).or_insert(0) += 1;
@@ -496,6 +515,18 @@ impl TrialPlan {
             kind: kind.clone(),
             message: message.clone(),
         });
+    }
+}
+
+/// Counts an outcome under `kind: cause` when its target names a cause.
+fn count_cause(
+    target: crate::target::TargetMode,
+    kind: &str,
+    message: &str,
+    causes: &mut std::collections::BTreeMap<String, u64>,
+) {
+    if let Some(cause) = target.kind().cause(message) {
+        *causes.entry(format!("{kind}: {cause}")).or_insert(0) += 1;
     }
 }
 

@@ -212,6 +212,74 @@ impl TargetKind for PostgresKind {
          https://www.postgresql.org/docs/15/wal-async-commit.html, \
          https://www.postgresql.org/docs/15/runtime-config-wal.html"
     }
+
+    fn cause(&self, message: &str) -> Option<String> {
+        cause(message)
+    }
+}
+
+/// PostgreSQL's messages that name why a crash state failed, and the short
+/// cause each counts under ([`cause`]); the first that matches wins.
+pub const CAUSES: &[(&str, &str)] = &[
+    ("lock file \"postmaster.pid\" is empty", "lock-file-empty"),
+    ("could not locate a valid checkpoint record", "no-valid-checkpoint"),
+    ("could not locate required checkpoint record", "no-valid-checkpoint"),
+    ("invalid checkpoint record", "no-valid-checkpoint"),
+    ("checkpoint record is at", "no-valid-checkpoint"),
+    ("invalid resource manager ID in checkpoint record", "no-valid-checkpoint"),
+    ("control file", "control-file"),
+    ("pg_control", "control-file"),
+    ("WAL contains references to invalid pages", "wal-references-invalid-pages"),
+    ("page verification failed", "checksum-failure"),
+    ("invalid page in block", "invalid-page"),
+    ("could not read block", "could-not-read-block"),
+    ("could not read file", "could-not-read-file"),
+    ("could not open file", "missing-file"),
+    ("could not access status of transaction", "missing-clog"),
+    ("uncommitted xmin", "visibility-corruption"),
+    ("xmin", "visibility-corruption"),
+    ("unexpected zero page", "zero-page"),
+    ("unexpected data beyond EOF", "data-beyond-eof"),
+    ("index", "index-corruption"),
+];
+
+/// The most severe problem line of a message that quotes PostgreSQL's log:
+/// the first `PANIC`, else `FATAL`, else `ERROR`, else `WARNING`; the text
+/// after the level.
+pub fn worst_log_message(message: &str) -> Option<&str> {
+    ["PANIC:", "FATAL:", "ERROR:", "WARNING:"]
+        .iter()
+        .find_map(|level| {
+            let at = message.find(level)?;
+            let rest = message[at + level.len()..].trim_start();
+            Some(rest.split(" | ").next().unwrap_or(rest).trim())
+        })
+}
+
+/// Why a PostgreSQL crash state failed, from the log line its message
+/// quotes: a name from [`CAUSES`], or `other: ` and the line itself (its
+/// numbers as `N`, at most 80 characters) for a message not listed;
+/// `None` when the message quotes no problem line (a loss, a hole or a
+/// half transaction the oracle found in the scanned rows).
+pub fn cause(message: &str) -> Option<String> {
+    let line = worst_log_message(message)?;
+    if let Some((_, name)) = CAUSES.iter().find(|(text, _)| line.contains(text)) {
+        return Some(name.to_string());
+    }
+    let mut generic = String::new();
+    for c in line.chars() {
+        if c.is_ascii_digit() {
+            if !generic.ends_with('N') {
+                generic.push('N');
+            }
+        } else {
+            generic.push(c);
+        }
+        if generic.chars().count() >= 80 {
+            break;
+        }
+    }
+    Some(format!("other: {generic}"))
 }
 
 /// What `postgres:MODE` promises under `fault`.
@@ -931,5 +999,31 @@ mod tests {
             "57P03",
             "the database system is starting up"
         ));
+    }
+
+    #[test]
+    fn causes_are_read_from_the_worst_log_line() {
+        let empty_pid = "PostgreSQL did not start (exit status: 1); its log: \
+            2026-12-01 13:00:00.000 UTC [1] FATAL:  lock file \"postmaster.pid\" is empty | \
+            2026-12-01 13:00:00.000 UTC [1] HINT:  Either another server is starting, or the lock file is the remnant of a previous server startup crash.";
+        assert_eq!(cause(empty_pid).as_deref(), Some("lock-file-empty"));
+        let checkpoint = "PostgreSQL did not start; its log: \
+            [1] LOG:  invalid primary checkpoint record | \
+            [1] WARNING:  something first | \
+            [1] PANIC:  could not locate a valid checkpoint record";
+        assert_eq!(cause(checkpoint).as_deref(), Some("no-valid-checkpoint"));
+        let checksum = "scanning the table: ERROR XX001: invalid page in block 3 of relation base/5/16384; \
+            PostgreSQL's log: [7] WARNING:  page verification failed, calculated checksum 1 but expected 2 | \
+            [7] ERROR:  invalid page in block 3 of relation base/5/16384";
+        assert_eq!(cause(checksum).as_deref(), Some("invalid-page"));
+        assert_eq!(
+            cause("its log: [1] FATAL:  something new at 0/1A2B3C").as_deref(),
+            Some("other: something new at N/NANBNC")
+        );
+        assert_eq!(cause("key 0x01 lost: acknowledged at 12 ms"), None);
+        assert_eq!(
+            POSTGRES_KIND.cause(empty_pid).as_deref(),
+            Some("lock-file-empty")
+        );
     }
 }
