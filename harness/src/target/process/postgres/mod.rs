@@ -467,13 +467,22 @@ fn read_tree(root: &Path, prefix: &str, image: &mut StartingImage) -> io::Result
 /// Creates the starting image's directories that `storage` lacks. A file
 /// map (the harness's crash images) cannot hold an empty directory, and
 /// PostgreSQL will not start without `pg_tblspc`, `pg_twophase`, ...; a
-/// directory made by `initdb` and synced never vanishes on a real disk.
+/// directory made by `initdb` and synced never vanishes on a real disk, so
+/// the ones recreated are synced into their parents at once (else a power
+/// cut could drop them, a loss no real disk would show).
 fn ensure_dirs(storage: &dyn Storage, dirs: &BTreeSet<String>) -> io::Result<()> {
+    let mut parents = BTreeSet::new();
     for dir in dirs {
         match storage.create_dir(dir) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-            _ => {}
+            Ok(()) => {
+                parents.insert(dir.rsplit_once('/').map_or("", |(parent, _)| parent));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
         }
+    }
+    for parent in parents {
+        storage.sync_dir_at(parent)?;
     }
     Ok(())
 }
