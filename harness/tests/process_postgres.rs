@@ -307,3 +307,79 @@ fn a_postgres_bundle_replays_and_shrinks_with_postgresqls_log() {
     assert_eq!(again.status.code(), Some(1), "{}", describe(&again));
     assert!(String::from_utf8_lossy(&again.stdout).contains(EMPTY_LOCK_FILE));
 }
+
+/// A worker SIGKILLed while `initdb` makes the cluster's image leaves no
+/// directory of it behind (it lives on the worker's private tmpfs) and no
+/// `initdb` running.
+#[test]
+fn a_worker_killed_during_initdb_leaves_nothing_behind() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let initdb = Path::new(POSTGRES).with_file_name("initdb");
+    let out = tempfile::tempdir().unwrap();
+    let mut run = command(&[
+        "run",
+        "--target",
+        "postgres:sync",
+        "--trials",
+        "1",
+        "--jobs",
+        "1",
+        "--out",
+        out.path().to_str().unwrap(),
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let root = run.id();
+    let under_root = |pid: u32| {
+        let mut at = pid;
+        while let Some(parent) = parent_of(at) {
+            if parent == root {
+                return true;
+            }
+            if parent <= 1 {
+                return false;
+            }
+            at = parent;
+        }
+        false
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (initdb_pid, worker) = loop {
+        let found = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == initdb)
+                    && under_root(*pid)
+            });
+        if let Some(pid) = found {
+            break (pid, parent_of(pid).unwrap());
+        }
+        assert!(Instant::now() < deadline, "no initdb of the run within 30s");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // SAFETY: a plain signal to the run's worker.
+    unsafe { libc::kill(worker as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_link(format!("/proc/{initdb_pid}/exe")).is_ok_and(|exe| exe == initdb) {
+        assert!(
+            Instant::now() < deadline,
+            "initdb {initdb_pid} outlives its SIGKILLed worker {worker}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let left: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name == &format!("powercut-postgres-initdb-{worker}"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let scratch = Path::new("/tmp/.powercut-process-targets/powercut-postgres-initdb");
+    assert!(!scratch.exists(), "{} is visible outside the worker", scratch.display());
+}

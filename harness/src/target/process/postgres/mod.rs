@@ -47,7 +47,7 @@ use self::wire::{Connection, WireError, bytea_literal, parse_bytea};
 use super::fuse::Owner;
 use super::program::{NotReady, ProgramSpec, die_with_this_thread, wait_ready};
 use super::real_time::RealTimeOrigin;
-use super::session::Session;
+use super::session::{self, Session};
 use super::txns::OpenTxns;
 use crate::fault::FaultProfile;
 use crate::target::{
@@ -372,10 +372,27 @@ fn run_as(mut command: Command, user: (u32, u32), log: &Path, what: &str) -> Res
     Ok(())
 }
 
+/// Where `initdb` makes the cluster: in this process's private scratch
+/// tmpfs ([`session::ensure_private_scratch`]) when it can enter one (a
+/// single-threaded worker or child), so that a process SIGKILLed during
+/// `initdb` leaves nothing behind (the tmpfs dies with its namespace's last
+/// process, and `initdb` dies with its parent); else (a process with
+/// threads: a test, `compare`) a directory in the temporary directory,
+/// removed when the image is read.
+fn initdb_dir() -> PathBuf {
+    match session::ensure_private_scratch() {
+        Ok(()) => Path::new(session::SCRATCH_DIR).join(INITDB_DIR),
+        Err(_) => std::env::temp_dir().join(format!("{INITDB_DIR}-{}", std::process::id())),
+    }
+}
+
+/// The name of `initdb`'s directory.
+pub const INITDB_DIR: &str = "powercut-postgres-initdb";
+
 fn make_starting_image() -> Result<StartingImage, String> {
     let started = Instant::now();
     let user = postgres_user()?;
-    let dir = std::env::temp_dir().join(format!("powercut-postgres-initdb-{}", std::process::id()));
+    let dir = initdb_dir();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let result = (|| {
