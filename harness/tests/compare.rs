@@ -254,3 +254,53 @@ fn redis_modes_get_rows_with_both_sides() {
         "an fsync per command costs: {always:?} vs {everysec:?}"
     );
 }
+
+/// `--target postgres:MODE`: one row per mode × fault with both sides —
+/// throughput from a commit loop against PostgreSQL on a real directory,
+/// the crash side from the run machinery on the FUSE mount (fewer crash
+/// states a trial than the engine's) — and PostgreSQL's documented
+/// promise. A finding under power loss would fail a check: exit 1, never 2
+/// or 3. Needs PostgreSQL 15, root and /dev/fuse.
+#[test]
+fn postgres_modes_get_rows_with_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = compare(dir.path(), &["--target", "postgres:async"]);
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut reader = csv::Reader::from_path(dir.path().join("fsync-policies.csv")).unwrap();
+    let rows: Vec<CompareRow> = reader.deserialize().map(Result::unwrap).collect();
+    let seen: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|row| {
+            (
+                row.policy.as_str(),
+                row.fault.as_str(),
+                row.promise.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("postgres:async", "power-loss", "window:600"),
+            ("postgres:async", "process-crash", "window:600"),
+        ]
+    );
+    for row in &rows {
+        assert_eq!(row.threads, 1);
+        assert!(row.commits_per_s.unwrap() > 0.0, "{row:?}");
+        assert!(row.p50_us.unwrap() > 0.0, "{row:?}");
+        assert!(row.p99_us.unwrap() >= row.p50_us.unwrap(), "{row:?}");
+        // A commit writes at least its row (100 bytes) into the WAL.
+        assert!(row.wal_bytes_per_commit.unwrap() > 100.0, "{row:?}");
+        assert_eq!(row.fsyncs_per_commit, None, "not counted for PostgreSQL");
+        assert!(row.crash_states.unwrap() > 0, "{row:?}");
+        assert!(row.acked.unwrap() > 0, "{row:?}");
+        assert!(row.acked_lost.unwrap() <= row.acked.unwrap(), "{row:?}");
+        assert!(row.within_promise.is_some() && row.recovery_p50_ms.is_some());
+    }
+}

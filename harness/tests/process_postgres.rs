@@ -381,5 +381,9 @@ fn a_worker_killed_during_initdb_leaves_nothing_behind() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     let scratch = Path::new("/tmp/.powercut-process-targets/powercut-postgres-initdb");
-    assert!(!scratch.exists(), "{} is visible outside the worker", scratch.display());
+    assert!(
+        !scratch.exists(),
+        "{} is visible outside the worker",
+        scratch.display()
+    );
 }

@@ -23,12 +23,14 @@
 
 pub mod engine;
 pub mod harness;
+pub mod postgres;
 pub mod process;
 pub mod recovery;
 pub mod redis;
 pub mod runner;
 pub mod sqlite;
 
+use crate::target::process::postgres::PgMode;
 use crate::target::process::redis::RedisMode;
 use crate::target::sqlite::SqliteMode;
 use ::engine::FsyncPolicy;
@@ -79,6 +81,8 @@ pub struct EngineBenchOptions {
     pub sqlite_modes: Vec<SqliteMode>,
     /// `redis-server` modes measured (`powercut compare --target redis`).
     pub redis_modes: Vec<RedisMode>,
+    /// PostgreSQL modes measured (`powercut compare --target postgres`).
+    pub postgres_modes: Vec<PgMode>,
     /// Write the rows here as CSV.
     pub csv: Option<PathBuf>,
     /// Also measure recovery speed and memory, with these options.
@@ -108,6 +112,7 @@ impl Default for EngineBenchOptions {
                 .map(|mode| mode.parse().expect("built-in SQLite mode"))
                 .collect(),
             redis_modes: Vec::new(),
+            postgres_modes: Vec::new(),
             csv: None,
             recovery: None,
             dir: None,
@@ -123,6 +128,7 @@ pub enum System {
     Engine,
     Sqlite,
     Redis,
+    Postgres,
 }
 
 /// One configuration's result. Serialises to exactly [`CSV_COLUMNS`].
@@ -301,6 +307,8 @@ pub enum BenchError {
     },
     #[error("redis-server: {0}")]
     Redis(String),
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
     #[error("SQLite set-up: {0}")]
     SqliteSetup(String),
     #[error("registering the sync-counting SQLite VFS failed with code {code}")]
@@ -388,6 +396,7 @@ enum Target {
     EngineCheckpoints(FsyncPolicy),
     Sqlite(SqliteMode),
     Redis(RedisMode),
+    Postgres(PgMode),
 }
 
 impl Target {
@@ -397,6 +406,7 @@ impl Target {
             Target::EngineCheckpoints(policy) => engine::bench_engine(root, policy, spec, true),
             Target::Sqlite(mode) => sqlite::bench_sqlite(root, mode, spec),
             Target::Redis(mode) => redis::bench_redis(root, mode, spec),
+            Target::Postgres(mode) => postgres::bench_postgres(root, mode, spec),
         }
     }
 
@@ -416,10 +426,15 @@ impl Target {
                 threads,
                 measured,
             )),
-            // Redis's fsyncs are not counted (no recording storage between).
+            // Redis's and PostgreSQL's fsyncs are not counted (no recording
+            // storage between).
             Target::Redis(mode) => Some(BenchRow {
                 fsyncs_per_commit: None,
                 ..BenchRow::from_measured(System::Redis, &mode.to_string(), threads, measured)
+            }),
+            Target::Postgres(mode) => Some(BenchRow {
+                fsyncs_per_commit: None,
+                ..BenchRow::from_measured(System::Postgres, &mode.to_string(), threads, measured)
             }),
         }
     }
@@ -532,6 +547,12 @@ fn configurations(options: &EngineBenchOptions) -> Vec<(Target, usize)> {
         .flat_map(|&policy| [Target::Engine(policy), Target::EngineCheckpoints(policy)])
         .chain(sqlite.map(|&mode| Target::Sqlite(mode)))
         .chain(options.redis_modes.iter().map(|&mode| Target::Redis(mode)))
+        .chain(
+            options
+                .postgres_modes
+                .iter()
+                .map(|&mode| Target::Postgres(mode)),
+        )
         .collect();
     options
         .threads
@@ -555,7 +576,10 @@ fn validate(options: &EngineBenchOptions) -> Result<(), BenchError> {
         ));
     }
     let measures_rows = !options.threads.is_empty()
-        && (options.sqlite || !options.policies.is_empty() || !options.redis_modes.is_empty());
+        && (options.sqlite
+            || !options.policies.is_empty()
+            || !options.redis_modes.is_empty()
+            || !options.postgres_modes.is_empty());
     if !measures_rows && options.recovery.is_none() {
         return invalid("nothing to measure".to_string());
     }
@@ -612,6 +636,7 @@ fn write_table_row(out: &mut dyn Write, row: &BenchRow) -> io::Result<()> {
         System::Engine => "engine",
         System::Sqlite => "sqlite",
         System::Redis => "redis",
+        System::Postgres => "postgres",
     };
     writeln!(
         out,

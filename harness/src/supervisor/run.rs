@@ -350,7 +350,10 @@ fn finish(plan: &Plan, report: RunReport) -> i32 {
     }
     for (label, causes) in [
         ("causes of violations", &summary.violation_causes),
-        ("causes where the target promises nothing", &summary.unpromised_causes),
+        (
+            "causes where the target promises nothing",
+            &summary.unpromised_causes,
+        ),
     ] {
         for (pair, counts) in causes {
             let counts: Vec<String> = counts

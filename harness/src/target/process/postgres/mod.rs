@@ -45,7 +45,7 @@ pub mod wire;
 
 use self::wire::{Connection, WireError, bytea_literal, parse_bytea};
 use super::fuse::Owner;
-use super::program::{NotReady, ProgramSpec, die_with_this_thread, wait_ready};
+use super::program::{NotReady, Program, ProgramSpec, die_with_this_thread, wait_ready};
 use super::real_time::RealTimeOrigin;
 use super::session::{self, Session};
 use super::txns::OpenTxns;
@@ -222,14 +222,26 @@ impl TargetKind for PostgresKind {
 /// cause each counts under ([`cause`]); the first that matches wins.
 pub const CAUSES: &[(&str, &str)] = &[
     ("lock file \"postmaster.pid\" is empty", "lock-file-empty"),
-    ("could not locate a valid checkpoint record", "no-valid-checkpoint"),
-    ("could not locate required checkpoint record", "no-valid-checkpoint"),
+    (
+        "could not locate a valid checkpoint record",
+        "no-valid-checkpoint",
+    ),
+    (
+        "could not locate required checkpoint record",
+        "no-valid-checkpoint",
+    ),
     ("invalid checkpoint record", "no-valid-checkpoint"),
     ("checkpoint record is at", "no-valid-checkpoint"),
-    ("invalid resource manager ID in checkpoint record", "no-valid-checkpoint"),
+    (
+        "invalid resource manager ID in checkpoint record",
+        "no-valid-checkpoint",
+    ),
     ("control file", "control-file"),
     ("pg_control", "control-file"),
-    ("WAL contains references to invalid pages", "wal-references-invalid-pages"),
+    (
+        "WAL contains references to invalid pages",
+        "wal-references-invalid-pages",
+    ),
     ("page verification failed", "checksum-failure"),
     ("invalid page in block", "invalid-page"),
     ("could not read block", "could-not-read-block"),
@@ -587,7 +599,7 @@ pub struct PostgresTarget {
 
 /// The command that starts the postmaster as process 1 of its own PID and
 /// IPC namespaces, as [`USER`].
-fn command(mode: PgMode, user: (u32, u32), datadir: &Path, socket_dir: &Path) -> Vec<String> {
+pub fn command(mode: PgMode, user: (u32, u32), datadir: &Path, socket_dir: &Path) -> Vec<String> {
     let mut argv: Vec<String> = [
         "unshare",
         "--pid",
@@ -746,26 +758,54 @@ impl PostgresTarget {
         Ok(state)
     }
 
-    /// The postmaster's pid (outside its namespace): the child of the
-    /// `unshare` process.
     fn postmaster_pid(&mut self) -> Option<i32> {
-        let unshare = self.session.program().pid();
-        let children =
-            std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).ok()?;
-        children.split_whitespace().next()?.parse().ok()
+        postmaster_of(self.session.program())
     }
 
-    /// Kills the whole cluster: the postmaster is process 1 of its PID
-    /// namespace, so its death kills and reaps every backend; `unshare`
-    /// exits after it.
     fn kill_cluster(&mut self) {
         drop(self.connection.take());
-        if let Some(pid) = self.postmaster_pid() {
-            // SAFETY: a plain signal to the postmaster this target started.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        let _ = self.session.program().wait_or_kill(STOP_TIME_MAX);
+        kill_cluster(self.session.program());
     }
+}
+
+/// One transaction as one simple query: `BEGIN`, each write (a put is an
+/// upsert, `None` a delete), `COMMIT`.
+pub fn transaction_sql<'a>(
+    writes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) -> String {
+    let mut sql = String::from("BEGIN;");
+    for (key, value) in writes {
+        match value {
+            Some(value) => sql.push_str(&format!(
+                "INSERT INTO kv VALUES ({}, {}) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;",
+                bytea_literal(key),
+                bytea_literal(value)
+            )),
+            None => sql.push_str(&format!("DELETE FROM kv WHERE key = {};", bytea_literal(key))),
+        }
+    }
+    sql.push_str("COMMIT");
+    sql
+}
+
+/// The postmaster's pid (outside its namespace) of a cluster [`command`]
+/// started: the child of the `unshare` process.
+pub fn postmaster_of(program: &Program) -> Option<i32> {
+    let unshare = program.pid();
+    let children =
+        std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
+/// Kills the whole cluster [`command`] started: the postmaster is process 1
+/// of its PID namespace, so its death kills and reaps every backend;
+/// `unshare` exits after it.
+pub fn kill_cluster(program: &mut Program) {
+    if let Some(pid) = postmaster_of(program) {
+        // SAFETY: a plain signal to the postmaster this program started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = program.wait_or_kill(STOP_TIME_MAX);
 }
 
 /// `postmaster.pid`'s eighth line says `ready` once the server accepts
@@ -828,18 +868,11 @@ impl Target for PostgresTarget {
 
     fn commit(&mut self, txn: TxnHandle) -> TargetResult<Option<u64>> {
         let writes = self.txns.take(txn)?;
-        let mut sql = String::from("BEGIN;");
-        for (key, value) in &writes {
-            match value {
-                Some(value) => sql.push_str(&format!(
-                    "INSERT INTO kv VALUES ({}, {}) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;",
-                    bytea_literal(key),
-                    bytea_literal(value)
-                )),
-                None => sql.push_str(&format!("DELETE FROM kv WHERE key = {};", bytea_literal(key))),
-            }
-        }
-        sql.push_str("COMMIT");
+        let sql = transaction_sql(
+            writes
+                .iter()
+                .map(|(key, value)| (key.as_slice(), value.as_deref())),
+        );
         let result = self.query("commit", &sql)?;
         if result.tags.last().map(String::as_str) != Some("COMMIT") {
             return Err(error(
