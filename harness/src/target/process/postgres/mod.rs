@@ -255,6 +255,14 @@ pub const CAUSES: &[(&str, &str)] = &[
     ("index", "index-corruption"),
 ];
 
+/// What the scan finds without a word from PostgreSQL, and its cause name.
+const HARNESS_CAUSES: &[(&str, &str)] = &[
+    (TABLE_AND_INDEX_DISAGREE, "index-disagrees-with-table"),
+    (NOT_TWO_BYTEA, "malformed-row"),
+];
+const TABLE_AND_INDEX_DISAGREE: &str = "the table and its primary key index disagree";
+const NOT_TWO_BYTEA: &str = "a row that is not two bytea values";
+
 /// The most severe problem line of a message that quotes PostgreSQL's log:
 /// the first `PANIC`, else `FATAL`, else `ERROR`, else `WARNING`; the text
 /// after the level.
@@ -274,7 +282,13 @@ pub fn worst_log_message(message: &str) -> Option<&str> {
 /// `None` when the message quotes no problem line (a loss, a hole or a
 /// half transaction the oracle found in the scanned rows).
 pub fn cause(message: &str) -> Option<String> {
-    let line = worst_log_message(message)?;
+    let Some(line) = worst_log_message(message) else {
+        // The scan's own findings, which PostgreSQL did not log.
+        return HARNESS_CAUSES
+            .iter()
+            .find(|(text, _)| message.contains(text))
+            .map(|(_, name)| name.to_string());
+    };
     if let Some((_, name)) = CAUSES.iter().find(|(text, _)| line.contains(text)) {
         return Some(name.to_string());
     }
@@ -750,7 +764,7 @@ impl PostgresTarget {
             let (key, value) = pair.ok_or_else(|| {
                 error(
                     TargetErrorKind::Corruption,
-                    format!("{what}: a row that is not two bytea values"),
+                    format!("{what}: {NOT_TWO_BYTEA}"),
                 )
             })?;
             state.insert(key, value);
@@ -925,7 +939,7 @@ impl Target for PostgresTarget {
             return Err(error(
                 TargetErrorKind::Corruption,
                 format!(
-                    "the table and its primary key index disagree: {} rows in the table, {} through the index",
+                    "{TABLE_AND_INDEX_DISAGREE}: {} rows in the table, {} through the index",
                     table.len(),
                     index.len()
                 ),
@@ -1080,6 +1094,11 @@ mod tests {
             Some("other: something new at N/NANBNC")
         );
         assert_eq!(cause("key 0x01 lost: acknowledged at 12 ms"), None);
+        assert_eq!(
+            cause("the table and its primary key index disagree: 3 rows in the table, 2 through the index")
+                .as_deref(),
+            Some("index-disagrees-with-table")
+        );
         assert_eq!(
             POSTGRES_KIND.cause(empty_pid).as_deref(),
             Some("lock-file-empty")
