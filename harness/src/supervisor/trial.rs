@@ -535,6 +535,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn causes_are_counted_by_kind_where_the_target_names_them() {
+        use crate::target::process::postgres::PgMode;
+        let mut causes = std::collections::BTreeMap::new();
+        let postgres = crate::target::TargetMode::Postgres(PgMode::Sync);
+        let empty =
+            "PostgreSQL did not start; its log: [1] FATAL:  lock file \"postmaster.pid\" is empty";
+        count_cause(postgres, "recovery-error", empty, &mut causes);
+        count_cause(postgres, "recovery-error", empty, &mut causes);
+        count_cause(postgres, "lost-ack", "key 0x01 lost", &mut causes);
+        let engine = crate::target::TargetMode::Engine(engine::FsyncPolicy::Always);
+        count_cause(engine, "recovery-error", empty, &mut causes);
+        assert_eq!(
+            causes.into_iter().collect::<Vec<_>>(),
+            [("recovery-error: lock-file-empty".to_string(), 2)]
+        );
+        let mut summary = crate::report::Summary::default();
+        let pair = "postgres:sync × power-loss";
+        let one = [("recovery-error: lock-file-empty".to_string(), 2)].into();
+        crate::report::Summary::add_causes(&mut summary.violation_causes, pair, &one);
+        crate::report::Summary::add_causes(&mut summary.violation_causes, pair, &one);
+        assert_eq!(
+            summary.violation_causes[pair]["recovery-error: lock-file-empty"],
+            4
+        );
+    }
+
+    #[test]
     fn seeds_mix_apart() {
         assert_ne!(mix(1, 2), mix(2, 1));
         assert_ne!(mix(0, 0), mix(0, 1));
