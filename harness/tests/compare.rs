@@ -304,3 +304,33 @@ fn postgres_modes_get_rows_with_both_sides() {
         assert!(row.within_promise.is_some() && row.recovery_p50_ms.is_some());
     }
 }
+
+/// `line:COMMAND`'s throughput side: the example program on a real
+/// directory, committing threads taking turns on its one pipe, gives a row
+/// of measured commits and latencies (its fsyncs and bytes are not
+/// counted). Its crash side is the run machinery's, as for every target.
+#[test]
+fn a_line_program_gets_a_throughput_row() {
+    use harness::bench::{EngineBenchOptions, System, run_engine_bench};
+    let options = EngineBenchOptions {
+        policies: Vec::new(),
+        sqlite: false,
+        line_commands: vec![env!("CARGO_BIN_EXE_appendkv")],
+        threads: vec![1, 2],
+        duration: std::time::Duration::from_millis(400),
+        rounds: 1,
+        dir: Some(env!("CARGO_TARGET_TMPDIR").into()),
+        ..EngineBenchOptions::default()
+    };
+    let report = run_engine_bench(&options, &mut Vec::new()).unwrap();
+    assert_eq!(report.rows.len(), 2, "{:?}", report.rows);
+    for (row, threads) in report.rows.iter().zip([1, 2]) {
+        assert_eq!(row.system, System::Line);
+        assert_eq!(row.policy, env!("CARGO_BIN_EXE_appendkv"));
+        assert_eq!(row.threads, threads);
+        assert!(row.commits > 0 && row.commits_per_s > 0.0, "{row:?}");
+        assert!(row.p99_us >= row.p50_us && row.p50_us > 0.0, "{row:?}");
+        assert_eq!(row.fsyncs_per_commit, None);
+        assert_eq!(row.wal_bytes_per_commit, None);
+    }
+}

@@ -23,6 +23,7 @@
 
 pub mod engine;
 pub mod harness;
+pub mod line;
 pub mod postgres;
 pub mod process;
 pub mod recovery;
@@ -83,6 +84,9 @@ pub struct EngineBenchOptions {
     pub redis_modes: Vec<RedisMode>,
     /// PostgreSQL modes measured (`powercut compare --target postgres`).
     pub postgres_modes: Vec<PgMode>,
+    /// Commands of `line:` programs measured (`powercut compare --target
+    /// line:COMMAND`).
+    pub line_commands: Vec<&'static str>,
     /// Write the rows here as CSV.
     pub csv: Option<PathBuf>,
     /// Also measure recovery speed and memory, with these options.
@@ -113,6 +117,7 @@ impl Default for EngineBenchOptions {
                 .collect(),
             redis_modes: Vec::new(),
             postgres_modes: Vec::new(),
+            line_commands: Vec::new(),
             csv: None,
             recovery: None,
             dir: None,
@@ -129,6 +134,7 @@ pub enum System {
     Sqlite,
     Redis,
     Postgres,
+    Line,
 }
 
 /// One configuration's result. Serialises to exactly [`CSV_COLUMNS`].
@@ -309,6 +315,8 @@ pub enum BenchError {
     Redis(String),
     #[error("PostgreSQL: {0}")]
     Postgres(String),
+    #[error("line program {0}")]
+    Line(String),
     #[error("SQLite set-up: {0}")]
     SqliteSetup(String),
     #[error("registering the sync-counting SQLite VFS failed with code {code}")]
@@ -397,6 +405,7 @@ enum Target {
     Sqlite(SqliteMode),
     Redis(RedisMode),
     Postgres(PgMode),
+    Line(&'static str),
 }
 
 impl Target {
@@ -407,6 +416,7 @@ impl Target {
             Target::Sqlite(mode) => sqlite::bench_sqlite(root, mode, spec),
             Target::Redis(mode) => redis::bench_redis(root, mode, spec),
             Target::Postgres(mode) => postgres::bench_postgres(root, mode, spec),
+            Target::Line(command) => line::bench_line(root, command, spec),
         }
     }
 
@@ -435,6 +445,10 @@ impl Target {
             Target::Postgres(mode) => Some(BenchRow {
                 fsyncs_per_commit: None,
                 ..BenchRow::from_measured(System::Postgres, &mode.to_string(), threads, measured)
+            }),
+            Target::Line(command) => Some(BenchRow {
+                fsyncs_per_commit: None,
+                ..BenchRow::from_measured(System::Line, command, threads, measured)
             }),
         }
     }
@@ -553,6 +567,12 @@ fn configurations(options: &EngineBenchOptions) -> Vec<(Target, usize)> {
                 .iter()
                 .map(|&mode| Target::Postgres(mode)),
         )
+        .chain(
+            options
+                .line_commands
+                .iter()
+                .map(|&command| Target::Line(command)),
+        )
         .collect();
     options
         .threads
@@ -579,7 +599,8 @@ fn validate(options: &EngineBenchOptions) -> Result<(), BenchError> {
         && (options.sqlite
             || !options.policies.is_empty()
             || !options.redis_modes.is_empty()
-            || !options.postgres_modes.is_empty());
+            || !options.postgres_modes.is_empty()
+            || !options.line_commands.is_empty());
     if !measures_rows && options.recovery.is_none() {
         return invalid("nothing to measure".to_string());
     }
@@ -637,6 +658,7 @@ fn write_table_row(out: &mut dyn Write, row: &BenchRow) -> io::Result<()> {
         System::Sqlite => "sqlite",
         System::Redis => "redis",
         System::Postgres => "postgres",
+        System::Line => "line",
     };
     writeln!(
         out,

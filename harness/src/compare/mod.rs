@@ -314,21 +314,21 @@ fn throughput_side(
     let mut sqlite_modes = Vec::new();
     let mut redis_modes = Vec::new();
     let mut postgres_modes = Vec::new();
+    let mut line_commands = Vec::new();
     for mode in &modes {
         match mode {
             TargetMode::Engine(policy) => policies.push(*policy),
             TargetMode::Sqlite(sqlite) => sqlite_modes.push(*sqlite),
             TargetMode::Redis(redis) => redis_modes.push(*redis),
             TargetMode::Postgres(postgres) => postgres_modes.push(*postgres),
-            // A user's program speaks the line protocol on a FUSE mount
-            // only: no throughput side.
-            TargetMode::Line(_) => {}
+            TargetMode::Line(command) => line_commands.push(*command),
         }
     }
     if policies.is_empty()
         && sqlite_modes.is_empty()
         && redis_modes.is_empty()
         && postgres_modes.is_empty()
+        && line_commands.is_empty()
     {
         return Ok(Vec::new());
     }
@@ -348,6 +348,7 @@ fn throughput_side(
         sqlite_modes,
         redis_modes,
         postgres_modes,
+        line_commands,
         csv: None,
         recovery: None,
         dir: options.bench_dir.clone(),
@@ -525,14 +526,12 @@ pub fn build_rows(
 ) -> Vec<CompareRow> {
     let mut rows = Vec::new();
     let find = |mode: &TargetMode, threads: usize| {
-        // `line:` targets have no throughput side: their rows carry the
-        // crash side only.
         let (system, policy) = match mode {
             TargetMode::Engine(policy) => (System::Engine, policy.to_string()),
             TargetMode::Sqlite(sqlite) => (System::Sqlite, sqlite.to_string()),
             TargetMode::Redis(redis) => (System::Redis, redis.to_string()),
             TargetMode::Postgres(postgres) => (System::Postgres, postgres.to_string()),
-            TargetMode::Line(_) => return None,
+            TargetMode::Line(command) => (System::Line, command.to_string()),
         };
         bench_rows
             .iter()
