@@ -199,6 +199,21 @@ fn each_promise_is_checked_from_the_numbers() {
     assert_eq!(failed.len(), expect.len(), "{failed:#?}");
 }
 
+/// The rows `compare --target TARGET` writes; a check may fail (exit 1),
+/// never the command (2 or 3).
+fn rows_of_target(target: &str) -> Vec<CompareRow> {
+    let dir = tempfile::tempdir().unwrap();
+    let output = compare(dir.path(), &["--target", target]);
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut reader = csv::Reader::from_path(dir.path().join("fsync-policies.csv")).unwrap();
+    reader.deserialize().map(Result::unwrap).collect()
+}
+
 /// `--target redis`: one row per Redis mode × fault with both sides
 /// measured — throughput from a commit loop against redis-server on a real
 /// directory, the crash side from the run machinery on the FUSE mount —
@@ -207,16 +222,7 @@ fn each_promise_is_checked_from_the_numbers() {
 /// redis-server, root and /dev/fuse.
 #[test]
 fn redis_modes_get_rows_with_both_sides() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = compare(dir.path(), &["--target", "redis"]);
-    assert!(
-        matches!(output.status.code(), Some(0 | 1)),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut reader = csv::Reader::from_path(dir.path().join("fsync-policies.csv")).unwrap();
-    let rows: Vec<CompareRow> = reader.deserialize().map(Result::unwrap).collect();
+    let rows = rows_of_target("redis");
     let seen: Vec<(String, String, String)> = rows
         .iter()
         .map(|row| (row.policy.clone(), row.fault.clone(), row.promise.clone()))
@@ -263,16 +269,7 @@ fn redis_modes_get_rows_with_both_sides() {
 /// or 3. Needs PostgreSQL 15, root and /dev/fuse.
 #[test]
 fn postgres_modes_get_rows_with_both_sides() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = compare(dir.path(), &["--target", "postgres:async"]);
-    assert!(
-        matches!(output.status.code(), Some(0 | 1)),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut reader = csv::Reader::from_path(dir.path().join("fsync-policies.csv")).unwrap();
-    let rows: Vec<CompareRow> = reader.deserialize().map(Result::unwrap).collect();
+    let rows = rows_of_target("postgres:async");
     let seen: Vec<(&str, &str, &str)> = rows
         .iter()
         .map(|row| {

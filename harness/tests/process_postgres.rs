@@ -69,35 +69,51 @@ fn runs_postgres(pid: u32) -> bool {
     std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == Path::new(POSTGRES))
 }
 
+/// The ancestors of `pid`, nearest first, up to (not including) process 1.
+fn ancestors(pid: u32) -> Vec<u32> {
+    let mut chain = Vec::new();
+    let mut at = pid;
+    while let Some(parent) = parent_of(at).filter(|parent| *parent > 1) {
+        chain.push(parent);
+        at = parent;
+    }
+    chain
+}
+
+/// Every running process whose ancestors include `root`.
+fn processes_under(root: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| ancestors(*pid).contains(&root))
+        .collect()
+}
+
 /// Every running PostgreSQL process of a cluster (below an `unshare`, not
 /// `initdb`'s) whose ancestors include `root`.
 fn clusters_under(root: u32) -> BTreeSet<u32> {
-    let mut found = BTreeSet::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if !runs_postgres(pid) {
-            continue;
-        }
-        let mut at = pid;
-        let mut in_cluster = false;
-        while let Some(parent) = parent_of(at) {
-            in_cluster |= std::fs::read_link(format!("/proc/{parent}/exe"))
-                .is_ok_and(|exe| exe.ends_with("unshare"));
-            if parent == root {
-                if in_cluster {
-                    found.insert(pid);
-                }
-                break;
-            }
-            if parent <= 1 {
-                break;
-            }
-            at = parent;
-        }
-    }
-    found
+    processes_under(root)
+        .into_iter()
+        .filter(|pid| runs_postgres(*pid))
+        .filter(|pid| {
+            let chain = ancestors(*pid);
+            let below_root = chain.iter().position(|p| *p == root).unwrap_or(0);
+            chain[..below_root].iter().any(|parent| {
+                std::fs::read_link(format!("/proc/{parent}/exe"))
+                    .is_ok_and(|exe| exe.ends_with("unshare"))
+            })
+        })
+        .collect()
+}
+
+/// `powercut ARGS` started, its output thrown away.
+fn spawn_quiet(args: &[&str]) -> std::process::Child {
+    command(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 fn run_postgres(mode: &str, seed: &str, out: &Path) -> std::process::Output {
@@ -158,7 +174,7 @@ fn postgres_without_fsync_loses_acknowledged_commits_and_the_run_counts_them() {
 fn a_sigkilled_run_leaves_no_postgresql_process() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = tempfile::tempdir().unwrap();
-    let mut run = command(&[
+    let mut run = spawn_quiet(&[
         "run",
         "--target",
         "postgres:sync",
@@ -170,11 +186,7 @@ fn a_sigkilled_run_leaves_no_postgresql_process() {
         "2",
         "--out",
         out.path().to_str().unwrap(),
-    ])
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    ]);
     let root = run.id();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = BTreeSet::new();
@@ -316,7 +328,7 @@ fn a_worker_killed_during_initdb_leaves_nothing_behind() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let initdb = Path::new(POSTGRES).with_file_name("initdb");
     let out = tempfile::tempdir().unwrap();
-    let mut run = command(&[
+    let mut run = spawn_quiet(&[
         "run",
         "--target",
         "postgres:sync",
@@ -326,35 +338,13 @@ fn a_worker_killed_during_initdb_leaves_nothing_behind() {
         "1",
         "--out",
         out.path().to_str().unwrap(),
-    ])
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    ]);
     let root = run.id();
-    let under_root = |pid: u32| {
-        let mut at = pid;
-        while let Some(parent) = parent_of(at) {
-            if parent == root {
-                return true;
-            }
-            if parent <= 1 {
-                return false;
-            }
-            at = parent;
-        }
-        false
-    };
     let deadline = Instant::now() + Duration::from_secs(30);
     let (initdb_pid, worker) = loop {
-        let found = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
-            .find(|pid| {
-                std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == initdb)
-                    && under_root(*pid)
-            });
+        let found = processes_under(root).into_iter().find(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == initdb)
+        });
         if let Some(pid) = found {
             break (pid, parent_of(pid).unwrap());
         }
