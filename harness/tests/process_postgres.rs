@@ -136,17 +136,28 @@ fn run_postgres(mode: &str, seed: &str, out: &Path) -> std::process::Output {
     ])
 }
 
+/// No acknowledged commit is lost and nothing else goes wrong, but for the
+/// one known finding (docs/postgres.md): a crash point between the creation
+/// of `postmaster.pid` and its fsync leaves it empty and PostgreSQL will not
+/// start. Where the crash points fall in a process target's trace is not
+/// deterministic, so the test admits that violation, and only that one.
 #[test]
 fn postgres_sync_keeps_every_acknowledged_commit_through_power_cuts() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = tempfile::tempdir().unwrap();
     let output = run_postgres("sync", "1", out.path());
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let summary = summary(&out.path().join("report"));
     assert!(summary["crash_states"].as_u64().unwrap() >= 10, "{summary}");
     assert!(summary["acked"].as_u64().unwrap() > 0, "{summary}");
-    assert_eq!(summary["violations"], 0, "{summary}");
     assert_eq!(summary["acked_lost_permitted"], 0, "{summary}");
+    let violations = summary["violations"].as_u64().unwrap();
+    let empty_lock_files = summary["violation_causes"]["postgres:sync × power-loss"]
+        ["recovery-error: lock-file-empty"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(violations, empty_lock_files, "{summary}");
+    let code = if violations == 0 { 0 } else { 1 };
+    assert_eq!(output.status.code(), Some(code), "{}", describe(&output));
 }
 
 /// `fsync=off` promises nothing under power loss: what it loses is counted
