@@ -199,6 +199,21 @@ fn each_promise_is_checked_from_the_numbers() {
     assert_eq!(failed.len(), expect.len(), "{failed:#?}");
 }
 
+/// The rows `compare --target TARGET` writes; a check may fail (exit 1),
+/// never the command (2 or 3).
+fn rows_of_target(target: &str) -> Vec<CompareRow> {
+    let dir = tempfile::tempdir().unwrap();
+    let output = compare(dir.path(), &["--target", target]);
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut reader = csv::Reader::from_path(dir.path().join("fsync-policies.csv")).unwrap();
+    reader.deserialize().map(Result::unwrap).collect()
+}
+
 /// `--target redis`: one row per Redis mode × fault with both sides
 /// measured — throughput from a commit loop against redis-server on a real
 /// directory, the crash side from the run machinery on the FUSE mount —
@@ -207,16 +222,7 @@ fn each_promise_is_checked_from_the_numbers() {
 /// redis-server, root and /dev/fuse.
 #[test]
 fn redis_modes_get_rows_with_both_sides() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = compare(dir.path(), &["--target", "redis"]);
-    assert!(
-        matches!(output.status.code(), Some(0 | 1)),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut reader = csv::Reader::from_path(dir.path().join("fsync-policies.csv")).unwrap();
-    let rows: Vec<CompareRow> = reader.deserialize().map(Result::unwrap).collect();
+    let rows = rows_of_target("redis");
     let seen: Vec<(String, String, String)> = rows
         .iter()
         .map(|row| (row.policy.clone(), row.fault.clone(), row.promise.clone()))
@@ -253,4 +259,75 @@ fn redis_modes_get_rows_with_both_sides() {
         everysec.commits_per_s > always.commits_per_s,
         "an fsync per command costs: {always:?} vs {everysec:?}"
     );
+}
+
+/// `--target postgres:MODE`: one row per mode × fault with both sides —
+/// throughput from a commit loop against PostgreSQL on a real directory,
+/// the crash side from the run machinery on the FUSE mount (fewer crash
+/// states a trial than the engine's) — and PostgreSQL's documented
+/// promise. A finding under power loss would fail a check: exit 1, never 2
+/// or 3. Needs PostgreSQL 15, root and /dev/fuse.
+#[test]
+fn postgres_modes_get_rows_with_both_sides() {
+    let rows = rows_of_target("postgres:async");
+    let seen: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|row| {
+            (
+                row.policy.as_str(),
+                row.fault.as_str(),
+                row.promise.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("postgres:async", "power-loss", "window:600"),
+            ("postgres:async", "process-crash", "window:600"),
+        ]
+    );
+    for row in &rows {
+        assert_eq!(row.threads, 1);
+        assert!(row.commits_per_s.unwrap() > 0.0, "{row:?}");
+        assert!(row.p50_us.unwrap() > 0.0, "{row:?}");
+        assert!(row.p99_us.unwrap() >= row.p50_us.unwrap(), "{row:?}");
+        // A commit writes at least its row (100 bytes) into the WAL.
+        assert!(row.wal_bytes_per_commit.unwrap() > 100.0, "{row:?}");
+        assert_eq!(row.fsyncs_per_commit, None, "not counted for PostgreSQL");
+        assert!(row.crash_states.unwrap() > 0, "{row:?}");
+        assert!(row.acked.unwrap() > 0, "{row:?}");
+        assert!(row.acked_lost.unwrap() <= row.acked.unwrap(), "{row:?}");
+        assert!(row.within_promise.is_some() && row.recovery_p50_ms.is_some());
+    }
+}
+
+/// `line:COMMAND`'s throughput side: the example program on a real
+/// directory, committing threads taking turns on its one pipe, gives a row
+/// of measured commits and latencies (its fsyncs and bytes are not
+/// counted). Its crash side is the run machinery's, as for every target.
+#[test]
+fn a_line_program_gets_a_throughput_row() {
+    use harness::bench::{EngineBenchOptions, System, run_engine_bench};
+    let options = EngineBenchOptions {
+        policies: Vec::new(),
+        sqlite: false,
+        line_commands: vec![env!("CARGO_BIN_EXE_appendkv")],
+        threads: vec![1, 2],
+        duration: std::time::Duration::from_millis(400),
+        rounds: 1,
+        dir: Some(env!("CARGO_TARGET_TMPDIR").into()),
+        ..EngineBenchOptions::default()
+    };
+    let report = run_engine_bench(&options, &mut Vec::new()).unwrap();
+    assert_eq!(report.rows.len(), 2, "{:?}", report.rows);
+    for (row, threads) in report.rows.iter().zip([1, 2]) {
+        assert_eq!(row.system, System::Line);
+        assert_eq!(row.policy, env!("CARGO_BIN_EXE_appendkv"));
+        assert_eq!(row.threads, threads);
+        assert!(row.commits > 0 && row.commits_per_s > 0.0, "{row:?}");
+        assert!(row.p99_us >= row.p50_us && row.p50_us > 0.0, "{row:?}");
+        assert_eq!(row.fsyncs_per_commit, None);
+        assert_eq!(row.wal_bytes_per_commit, None);
+    }
 }

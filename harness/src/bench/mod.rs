@@ -23,12 +23,15 @@
 
 pub mod engine;
 pub mod harness;
+pub mod line;
+pub mod postgres;
 pub mod process;
 pub mod recovery;
 pub mod redis;
 pub mod runner;
 pub mod sqlite;
 
+use crate::target::process::postgres::PgMode;
 use crate::target::process::redis::RedisMode;
 use crate::target::sqlite::SqliteMode;
 use ::engine::FsyncPolicy;
@@ -79,6 +82,11 @@ pub struct EngineBenchOptions {
     pub sqlite_modes: Vec<SqliteMode>,
     /// `redis-server` modes measured (`powercut compare --target redis`).
     pub redis_modes: Vec<RedisMode>,
+    /// PostgreSQL modes measured (`powercut compare --target postgres`).
+    pub postgres_modes: Vec<PgMode>,
+    /// Commands of `line:` programs measured (`powercut compare --target
+    /// line:COMMAND`).
+    pub line_commands: Vec<&'static str>,
     /// Write the rows here as CSV.
     pub csv: Option<PathBuf>,
     /// Also measure recovery speed and memory, with these options.
@@ -108,6 +116,8 @@ impl Default for EngineBenchOptions {
                 .map(|mode| mode.parse().expect("built-in SQLite mode"))
                 .collect(),
             redis_modes: Vec::new(),
+            postgres_modes: Vec::new(),
+            line_commands: Vec::new(),
             csv: None,
             recovery: None,
             dir: None,
@@ -123,6 +133,8 @@ pub enum System {
     Engine,
     Sqlite,
     Redis,
+    Postgres,
+    Line,
 }
 
 /// One configuration's result. Serialises to exactly [`CSV_COLUMNS`].
@@ -301,6 +313,10 @@ pub enum BenchError {
     },
     #[error("redis-server: {0}")]
     Redis(String),
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    #[error("line program {0}")]
+    Line(String),
     #[error("SQLite set-up: {0}")]
     SqliteSetup(String),
     #[error("registering the sync-counting SQLite VFS failed with code {code}")]
@@ -391,6 +407,8 @@ enum Target {
     EngineCheckpoints(FsyncPolicy),
     Sqlite(SqliteMode),
     Redis(RedisMode),
+    Postgres(PgMode),
+    Line(&'static str),
 }
 
 impl Target {
@@ -400,6 +418,8 @@ impl Target {
             Target::EngineCheckpoints(policy) => engine::bench_engine(root, policy, spec, true),
             Target::Sqlite(mode) => sqlite::bench_sqlite(root, mode, spec),
             Target::Redis(mode) => redis::bench_redis(root, mode, spec),
+            Target::Postgres(mode) => postgres::bench_postgres(root, mode, spec),
+            Target::Line(command) => line::bench_line(root, command, spec),
         }
     }
 
@@ -419,10 +439,19 @@ impl Target {
                 threads,
                 measured,
             )),
-            // Redis's fsyncs are not counted (no recording storage between).
+            // Redis's and PostgreSQL's fsyncs are not counted (no recording
+            // storage between).
             Target::Redis(mode) => Some(BenchRow {
                 fsyncs_per_commit: None,
                 ..BenchRow::from_measured(System::Redis, &mode.to_string(), threads, measured)
+            }),
+            Target::Postgres(mode) => Some(BenchRow {
+                fsyncs_per_commit: None,
+                ..BenchRow::from_measured(System::Postgres, &mode.to_string(), threads, measured)
+            }),
+            Target::Line(command) => Some(BenchRow {
+                fsyncs_per_commit: None,
+                ..BenchRow::from_measured(System::Line, command, threads, measured)
             }),
         }
     }
@@ -535,6 +564,18 @@ fn configurations(options: &EngineBenchOptions) -> Vec<(Target, usize)> {
         .flat_map(|&policy| [Target::Engine(policy), Target::EngineCheckpoints(policy)])
         .chain(sqlite.map(|&mode| Target::Sqlite(mode)))
         .chain(options.redis_modes.iter().map(|&mode| Target::Redis(mode)))
+        .chain(
+            options
+                .postgres_modes
+                .iter()
+                .map(|&mode| Target::Postgres(mode)),
+        )
+        .chain(
+            options
+                .line_commands
+                .iter()
+                .map(|&command| Target::Line(command)),
+        )
         .collect();
     options
         .threads
@@ -558,7 +599,11 @@ fn validate(options: &EngineBenchOptions) -> Result<(), BenchError> {
         ));
     }
     let measures_rows = !options.threads.is_empty()
-        && (options.sqlite || !options.policies.is_empty() || !options.redis_modes.is_empty());
+        && (options.sqlite
+            || !options.policies.is_empty()
+            || !options.redis_modes.is_empty()
+            || !options.postgres_modes.is_empty()
+            || !options.line_commands.is_empty());
     if !measures_rows && options.recovery.is_none() {
         return invalid("nothing to measure".to_string());
     }
@@ -615,6 +660,8 @@ fn write_table_row(out: &mut dyn Write, row: &BenchRow) -> io::Result<()> {
         System::Engine => "engine",
         System::Sqlite => "sqlite",
         System::Redis => "redis",
+        System::Postgres => "postgres",
+        System::Line => "line",
     };
     writeln!(
         out,

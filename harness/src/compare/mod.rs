@@ -80,6 +80,13 @@ pub const CONFIGURATION_DURATION_MIN: Duration = Duration::from_millis(100);
 pub const DURATION_MAX: Duration = Duration::from_secs(6 * 3600);
 /// Catch-up runs for policy × fault pairs the timed crash run did not reach.
 pub const CATCH_UP_TRIALS_MAX: usize = 64;
+/// PostgreSQL's crash side: crash points per trial and states per point of
+/// the `compare` scenario it runs ([`postgres_scenario`]). A crash state of
+/// PostgreSQL costs about a second (three starts of the server), the
+/// engine's a few milliseconds: the full scenario (192 states a trial)
+/// would take minutes per mode × fault.
+pub const POSTGRES_POINTS_PER_TRIAL: i64 = 4;
+pub const POSTGRES_STATES_PER_POINT: i64 = 2;
 
 /// What `powercut compare` measures.
 #[derive(Clone, Debug)]
@@ -306,18 +313,23 @@ fn throughput_side(
     let mut policies = Vec::new();
     let mut sqlite_modes = Vec::new();
     let mut redis_modes = Vec::new();
+    let mut postgres_modes = Vec::new();
+    let mut line_commands = Vec::new();
     for mode in &modes {
         match mode {
             TargetMode::Engine(policy) => policies.push(*policy),
             TargetMode::Sqlite(sqlite) => sqlite_modes.push(*sqlite),
             TargetMode::Redis(redis) => redis_modes.push(*redis),
-            // A user's program speaks the line protocol on a FUSE mount
-            // only, and PostgreSQL has no commit loop here yet: no
-            // throughput side.
-            TargetMode::Line(_) | TargetMode::Postgres(_) => {}
+            TargetMode::Postgres(postgres) => postgres_modes.push(*postgres),
+            TargetMode::Line(command) => line_commands.push(*command),
         }
     }
-    if policies.is_empty() && sqlite_modes.is_empty() && redis_modes.is_empty() {
+    if policies.is_empty()
+        && sqlite_modes.is_empty()
+        && redis_modes.is_empty()
+        && postgres_modes.is_empty()
+        && line_commands.is_empty()
+    {
         return Ok(Vec::new());
     }
     let configurations = modes.len() * options.threads.len();
@@ -335,6 +347,8 @@ fn throughput_side(
         sqlite: !sqlite_modes.is_empty(),
         sqlite_modes,
         redis_modes,
+        postgres_modes,
+        line_commands,
         csv: None,
         recovery: None,
         dir: options.bench_dir.clone(),
@@ -348,19 +362,68 @@ fn throughput_side(
     Ok(report.rows)
 }
 
+/// The `compare` scenario with PostgreSQL's fewer crash states a trial
+/// ([`POSTGRES_POINTS_PER_TRIAL`]), as `(label, TOML)`; the label is a
+/// scenario file's (`NAME@HASH`), since it is no built-in (its cases replay
+/// from their bundles, which keep the TOML).
+pub fn postgres_scenario() -> (String, String) {
+    let builtin = crate::workload::scenario::builtin_toml(SCENARIO).expect("built-in scenario");
+    let mut table: toml::Table = builtin.parse().expect("the built-in scenario parses");
+    let name = format!("{SCENARIO}-postgres");
+    table.insert("name".into(), toml::Value::String(name.clone()));
+    let crash = table
+        .entry("crash")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .expect("[crash] is a table");
+    crash.insert(
+        "points_per_trial".into(),
+        toml::Value::Integer(POSTGRES_POINTS_PER_TRIAL),
+    );
+    crash.insert(
+        "states_per_point".into(),
+        toml::Value::Integer(POSTGRES_STATES_PER_POINT),
+    );
+    let text = toml::to_string(&table).expect("a TOML table serialises");
+    let label = format!("{name}@{:08x}", crc32c::crc32c(text.as_bytes()));
+    (label, text)
+}
+
 /// Runs the crash side: every target mode × fault in one timed run (trials
 /// go round-robin over the pairs), then one trial of any pair the time did
-/// not reach, so every crash cell is measured.
+/// not reach, so every crash cell is measured. PostgreSQL's modes run apart:
+/// one trial per mode × fault × start of [`postgres_scenario`], whatever the
+/// time.
 fn crash_side(
     options: &CompareOptions,
     modes: &[TargetMode],
     budget: Duration,
 ) -> Result<BTreeMap<(String, String), CrashSide>, CompareError> {
-    let policies: Vec<String> = modes.iter().map(|m| m.to_string()).collect();
+    let (postgres, others): (Vec<TargetMode>, Vec<TargetMode>) = modes
+        .iter()
+        .partition(|mode| matches!(mode, TargetMode::Postgres(_)));
     let faults: Vec<String> = FAULTS.iter().map(|f| f.to_string()).collect();
     let mut sides = BTreeMap::new();
+    if !postgres.is_empty() {
+        let names: Vec<String> = postgres.iter().map(|m| m.to_string()).collect();
+        run_crash(
+            options,
+            Some(postgres_scenario()),
+            &names,
+            &faults,
+            // One trial per combination (process targets start both empty
+            // and from a steady state).
+            Budget::Trials((names.len() * faults.len() * crate::target::Start::ALL.len()) as u64),
+            &mut sides,
+        )?;
+    }
+    if others.is_empty() {
+        return Ok(sides);
+    }
+    let policies: Vec<String> = others.iter().map(|m| m.to_string()).collect();
     run_crash(
         options,
+        None,
         &policies,
         &faults,
         Budget::Time(budget),
@@ -375,6 +438,7 @@ fn crash_side(
     for (policy, fault) in missing {
         run_crash(
             options,
+            None,
             std::slice::from_ref(&policy),
             std::slice::from_ref(&fault),
             Budget::Trials(1),
@@ -384,8 +448,11 @@ fn crash_side(
     Ok(sides)
 }
 
+/// One run of the crash side: the built-in `compare` scenario, or
+/// `scenario` (label, TOML) when given.
 fn run_crash(
     options: &CompareOptions,
+    scenario: Option<(String, String)>,
     policies: &[String],
     faults: &[String],
     budget: Budget,
@@ -402,6 +469,10 @@ fn run_crash(
         ..RunRequest::default()
     })
     .map_err(CompareError::Usage)?;
+    if let Some((label, toml)) = scenario {
+        plan.setup.scenario_label = label;
+        plan.setup.scenario_toml = toml;
+    }
     plan.budget = budget;
     let report = execute(&plan).map_err(CompareError::Crash)?;
     if report.summary.interrupted {
@@ -455,13 +526,12 @@ pub fn build_rows(
 ) -> Vec<CompareRow> {
     let mut rows = Vec::new();
     let find = |mode: &TargetMode, threads: usize| {
-        // `line:` targets have no throughput side: their rows carry the
-        // crash side only.
         let (system, policy) = match mode {
             TargetMode::Engine(policy) => (System::Engine, policy.to_string()),
             TargetMode::Sqlite(sqlite) => (System::Sqlite, sqlite.to_string()),
             TargetMode::Redis(redis) => (System::Redis, redis.to_string()),
-            TargetMode::Line(_) | TargetMode::Postgres(_) => return None,
+            TargetMode::Postgres(postgres) => (System::Postgres, postgres.to_string()),
+            TargetMode::Line(command) => (System::Line, command.to_string()),
         };
         bench_rows
             .iter()

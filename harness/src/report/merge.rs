@@ -266,6 +266,12 @@ fn add_totals(summary: &mut Summary, theirs: &Summary) {
             .entry(kind.clone())
             .or_insert_with(|| case_id.clone());
     }
+    for (pair, causes) in &theirs.unpromised_causes {
+        Summary::add_causes(&mut summary.unpromised_causes, pair, causes);
+    }
+    for (pair, causes) in &theirs.violation_causes {
+        Summary::add_causes(&mut summary.violation_causes, pair, causes);
+    }
     summary.elapsed_s = summary.elapsed_s.max(theirs.elapsed_s);
     summary.interrupted |= theirs.interrupted;
     summary.exhaustive_states += theirs.exhaustive_states;

@@ -59,6 +59,13 @@ pub struct Summary {
     /// One case id per unpromised kind (the first seen), to replay.
     #[serde(default)]
     pub unpromised_cases: BTreeMap<String, String>,
+    /// Unpromised outcomes whose target names a cause (PostgreSQL: its
+    /// `PANIC`/`FATAL` line), per `target × fault`, by `kind: cause`.
+    #[serde(default)]
+    pub unpromised_causes: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Violations whose target names a cause, the same way.
+    #[serde(default)]
+    pub violation_causes: BTreeMap<String, BTreeMap<String, u64>>,
     pub elapsed_s: f64,
     pub crash_states_per_s: f64,
     /// True if the run was stopped (Ctrl-C, SIGTERM) before its budget.
@@ -92,6 +99,21 @@ pub struct Coverage {
 }
 
 impl Summary {
+    /// Adds `causes` (by `kind: cause`) of `target × fault` to `into`.
+    pub fn add_causes(
+        into: &mut BTreeMap<String, BTreeMap<String, u64>>,
+        pair: &str,
+        causes: &BTreeMap<String, u64>,
+    ) {
+        if causes.is_empty() {
+            return;
+        }
+        let counts = into.entry(pair.to_string()).or_default();
+        for (cause, count) in causes {
+            *counts.entry(cause.clone()).or_insert(0) += count;
+        }
+    }
+
     /// Adds `covering` of `states` crash states to `policy × fault`.
     pub fn add_coverage(&mut self, policy: &str, fault: &str, states: u64, covering: u64) {
         assert!(covering <= states, "more covering states than states");

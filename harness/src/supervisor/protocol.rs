@@ -67,4 +67,11 @@ pub struct TrialOutcome {
     /// The first crash state of each unpromised kind, as a case id to replay.
     #[serde(default)]
     pub unpromised_cases: std::collections::BTreeMap<String, String>,
+    /// Unpromised outcomes whose target names a cause
+    /// ([`crate::target::TargetKind::cause`]), by `kind: cause`.
+    #[serde(default)]
+    pub unpromised_causes: std::collections::BTreeMap<String, u64>,
+    /// Violations whose target names a cause, by `kind: cause`.
+    #[serde(default)]
+    pub violation_causes: std::collections::BTreeMap<String, u64>,
 }

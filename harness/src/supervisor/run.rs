@@ -11,7 +11,7 @@ use crate::case::bundle::BUNDLES_MAX;
 use crate::exit;
 use crate::report::groups::{GroupKey, closing_line};
 use crate::report::shard::Shard;
-use crate::report::{self, RunReport, TrialRow};
+use crate::report::{self, RunReport, Summary, TrialRow};
 use crate::workload::scenario;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::process::CommandExt;
@@ -351,6 +351,21 @@ fn finish(plan: &Plan, report: RunReport) -> i32 {
             kinds.join(", ")
         );
     }
+    for (label, causes) in [
+        ("causes of violations", &summary.violation_causes),
+        (
+            "causes where the target promises nothing",
+            &summary.unpromised_causes,
+        ),
+    ] {
+        for (pair, counts) in causes {
+            let counts: Vec<String> = counts
+                .iter()
+                .map(|(cause, count)| format!("{cause} {count}"))
+                .collect();
+            println!("powercut: {label}, {pair}: {}", counts.join(", "));
+        }
+    }
     if summary.violations > 0 {
         println!(
             "{}",
@@ -608,6 +623,17 @@ impl<'plan> Dispatcher<'plan> {
                 .entry(kind.clone())
                 .or_insert_with(|| case_id.clone());
         }
+        let pair = format!("{} × {}", row.policy, row.fault);
+        Summary::add_causes(
+            &mut summary.unpromised_causes,
+            &pair,
+            &outcome.unpromised_causes,
+        );
+        Summary::add_causes(
+            &mut summary.violation_causes,
+            &pair,
+            &outcome.violation_causes,
+        );
         summary.exhaustive_states += outcome.exhaustive_states;
         summary.add_coverage(
             &row.policy,

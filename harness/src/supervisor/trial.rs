@@ -305,7 +305,18 @@ impl TrialPlan {
                 point: run.events.len() as u64,
                 faults: FaultSeed::Seeded(0),
             };
-            if combo.target.promise(combo.fault) == crate::target::PromiseKind::None {
+            let unpromised = combo.target.promise(combo.fault) == crate::target::PromiseKind::None;
+            count_cause(
+                combo.target,
+                problem.kind.name(),
+                &problem.message,
+                if unpromised {
+                    &mut outcome.unpromised_causes
+                } else {
+                    &mut outcome.violation_causes
+                },
+            );
+            if unpromised {
                 outcome.row.unpromised += 1;
                 *outcome
                     .unpromised_by_kind
@@ -463,6 +474,14 @@ impl TrialPlan {
         {
             row.corrupt_states += 1;
         }
+        let target = self.combo(trial).target;
+        for (kind, message) in &result.unpromised {
+            count_cause(target, kind, message, &mut outcome.unpromised_causes);
+        }
+        for (kind, message) in &result.violations {
+            count_cause(target, kind, message, &mut outcome.violation_causes);
+        }
+        let row = &mut outcome.row;
         for (kind, _) in &result.unpromised {
             row.unpromised += 1;
             *outcome.unpromised_by_kind.entry(kind.clone()).or_insert(0) += 1;
@@ -508,9 +527,48 @@ impl TrialPlan {
     }
 }
 
+/// Counts an outcome under `kind: cause` when its target names a cause.
+fn count_cause(
+    target: crate::target::TargetMode,
+    kind: &str,
+    message: &str,
+    causes: &mut std::collections::BTreeMap<String, u64>,
+) {
+    if let Some(cause) = target.kind().cause(message) {
+        *causes.entry(format!("{kind}: {cause}")).or_insert(0) += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn causes_are_counted_by_kind_where_the_target_names_them() {
+        use crate::target::process::postgres::PgMode;
+        let mut causes = std::collections::BTreeMap::new();
+        let postgres = crate::target::TargetMode::Postgres(PgMode::Sync);
+        let empty =
+            "PostgreSQL did not start; its log: [1] FATAL:  lock file \"postmaster.pid\" is empty";
+        count_cause(postgres, "recovery-error", empty, &mut causes);
+        count_cause(postgres, "recovery-error", empty, &mut causes);
+        count_cause(postgres, "lost-ack", "key 0x01 lost", &mut causes);
+        let engine = crate::target::TargetMode::Engine(engine::FsyncPolicy::Always);
+        count_cause(engine, "recovery-error", empty, &mut causes);
+        assert_eq!(
+            causes.into_iter().collect::<Vec<_>>(),
+            [("recovery-error: lock-file-empty".to_string(), 2)]
+        );
+        let mut summary = crate::report::Summary::default();
+        let pair = "postgres:sync × power-loss";
+        let one = [("recovery-error: lock-file-empty".to_string(), 2)].into();
+        crate::report::Summary::add_causes(&mut summary.violation_causes, pair, &one);
+        crate::report::Summary::add_causes(&mut summary.violation_causes, pair, &one);
+        assert_eq!(
+            summary.violation_causes[pair]["recovery-error: lock-file-empty"],
+            4
+        );
+    }
 
     #[test]
     fn seeds_mix_apart() {

@@ -637,6 +637,9 @@ pub fn check_state(
         Ok(target) => target,
         Err((_, _, TargetErrorKind::Corruption)) if media => return checked,
         Err((kind, message, _)) => {
+            // The explanation's "What recovery found" tells it too (a
+            // program's own log line, for a process target).
+            checked.recovery_summary = format!("it did not open: {message}");
             checked.verdict.violations.push(violation(kind, message));
             return checked;
         }

@@ -96,6 +96,12 @@ pub trait TargetKind: Sync {
     fn parts_installed(&self) -> Result<(), String>;
     /// Where its promises come from (a documentation link).
     fn promises_source(&self) -> &'static str;
+    /// Why a crash state's outcome happened, as a short name read from the
+    /// program's own words in the outcome's `message` (PostgreSQL: its
+    /// `PANIC`/`FATAL` log line); `None` where the target says nothing.
+    fn cause(&self, _message: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Every target, in the order `powercut targets` lists them.

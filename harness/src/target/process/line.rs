@@ -118,7 +118,7 @@ fn program_exists(program: &str) -> bool {
 }
 
 /// Resolves a bare `appendkv` to the example built next to `powercut`.
-fn argv(command: &str, datadir: &str) -> Vec<String> {
+pub fn argv(command: &str, datadir: &str) -> Vec<String> {
     let mut argv: Vec<String> = command
         .split(' ')
         .filter(|word| !word.is_empty())
@@ -258,6 +258,29 @@ impl LineClient {
         }
     }
 
+    /// One transaction: `BEGIN`, a `PUT` (or `DEL` for `None`) per write,
+    /// `COMMIT`; `Ok(Err(text))` if the program said `ERR` (after an `ERR`
+    /// to a write, the transaction is aborted).
+    pub fn transaction<'a>(
+        &mut self,
+        writes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> io::Result<Result<(), String>> {
+        if let Err(text) = self.request("BEGIN")? {
+            return Ok(Err(text));
+        }
+        for (key, value) in writes {
+            let line = match value {
+                Some(value) => format!("PUT {} {}", hex(key), hex(value)),
+                None => format!("DEL {}", hex(key)),
+            };
+            if let Err(text) = self.request(&line)? {
+                let _ = self.request("ABORT")?;
+                return Ok(Err(text));
+            }
+        }
+        self.request("COMMIT")
+    }
+
     /// `SCAN`: every key and value.
     pub fn scan(&mut self) -> io::Result<State> {
         self.send("SCAN")?;
@@ -331,21 +354,11 @@ impl LineTarget {
 
     /// Sends one transaction; `Ok(Err(text))` if the program said `ERR`.
     fn send_txn(&mut self, writes: &[TxnWrite]) -> io::Result<Result<(), String>> {
-        let client = self.client()?;
-        if let Err(text) = client.request("BEGIN")? {
-            return Ok(Err(text));
-        }
-        for (key, value) in writes {
-            let line = match value {
-                Some(value) => format!("PUT {} {}", hex(key), hex(value)),
-                None => format!("DEL {}", hex(key)),
-            };
-            if let Err(text) = client.request(&line)? {
-                let _ = client.request("ABORT")?;
-                return Ok(Err(text));
-            }
-        }
-        client.request("COMMIT")
+        self.client()?.transaction(
+            writes
+                .iter()
+                .map(|(key, value)| (key.as_slice(), value.as_deref())),
+        )
     }
 }
 

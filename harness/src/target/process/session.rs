@@ -30,8 +30,9 @@ pub const OUTPUT_QUOTE_BYTES_MAX: usize = 4096;
 static NAMESPACE_PID: AtomicI32 = AtomicI32::new(0);
 static SESSION_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Enters this process's private namespace and scratch tmpfs, once.
-fn ensure_private_scratch() -> io::Result<()> {
+/// Enters this process's private namespace and scratch tmpfs, once (the
+/// process must be single-threaded the first time).
+pub fn ensure_private_scratch() -> io::Result<()> {
     // SAFETY: getpid cannot fail.
     let pid = unsafe { libc::getpid() };
     if NAMESPACE_PID.load(Ordering::SeqCst) == pid {

@@ -45,9 +45,9 @@ pub mod wire;
 
 use self::wire::{Connection, WireError, bytea_literal, parse_bytea};
 use super::fuse::Owner;
-use super::program::{NotReady, ProgramSpec, die_with_this_thread, wait_ready};
+use super::program::{NotReady, Program, ProgramSpec, die_with_this_thread, wait_ready};
 use super::real_time::RealTimeOrigin;
-use super::session::Session;
+use super::session::{self, Session};
 use super::txns::OpenTxns;
 use crate::fault::FaultProfile;
 use crate::target::{
@@ -212,6 +212,100 @@ impl TargetKind for PostgresKind {
          https://www.postgresql.org/docs/15/wal-async-commit.html, \
          https://www.postgresql.org/docs/15/runtime-config-wal.html"
     }
+
+    fn cause(&self, message: &str) -> Option<String> {
+        cause(message)
+    }
+}
+
+/// PostgreSQL's messages that name why a crash state failed, and the short
+/// cause each counts under ([`cause`]); the first that matches wins.
+pub const CAUSES: &[(&str, &str)] = &[
+    ("lock file \"postmaster.pid\" is empty", "lock-file-empty"),
+    (
+        "could not locate a valid checkpoint record",
+        "no-valid-checkpoint",
+    ),
+    (
+        "could not locate required checkpoint record",
+        "no-valid-checkpoint",
+    ),
+    ("invalid checkpoint record", "no-valid-checkpoint"),
+    ("checkpoint record is at", "no-valid-checkpoint"),
+    (
+        "invalid resource manager ID in checkpoint record",
+        "no-valid-checkpoint",
+    ),
+    ("control file", "control-file"),
+    ("pg_control", "control-file"),
+    (
+        "WAL contains references to invalid pages",
+        "wal-references-invalid-pages",
+    ),
+    ("page verification failed", "checksum-failure"),
+    ("invalid page in block", "invalid-page"),
+    ("could not read block", "could-not-read-block"),
+    ("could not read file", "could-not-read-file"),
+    ("could not open file", "missing-file"),
+    ("could not access status of transaction", "missing-clog"),
+    ("uncommitted xmin", "visibility-corruption"),
+    ("xmin", "visibility-corruption"),
+    ("unexpected zero page", "zero-page"),
+    ("unexpected data beyond EOF", "data-beyond-eof"),
+    ("index", "index-corruption"),
+];
+
+/// What the scan finds without a word from PostgreSQL, and its cause name.
+const HARNESS_CAUSES: &[(&str, &str)] = &[
+    (TABLE_AND_INDEX_DISAGREE, "index-disagrees-with-table"),
+    (NOT_TWO_BYTEA, "malformed-row"),
+];
+const TABLE_AND_INDEX_DISAGREE: &str = "the table and its primary key index disagree";
+const NOT_TWO_BYTEA: &str = "a row that is not two bytea values";
+
+/// The most severe problem line of a message that quotes PostgreSQL's log:
+/// the first `PANIC`, else `FATAL`, else `ERROR`, else `WARNING`; the text
+/// after the level.
+pub fn worst_log_message(message: &str) -> Option<&str> {
+    ["PANIC:", "FATAL:", "ERROR:", "WARNING:"]
+        .iter()
+        .find_map(|level| {
+            let at = message.find(level)?;
+            let rest = message[at + level.len()..].trim_start();
+            Some(rest.split(" | ").next().unwrap_or(rest).trim())
+        })
+}
+
+/// Why a PostgreSQL crash state failed, from the log line its message
+/// quotes: a name from [`CAUSES`], or `other: ` and the line itself (its
+/// numbers as `N`, at most 80 characters) for a message not listed;
+/// `None` when the message quotes no problem line (a loss, a hole or a
+/// half transaction the oracle found in the scanned rows).
+pub fn cause(message: &str) -> Option<String> {
+    let Some(line) = worst_log_message(message) else {
+        // The scan's own findings, which PostgreSQL did not log.
+        return HARNESS_CAUSES
+            .iter()
+            .find(|(text, _)| message.contains(text))
+            .map(|(_, name)| name.to_string());
+    };
+    if let Some((_, name)) = CAUSES.iter().find(|(text, _)| line.contains(text)) {
+        return Some(name.to_string());
+    }
+    let mut generic = String::new();
+    for c in line.chars() {
+        if c.is_ascii_digit() {
+            if !generic.ends_with('N') {
+                generic.push('N');
+            }
+        } else {
+            generic.push(c);
+        }
+        if generic.chars().count() >= 80 {
+            break;
+        }
+    }
+    Some(format!("other: {generic}"))
 }
 
 /// What `postgres:MODE` promises under `fault`.
@@ -304,10 +398,27 @@ fn run_as(mut command: Command, user: (u32, u32), log: &Path, what: &str) -> Res
     Ok(())
 }
 
+/// Where `initdb` makes the cluster: in this process's private scratch
+/// tmpfs ([`session::ensure_private_scratch`]) when it can enter one (a
+/// single-threaded worker or child), so that a process SIGKILLed during
+/// `initdb` leaves nothing behind (the tmpfs dies with its namespace's last
+/// process, and `initdb` dies with its parent); else (a process with
+/// threads: a test, `compare`) a directory in the temporary directory,
+/// removed when the image is read.
+fn initdb_dir() -> PathBuf {
+    match session::ensure_private_scratch() {
+        Ok(()) => Path::new(session::SCRATCH_DIR).join(INITDB_DIR),
+        Err(_) => std::env::temp_dir().join(format!("{INITDB_DIR}-{}", std::process::id())),
+    }
+}
+
+/// The name of `initdb`'s directory.
+pub const INITDB_DIR: &str = "powercut-postgres-initdb";
+
 fn make_starting_image() -> Result<StartingImage, String> {
     let started = Instant::now();
     let user = postgres_user()?;
-    let dir = std::env::temp_dir().join(format!("powercut-postgres-initdb-{}", std::process::id()));
+    let dir = initdb_dir();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let result = (|| {
@@ -399,13 +510,22 @@ fn read_tree(root: &Path, prefix: &str, image: &mut StartingImage) -> io::Result
 /// Creates the starting image's directories that `storage` lacks. A file
 /// map (the harness's crash images) cannot hold an empty directory, and
 /// PostgreSQL will not start without `pg_tblspc`, `pg_twophase`, ...; a
-/// directory made by `initdb` and synced never vanishes on a real disk.
+/// directory made by `initdb` and synced never vanishes on a real disk, so
+/// the ones recreated are synced into their parents at once (else a power
+/// cut could drop them, a loss no real disk would show).
 fn ensure_dirs(storage: &dyn Storage, dirs: &BTreeSet<String>) -> io::Result<()> {
+    let mut parents = BTreeSet::new();
     for dir in dirs {
         match storage.create_dir(dir) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-            _ => {}
+            Ok(()) => {
+                parents.insert(dir.rsplit_once('/').map_or("", |(parent, _)| parent));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
         }
+    }
+    for parent in parents {
+        storage.sync_dir_at(parent)?;
     }
     Ok(())
 }
@@ -493,7 +613,7 @@ pub struct PostgresTarget {
 
 /// The command that starts the postmaster as process 1 of its own PID and
 /// IPC namespaces, as [`USER`].
-fn command(mode: PgMode, user: (u32, u32), datadir: &Path, socket_dir: &Path) -> Vec<String> {
+pub fn command(mode: PgMode, user: (u32, u32), datadir: &Path, socket_dir: &Path) -> Vec<String> {
     let mut argv: Vec<String> = [
         "unshare",
         "--pid",
@@ -644,7 +764,7 @@ impl PostgresTarget {
             let (key, value) = pair.ok_or_else(|| {
                 error(
                     TargetErrorKind::Corruption,
-                    format!("{what}: a row that is not two bytea values"),
+                    format!("{what}: {NOT_TWO_BYTEA}"),
                 )
             })?;
             state.insert(key, value);
@@ -652,26 +772,54 @@ impl PostgresTarget {
         Ok(state)
     }
 
-    /// The postmaster's pid (outside its namespace): the child of the
-    /// `unshare` process.
     fn postmaster_pid(&mut self) -> Option<i32> {
-        let unshare = self.session.program().pid();
-        let children =
-            std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).ok()?;
-        children.split_whitespace().next()?.parse().ok()
+        postmaster_of(self.session.program())
     }
 
-    /// Kills the whole cluster: the postmaster is process 1 of its PID
-    /// namespace, so its death kills and reaps every backend; `unshare`
-    /// exits after it.
     fn kill_cluster(&mut self) {
         drop(self.connection.take());
-        if let Some(pid) = self.postmaster_pid() {
-            // SAFETY: a plain signal to the postmaster this target started.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        let _ = self.session.program().wait_or_kill(STOP_TIME_MAX);
+        kill_cluster(self.session.program());
     }
+}
+
+/// One transaction as one simple query: `BEGIN`, each write (a put is an
+/// upsert, `None` a delete), `COMMIT`.
+pub fn transaction_sql<'a>(
+    writes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) -> String {
+    let mut sql = String::from("BEGIN;");
+    for (key, value) in writes {
+        match value {
+            Some(value) => sql.push_str(&format!(
+                "INSERT INTO kv VALUES ({}, {}) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;",
+                bytea_literal(key),
+                bytea_literal(value)
+            )),
+            None => sql.push_str(&format!("DELETE FROM kv WHERE key = {};", bytea_literal(key))),
+        }
+    }
+    sql.push_str("COMMIT");
+    sql
+}
+
+/// The postmaster's pid (outside its namespace) of a cluster [`command`]
+/// started: the child of the `unshare` process.
+pub fn postmaster_of(program: &Program) -> Option<i32> {
+    let unshare = program.pid();
+    let children =
+        std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
+/// Kills the whole cluster [`command`] started: the postmaster is process 1
+/// of its PID namespace, so its death kills and reaps every backend;
+/// `unshare` exits after it.
+pub fn kill_cluster(program: &mut Program) {
+    if let Some(pid) = postmaster_of(program) {
+        // SAFETY: a plain signal to the postmaster this program started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = program.wait_or_kill(STOP_TIME_MAX);
 }
 
 /// `postmaster.pid`'s eighth line says `ready` once the server accepts
@@ -734,18 +882,11 @@ impl Target for PostgresTarget {
 
     fn commit(&mut self, txn: TxnHandle) -> TargetResult<Option<u64>> {
         let writes = self.txns.take(txn)?;
-        let mut sql = String::from("BEGIN;");
-        for (key, value) in &writes {
-            match value {
-                Some(value) => sql.push_str(&format!(
-                    "INSERT INTO kv VALUES ({}, {}) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;",
-                    bytea_literal(key),
-                    bytea_literal(value)
-                )),
-                None => sql.push_str(&format!("DELETE FROM kv WHERE key = {};", bytea_literal(key))),
-            }
-        }
-        sql.push_str("COMMIT");
+        let sql = transaction_sql(
+            writes
+                .iter()
+                .map(|(key, value)| (key.as_slice(), value.as_deref())),
+        );
         let result = self.query("commit", &sql)?;
         if result.tags.last().map(String::as_str) != Some("COMMIT") {
             return Err(error(
@@ -798,7 +939,7 @@ impl Target for PostgresTarget {
             return Err(error(
                 TargetErrorKind::Corruption,
                 format!(
-                    "the table and its primary key index disagree: {} rows in the table, {} through the index",
+                    "{TABLE_AND_INDEX_DISAGREE}: {} rows in the table, {} through the index",
                     table.len(),
                     index.len()
                 ),
@@ -931,5 +1072,36 @@ mod tests {
             "57P03",
             "the database system is starting up"
         ));
+    }
+
+    #[test]
+    fn causes_are_read_from_the_worst_log_line() {
+        let empty_pid = "PostgreSQL did not start (exit status: 1); its log: \
+            2026-12-01 13:00:00.000 UTC [1] FATAL:  lock file \"postmaster.pid\" is empty | \
+            2026-12-01 13:00:00.000 UTC [1] HINT:  Either another server is starting, or the lock file is the remnant of a previous server startup crash.";
+        assert_eq!(cause(empty_pid).as_deref(), Some("lock-file-empty"));
+        let checkpoint = "PostgreSQL did not start; its log: \
+            [1] LOG:  invalid primary checkpoint record | \
+            [1] WARNING:  something first | \
+            [1] PANIC:  could not locate a valid checkpoint record";
+        assert_eq!(cause(checkpoint).as_deref(), Some("no-valid-checkpoint"));
+        let checksum = "scanning the table: ERROR XX001: invalid page in block 3 of relation base/5/16384; \
+            PostgreSQL's log: [7] WARNING:  page verification failed, calculated checksum 1 but expected 2 | \
+            [7] ERROR:  invalid page in block 3 of relation base/5/16384";
+        assert_eq!(cause(checksum).as_deref(), Some("invalid-page"));
+        assert_eq!(
+            cause("its log: [1] FATAL:  something new at 0/1A2B3C").as_deref(),
+            Some("other: something new at N/NANBNC")
+        );
+        assert_eq!(cause("key 0x01 lost: acknowledged at 12 ms"), None);
+        assert_eq!(
+            cause("the table and its primary key index disagree: 3 rows in the table, 2 through the index")
+                .as_deref(),
+            Some("index-disagrees-with-table")
+        );
+        assert_eq!(
+            POSTGRES_KIND.cause(empty_pid).as_deref(),
+            Some("lock-file-empty")
+        );
     }
 }
