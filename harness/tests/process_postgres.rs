@@ -274,6 +274,7 @@ fn empty_lock_file_bundle(dir: &Path) -> std::path::PathBuf {
         verdict_json: "[]".into(),
         recorded: Some(RecordedCycle {
             events,
+            times: Vec::new(),
             base_image: image.files.clone(),
             base_state: Default::default(),
         }),
