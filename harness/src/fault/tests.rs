@@ -5,8 +5,8 @@
 use super::FaultProfile;
 use super::exhaustive::{Exhaustive, sync_windows};
 use super::image::{
-    ChangeFate, ExplicitFates, FaultChoices, ImageBuilder, ImageError, MediaFault, SectorFate,
-    build_image,
+    ChangeFate, CrashImage, ExplicitFates, FaultChoices, ImageBuilder, ImageError, MediaFault,
+    SectorFate, build_image,
 };
 use super::points::{CrashPlace, candidates, choose_crash_points};
 use super::recording::{FaultPlan, RecordingStorage};
@@ -48,16 +48,17 @@ fn files(entries: &[(&str, &[u8])]) -> Files {
 }
 
 fn image(base: &Files, events: &[Event], profile: FaultProfile, seed: u64) -> Files {
-    build_image(
-        base,
-        events,
-        events.len(),
-        profile,
-        SECTOR,
-        &FaultChoices::Seeded(seed),
-    )
-    .expect("image builds")
-    .files
+    whole_image(base, events, profile, &FaultChoices::Seeded(seed)).files
+}
+
+/// The image after every event of `events` (files and directories).
+fn whole_image(
+    base: &Files,
+    events: &[Event],
+    profile: FaultProfile,
+    choices: &FaultChoices,
+) -> CrashImage {
+    build_image(base, events, events.len(), profile, SECTOR, choices).expect("image builds")
 }
 
 fn images_over_seeds(base: &Files, events: &[Event], profile: FaultProfile) -> Vec<Files> {
@@ -295,15 +296,12 @@ fn an_unsynced_directory_creation_can_take_its_synced_files_with_it() {
     let events = sink.events();
     let images: Vec<_> = (0..SEEDS_MAX)
         .map(|seed| {
-            build_image(
+            whole_image(
                 &Files::new(),
                 &events,
-                events.len(),
                 FaultProfile::PowerLoss,
-                SECTOR,
                 &FaultChoices::Seeded(seed),
             )
-            .unwrap()
         })
         .collect();
     for image in &images {
@@ -316,15 +314,12 @@ fn an_unsynced_directory_creation_can_take_its_synced_files_with_it() {
     }
     assert!(images.iter().any(|i| i.dirs.contains("aof")));
     assert!(images.iter().any(|i| !i.dirs.contains("aof")));
-    let process = build_image(
+    let process = whole_image(
         &Files::new(),
         &events,
-        events.len(),
         FaultProfile::ProcessCrash,
-        SECTOR,
         &FaultChoices::Seeded(0),
-    )
-    .unwrap();
+    );
     assert_eq!(process.files, files(&[("aof/log", b"SET")]));
     assert!(process.dirs.contains("aof"));
 }
@@ -346,15 +341,7 @@ fn a_directory_sync_covers_its_own_entries_only() {
     storage.remove_dir("d").unwrap_err(); // not empty
     let events = sink.events();
     let nothing = FaultChoices::Explicit(ExplicitFates::default());
-    let image = build_image(
-        &base,
-        &events,
-        events.len(),
-        FaultProfile::PowerLoss,
-        SECTOR,
-        &nothing,
-    )
-    .unwrap();
+    let image = whole_image(&base, &events, FaultProfile::PowerLoss, &nothing);
     assert_eq!(
         image.files.keys().collect::<Vec<_>>(),
         vec!["d/inner", "moved"],
@@ -394,15 +381,12 @@ fn a_removed_directory_may_come_back_until_its_parent_is_synced() {
     storage.remove_dir("x").unwrap();
     let events = sink.events();
     let dirs_at = |fates: ExplicitFates| {
-        build_image(
+        whole_image(
             &Files::new(),
             &events,
-            events.len(),
             FaultProfile::PowerLoss,
-            SECTOR,
             &FaultChoices::Explicit(fates),
         )
-        .unwrap()
         .dirs
     };
     assert!(dirs_at(ExplicitFates::default()).contains("x"));
@@ -690,15 +674,12 @@ fn a_failed_fsync_drops_its_writes_even_after_a_later_successful_sync() {
         );
         assert_eq!(&image["f"][SECTOR as usize..], b"kept");
     }
-    let built = build_image(
+    let built = whole_image(
         &base,
         &events,
-        events.len(),
         FaultProfile::FsyncError,
-        SECTOR,
         &FaultChoices::Seeded(0),
-    )
-    .unwrap();
+    );
     assert_eq!(built.fates.lost_to_failed_sync.len(), 1);
     assert_eq!(built.fates.lost_to_failed_sync[0].event_index, 0);
     let crash = image(&base, &events, FaultProfile::ProcessCrash, 0);
@@ -715,29 +696,23 @@ fn media_changes_exactly_one_durable_spot() {
     let (base, events, _) = synced_then_unsynced(&durable, &[1; 100]);
     let mut kinds = std::collections::BTreeSet::new();
     for seed in 0..SEEDS_MAX {
-        let built = build_image(
+        let built = whole_image(
             &base,
             &events,
-            events.len(),
             FaultProfile::Media,
-            SECTOR,
             &FaultChoices::Seeded(seed),
-        )
-        .unwrap();
+        );
         let mut clean = built.fates.to_explicit();
         let fault = clean
             .media
             .take()
             .expect("a durable file exists, so a media fault");
-        let reference = build_image(
+        let reference = whole_image(
             &base,
             &events,
-            events.len(),
             FaultProfile::Media,
-            SECTOR,
             &FaultChoices::Explicit(clean),
-        )
-        .unwrap();
+        );
         let (a, b) = (&built.files["f"], &reference.files["f"]);
         assert_eq!(a.len(), b.len());
         let differing: Vec<usize> = (0..a.len()).filter(|i| a[*i] != b[*i]).collect();
@@ -1372,7 +1347,7 @@ mod properties {
         fn all_persisted_untorn_is_the_live_state(ops in proptest::collection::vec(op(), 0..60)) {
             let (events, live, _) = run(&ops);
             let choices = all(&events, ChangeFate::Persisted);
-            let image = build_image(&Files::new(), &events, events.len(), FaultProfile::PowerLoss, SECTOR, &choices).unwrap();
+            let image = whole_image(&Files::new(), &events, FaultProfile::PowerLoss, &choices);
             prop_assert_eq!(image.files, live);
         }
 
@@ -1387,9 +1362,9 @@ mod properties {
         fn seeded_images_replay_from_their_fates(ops in proptest::collection::vec(op(), 0..60), seed in any::<u64>()) {
             let (events, _, _) = run(&ops);
             for profile in LOSSY {
-                let seeded = build_image(&Files::new(), &events, events.len(), profile, SECTOR, &FaultChoices::Seeded(seed)).unwrap();
+                let seeded = whole_image(&Files::new(), &events, profile, &FaultChoices::Seeded(seed));
                 let explicit = FaultChoices::Explicit(seeded.fates.to_explicit());
-                let rebuilt = build_image(&Files::new(), &events, events.len(), profile, SECTOR, &explicit).unwrap();
+                let rebuilt = whole_image(&Files::new(), &events, profile, &explicit);
                 prop_assert_eq!(&seeded.files, &rebuilt.files);
             }
         }

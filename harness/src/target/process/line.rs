@@ -363,22 +363,7 @@ impl LineTarget {
 }
 
 impl Target for LineTarget {
-    fn begin(&mut self) -> TargetResult<TxnHandle> {
-        Ok(self.txns.begin())
-    }
-
-    fn put(&mut self, txn: TxnHandle, key: &[u8], value: &[u8]) -> TargetResult<()> {
-        self.txns.write(txn, key, Some(value))
-    }
-
-    fn delete(&mut self, txn: TxnHandle, key: &[u8]) -> TargetResult<()> {
-        self.txns.write(txn, key, None)
-    }
-
-    fn abort(&mut self, txn: TxnHandle) -> TargetResult<()> {
-        self.txns.abort(txn);
-        Ok(())
-    }
+    crate::target::process::txns::buffered_transactions!();
 
     fn commit(&mut self, txn: TxnHandle) -> TargetResult<Option<u64>> {
         let writes = self.txns.take(txn)?;

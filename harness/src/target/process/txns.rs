@@ -53,3 +53,38 @@ impl OpenTxns {
         self.txns.remove(&txn).ok_or_else(|| no_such(txn))
     }
 }
+
+/// `begin`, `put`, `delete` and `abort` of a [`crate::target::Target`] that
+/// keeps its open transactions in a `txns: OpenTxns` field and sends each
+/// one whole at `commit` (every process target: its program sees a
+/// transaction only when it commits).
+macro_rules! buffered_transactions {
+    () => {
+        fn begin(&mut self) -> $crate::target::TargetResult<$crate::target::TxnHandle> {
+            Ok(self.txns.begin())
+        }
+
+        fn put(
+            &mut self,
+            txn: $crate::target::TxnHandle,
+            key: &[u8],
+            value: &[u8],
+        ) -> $crate::target::TargetResult<()> {
+            self.txns.write(txn, key, Some(value))
+        }
+
+        fn delete(
+            &mut self,
+            txn: $crate::target::TxnHandle,
+            key: &[u8],
+        ) -> $crate::target::TargetResult<()> {
+            self.txns.write(txn, key, None)
+        }
+
+        fn abort(&mut self, txn: $crate::target::TxnHandle) -> $crate::target::TargetResult<()> {
+            self.txns.abort(txn);
+            Ok(())
+        }
+    };
+}
+pub(crate) use buffered_transactions;
