@@ -499,7 +499,7 @@ impl Engine {
             }
             if state.leading {
                 group.arrive(&state);
-                let _unused = group.done.wait(state).expect("group lock poisoned");
+                group.wait_round(state);
                 continue;
             }
             state.leading = true;
@@ -736,6 +736,11 @@ impl Engine {
         Ok(all)
     }
 
+    /// Checkpoints completed since open (lock-free, unlike [`Engine::stats`]).
+    pub fn checkpoints_completed(&self) -> u64 {
+        self.inner.checkpoints.load(Ordering::Relaxed)
+    }
+
     /// Counters since open.
     pub fn stats(&self) -> EngineStats {
         let inner = &self.inner;
@@ -745,7 +750,7 @@ impl Engine {
             wal_bytes_written: inner.log.bytes_written(),
             wal_syncs: inner.log.syncs.load(Ordering::Relaxed),
             page_writes: inner.pages.writes.load(Ordering::Relaxed),
-            checkpoints: inner.checkpoints.load(Ordering::Relaxed),
+            checkpoints: self.checkpoints_completed(),
             group_rounds: self.group.rounds.load(Ordering::Relaxed),
             group_commits: self.group.covered.load(Ordering::Relaxed),
             group_gather_us: self.group.gather_us.load(Ordering::Relaxed),

@@ -19,7 +19,7 @@
 //! path exists only for threads; the deterministic single-threaded API
 //! (`commit_enqueue`, `group_flush_*`) never enters it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -47,8 +47,9 @@ pub struct GroupState {
 #[derive(Default)]
 pub struct Group {
     state: Mutex<GroupState>,
-    /// A round ended.
-    pub done: Condvar,
+    /// Rounds ended: followers sleep on it (a futex word), so a round's end
+    /// wakes them without handing the group lock from one to the next.
+    epoch: AtomicU32,
     /// A committer arrived while the leader gathers.
     arrived: Condvar,
     /// Commit records appended under `group` (counted after the append).
@@ -115,6 +116,15 @@ impl Group {
         state
     }
 
+    /// A follower's wait for the end of the current round: takes the epoch
+    /// under the group lock (so a round ending after it is seen), then
+    /// sleeps without the lock.
+    pub fn wait_round(&self, state: MutexGuard<'_, GroupState>) {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        drop(state);
+        futex_wait(&self.epoch, epoch);
+    }
+
     /// Ends a round that took its flush target when `target_count` commits
     /// were enqueued: sets the next round's expectation, and wakes everyone.
     pub fn end_round(&self, target_count: u64, times: &RoundTimes) {
@@ -128,12 +138,42 @@ impl Group {
         state.flushed_count = state.flushed_count.max(target_count);
         state.last_sync_us = times.sync_us;
         state.leading = false;
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         drop(state);
-        self.done.notify_all();
+        futex_wake_all(&self.epoch);
         self.rounds.fetch_add(1, Ordering::Relaxed);
         self.covered.fetch_add(covered, Ordering::Relaxed);
         self.gather_us.fetch_add(times.gather_us, Ordering::Relaxed);
         self.write_us.fetch_add(times.write_us, Ordering::Relaxed);
         self.sync_us.fetch_add(times.sync_us, Ordering::Relaxed);
+    }
+}
+
+/// Sleeps while `word` holds `expected` (returns at once if it does not, on a
+/// wake-up, or spuriously: callers re-check their condition).
+fn futex_wait(word: &AtomicU32, expected: u32) {
+    // SAFETY: the futex word is a live, aligned u32 for the whole call; a
+    // null timeout waits without a time limit.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            std::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+/// Wakes every thread sleeping on `word`.
+fn futex_wake_all(word: &AtomicU32) {
+    // SAFETY: as for `futex_wait`; a wake touches no memory.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+        );
     }
 }

@@ -501,14 +501,19 @@ fn redo_image(
     page_id: u32,
     image: &[u8],
 ) -> Result<(bool, bool)> {
-    if image.len() != inner.pages.page_size || page_id >= inner.config.page_count {
+    let page_size = inner.pages.page_size;
+    if image.len() > page_size || page_id >= inner.config.page_count {
         return Err(Error::corruption(
             "WAL",
             lsn,
             "full-page image of the wrong size or page",
         ));
     }
-    let restored = Page::decode(image, page_id)
+    // The image's hole, not logged.
+    let mut whole = Vec::with_capacity(page_size);
+    whole.extend_from_slice(image);
+    whole.resize(page_size, 0);
+    let restored = Page::decode(&whole, page_id)
         .map_err(|what| Error::corruption("WAL", lsn, format!("full-page image: {what}")))?;
     if let Some(frame) = core.pool.cached(page_id) {
         let older = frame.page.lsn < lsn;

@@ -93,13 +93,16 @@ fn every_planted_bug_is_caught_within_its_budget_and_the_correct_engine_is_clean
 #[test]
 fn a_torn_tail_not_truncated_is_caught_by_the_default_multi_cycle_mix() {
     // The default scenario (smoke: 2 crash cycles, every policy and both
-    // fault profiles), a fixed number of trials: deterministic.
+    // fault profiles), a fixed number of trials: deterministic. (Since
+    // full-page images are logged without their hole the records are small,
+    // and a torn tail the next cycle's appends leave readable takes more
+    // trials to come up: none in 200 of seed 1, 19 in 256.)
     let result = powercut(&[
         "run",
         "--bug",
         "no-tail-truncate",
         "--trials",
-        "48",
+        "256",
         "--seed",
         "1",
     ]);

@@ -219,7 +219,9 @@ pub enum Body<'a> {
         active: Vec<ActiveTxn>,
         dirty: Vec<DirtyPage>,
     },
-    /// `page_id u32 | 4 zero bytes | the page image`.
+    /// `page_id u32 | 4 zero bytes | the page image`, up to the page's last
+    /// entry: the zeros after it (the page's hole) are not logged, redo puts
+    /// them back. A whole page (hole included) decodes the same.
     FullPageImage {
         page_id: u32,
         image: &'a [u8],

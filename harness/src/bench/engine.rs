@@ -11,7 +11,8 @@
 //! and `none` measures the commit path alone.
 //!
 //! Each policy runs twice: without checkpoints (the table's rows), and with a
-//! fuzzy checkpoint every [`CHECKPOINT_EVERY_BYTES`] of WAL, where the
+//! fuzzy checkpoint every [`CHECKPOINT_EVERY_BYTES`] of WAL (each round of it
+//! long enough to complete one), where the
 //! commits whose transaction began or was acknowledged while a checkpoint was
 //! under way are timed apart (the checkpoint table: their p99 next to the p99
 //! without checkpoints).
@@ -20,13 +21,13 @@
 //! measurement (page-file syncs at checkpoints are not counted, as SQLite's
 //! database-file syncs are not in its column).
 
-use super::runner::{TxnOutcome, run_committers};
+use super::runner::{Span, TxnOutcome, run_committers_for};
 use super::{BenchError, Measured, RunSpec, TxnInputs};
 use engine::storage::RealStorage;
 use engine::{Config, Engine, FsyncPolicy, SystemClock};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Pages in the benchmark's page file (16 MiB of 4 KiB pages).
@@ -44,6 +45,19 @@ pub const TICK_PERIOD: Duration = Duration::from_millis(1);
 pub const CHECKPOINT_STEPS_PER_TICK: usize = 4;
 /// WAL bytes between checkpoints in the measurement with checkpoints.
 pub const CHECKPOINT_EVERY_BYTES: u64 = 4 << 20;
+
+/// A round with checkpoints goes on past its time until [`MARKED_MIN`] of
+/// its commits came while a checkpoint ran (a slow policy at one thread
+/// writes [`CHECKPOINT_EVERY_BYTES`] of WAL in a few seconds), up to this
+/// many times its time.
+pub const CHECKPOINT_RUN_CAP_FACTOR: u32 = 10;
+/// Commits during checkpoints a round with checkpoints needs at least: a
+/// p99 of fewer would be a maximum.
+pub const MARKED_MIN: u64 = 200;
+/// Threads of the untimed warm-up before the first round with checkpoints.
+pub const WARM_UP_THREADS: usize = 8;
+/// The longest a warm-up may take.
+pub const WARM_UP_CAP: Duration = Duration::from_secs(60);
 
 /// The configuration measured for `policy`: no checkpoints, or one every
 /// [`CHECKPOINT_EVERY_BYTES`].
@@ -72,36 +86,59 @@ pub fn open_real(dir: &Path, config: Config) -> Result<Engine, BenchError> {
 }
 
 /// Measures one policy with `spec.threads` committing threads in its
-/// directory under `root` (created by the first round, reopened by later
-/// ones), with checkpoints or without.
+/// directory under `root`, with checkpoints or without. The engine stays
+/// open in `slot` from one round to the next (the caller closes it after the
+/// last), so every round measures a running engine, not one just recovered
+/// (whose first tick would zero a new WAL segment, and whose first
+/// checkpoint finds nothing old enough to write). An engine with checkpoints
+/// is first warmed up, untimed, until one checkpoint has completed: the
+/// checkpoints measured are then the steady ones, writing the pages dirty
+/// for a whole interval.
 pub fn bench_engine(
     root: &Path,
     policy: FsyncPolicy,
     spec: RunSpec,
     checkpoints: bool,
+    slot: &mut Option<Engine>,
 ) -> Result<Measured, BenchError> {
-    let name = policy.to_string().replace(':', "-");
-    let suffix = if checkpoints { "-checkpoints" } else { "" };
-    let dir = root.join(format!("engine-{name}-{}t{suffix}", spec.threads));
-    let engine = open_real(&dir, bench_config(policy, checkpoints))?;
+    if slot.is_none() {
+        let name = policy.to_string().replace(':', "-");
+        let suffix = if checkpoints { "-checkpoints" } else { "" };
+        let dir = root.join(format!("engine-{name}-{}t{suffix}", spec.threads));
+        let engine = open_real(&dir, bench_config(policy, checkpoints))?;
+        if checkpoints {
+            warm_up(&engine, spec)?;
+        }
+        *slot = Some(engine);
+    }
+    let engine = slot.as_ref().expect("opened above");
     let before = engine.stats();
-    let engine_ref = &engine;
-    let totals = with_ticker(engine_ref, || {
-        run_committers(spec.threads, spec.duration, |index| {
+    let marked = AtomicU64::new(0);
+    let enough = || !checkpoints || marked.load(Ordering::Relaxed) >= MARKED_MIN;
+    let span = Span {
+        duration: spec.duration,
+        cap: spec.duration * CHECKPOINT_RUN_CAP_FACTOR,
+        enough: &enough,
+    };
+    let totals = with_ticker(engine, || {
+        run_committers_for(spec.threads, &span, |index| {
             let mut inputs = TxnInputs::for_thread(spec, index);
+            let marked = &marked;
             Ok(move || {
-                let during_before = engine_ref.checkpoint_running();
-                let outcome = engine_txn(engine_ref, &mut inputs)?;
-                let during = during_before || engine_ref.checkpoint_running();
+                let during_before = engine.checkpoint_running();
+                let outcome = engine_txn(engine, &mut inputs)?;
+                let during = during_before || engine.checkpoint_running();
                 Ok(match outcome {
-                    TxnOutcome::Committed if during => TxnOutcome::CommittedMarked,
+                    TxnOutcome::Committed if during => {
+                        marked.fetch_add(1, Ordering::Relaxed);
+                        TxnOutcome::CommittedMarked
+                    }
                     other => other,
                 })
             })
         })
     })?;
     let after = engine.stats();
-    engine.close().map_err(engine_error("close"))?;
     assert!(after.commits - before.commits >= totals.commits);
     Ok(Measured {
         totals,
@@ -110,6 +147,33 @@ pub fn bench_engine(
         wal_bytes: Some(after.wal_bytes_written - before.wal_bytes_written),
         engine: Some(after.since(&before)),
     })
+}
+
+/// Commits, untimed, with [`WARM_UP_THREADS`] threads until a checkpoint
+/// has completed since `engine` opened.
+fn warm_up(engine: &Engine, spec: RunSpec) -> Result<(), BenchError> {
+    let before = engine.checkpoints_completed();
+    let enough = || engine.checkpoints_completed() > before;
+    let span = Span {
+        duration: Duration::ZERO,
+        cap: WARM_UP_CAP,
+        enough: &enough,
+    };
+    let spec = RunSpec {
+        threads: WARM_UP_THREADS,
+        seed: !spec.seed,
+        ..spec
+    };
+    with_ticker(engine, || {
+        run_committers_for(spec.threads, &span, |index| {
+            let mut inputs = TxnInputs::for_thread(spec, index);
+            Ok(move || engine_txn(engine, &mut inputs))
+        })
+    })?;
+    if engine.checkpoints_completed() == before {
+        return Err(BenchError::WarmUp(WARM_UP_CAP));
+    }
+    Ok(())
 }
 
 /// Runs `work` while a ticker thread calls [`Engine::tick`] every

@@ -332,6 +332,8 @@ pub enum BenchError {
     },
     #[error("a benchmark thread panicked")]
     ThreadPanicked,
+    #[error("the engine's warm-up completed no checkpoint in {0:?}")]
+    WarmUp(std::time::Duration),
     /// The harness benchmark's run failed (not the user's options).
     #[error("{0}")]
     Run(String),
@@ -412,10 +414,18 @@ enum Target {
 }
 
 impl Target {
-    fn measure(self, root: &Path, spec: RunSpec) -> Result<Measured, BenchError> {
+    /// One round; an engine stays open in `slot` between rounds.
+    fn measure(
+        self,
+        root: &Path,
+        spec: RunSpec,
+        slot: &mut Option<::engine::Engine>,
+    ) -> Result<Measured, BenchError> {
         match self {
-            Target::Engine(policy) => engine::bench_engine(root, policy, spec, false),
-            Target::EngineCheckpoints(policy) => engine::bench_engine(root, policy, spec, true),
+            Target::Engine(policy) => engine::bench_engine(root, policy, spec, false, slot),
+            Target::EngineCheckpoints(policy) => {
+                engine::bench_engine(root, policy, spec, true, slot)
+            }
             Target::Sqlite(mode) => sqlite::bench_sqlite(root, mode, spec),
             Target::Redis(mode) => redis::bench_redis(root, mode, spec),
             Target::Postgres(mode) => postgres::bench_postgres(root, mode, spec),
@@ -514,24 +524,35 @@ pub fn run_engine_bench(
     )?;
     let configurations = configurations(options);
     let mut measured = vec![Measured::empty(); configurations.len()];
+    let mut engines: Vec<Option<::engine::Engine>> = configurations.iter().map(|_| None).collect();
     let round_duration = options.duration / options.rounds;
     for round in 0..options.rounds {
         let last = round + 1 == options.rounds;
         if last {
             write_table_header(out)?;
         }
-        for (&(target, threads), sum) in configurations.iter().zip(measured.iter_mut()) {
+        let each = configurations
+            .iter()
+            .zip(measured.iter_mut())
+            .zip(engines.iter_mut());
+        for ((&(target, threads), sum), slot) in each {
             let spec = RunSpec {
                 threads,
                 duration: round_duration,
                 seed: options.seed.wrapping_add(u64::from(round)),
                 key_space: engine::KEY_SPACE,
             };
-            sum.add_round(&target.measure(root, spec)?);
+            sum.add_round(&target.measure(root, spec, slot)?);
             if last && let Some(row) = target.row(threads, sum) {
                 write_table_row(out, &row)?;
             }
         }
+    }
+    for engine in engines.into_iter().flatten() {
+        engine.close().map_err(|source| BenchError::Engine {
+            during: "close",
+            source,
+        })?;
     }
     let rows: Vec<BenchRow> = configurations
         .iter()

@@ -87,7 +87,38 @@ where
     Make: Fn(usize) -> Result<Commit, BenchError> + Sync,
     Commit: FnMut() -> Result<TxnOutcome, BenchError>,
 {
+    let span = Span {
+        duration,
+        cap: duration,
+        enough: &|| true,
+    };
+    run_committers_for(threads, &span, make_committer)
+}
+
+/// How long a measurement runs: at least `duration`, then on until
+/// `enough()` holds (a run must contain what it measures, e.g. a
+/// checkpoint), `cap` at most.
+pub struct Span<'a> {
+    pub duration: Duration,
+    pub cap: Duration,
+    pub enough: &'a (dyn Fn() -> bool + Sync),
+}
+
+/// [`run_committers`] for a [`Span`].
+pub fn run_committers_for<Make, Commit>(
+    threads: usize,
+    span: &Span<'_>,
+    make_committer: Make,
+) -> Result<RunTotals, BenchError>
+where
+    Make: Fn(usize) -> Result<Commit, BenchError> + Sync,
+    Commit: FnMut() -> Result<TxnOutcome, BenchError>,
+{
     assert!(threads > 0, "at least one committing thread");
+    assert!(
+        span.cap >= span.duration,
+        "a span's cap is at least its duration"
+    );
     let barrier = Barrier::new(threads);
     let stop = AtomicBool::new(false);
     let results: Vec<Result<RunTotals, BenchError>> = std::thread::scope(|scope| {
@@ -97,7 +128,7 @@ where
                 scope.spawn(move || {
                     let committer = make(index);
                     barrier.wait();
-                    let result = committer.and_then(|c| commit_until(c, duration, stop));
+                    let result = committer.and_then(|c| commit_until(c, span, stop));
                     if result.is_err() {
                         stop.store(true, Ordering::Release);
                     }
@@ -115,7 +146,7 @@ where
 
 fn commit_until<Commit>(
     mut commit: Commit,
-    duration: Duration,
+    span: &Span<'_>,
     stop: &AtomicBool,
 ) -> Result<RunTotals, BenchError>
 where
@@ -125,7 +156,9 @@ where
     let start = Instant::now();
     let mut now = start;
     for _ in 0..TRANSACTIONS_PER_THREAD_MAX {
-        if now.duration_since(start) >= duration || stop.load(Ordering::Acquire) {
+        let elapsed = now.duration_since(start);
+        let over = elapsed >= span.cap || (elapsed >= span.duration && (span.enough)());
+        if over || stop.load(Ordering::Acquire) {
             break;
         }
         let outcome = commit()?;
@@ -186,6 +219,35 @@ mod tests {
         assert_eq!(totals.latency.count(), totals.commits);
         assert!(totals.elapsed >= Duration::from_millis(20));
         assert!(totals.latency.quantile_us(0.5).unwrap() >= 50.0);
+    }
+
+    #[test]
+    fn a_span_runs_on_until_enough_and_no_longer_than_its_cap() {
+        let calls = std::sync::atomic::AtomicU64::new(0);
+        let enough_after = 40;
+        let enough = || calls.load(Ordering::Relaxed) >= enough_after;
+        let span = Span {
+            duration: Duration::ZERO,
+            cap: Duration::from_secs(60),
+            enough: &enough,
+        };
+        let totals = run_committers_for(1, &span, |_| {
+            Ok(|| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                Ok(TxnOutcome::Committed)
+            })
+        })
+        .unwrap();
+        assert_eq!(totals.commits, enough_after);
+        let never = || false;
+        let capped = Span {
+            duration: Duration::ZERO,
+            cap: Duration::from_millis(20),
+            enough: &never,
+        };
+        let totals = run_committers_for(2, &capped, |_| Ok(|| Ok(TxnOutcome::Committed))).unwrap();
+        assert!(totals.elapsed >= Duration::from_millis(20));
+        assert!(totals.elapsed < Duration::from_secs(10));
     }
 
     #[test]
