@@ -16,7 +16,10 @@
 //!    interval, so redo reaches back at most two intervals. A full
 //!    checkpoint (close, end of recovery) writes every page dirty at `b`.
 //!    A page found clean, or dirty again since after `b`, was written by an
-//!    eviction meanwhile and leaves the table too.
+//!    eviction meanwhile and leaves the table too. A background
+//!    checkpoint's writes keep to a schedule counted in WAL bytes
+//!    ([`COMPLETION_TARGET`], see [`on_schedule`]); a whole checkpoint
+//!    ([`run`]) writes as fast as it can.
 //! 3. **sync** the page file (the `early-checkpoint` bug moves this after
 //!    step 4): every page write of step 2, and every eviction before it, is
 //!    durable.
@@ -101,6 +104,8 @@ struct Running {
     unhinted: u32,
     /// Pages dirty since before this LSN are written.
     write_limit: Lsn,
+    /// Pages to write at the begin record.
+    total: usize,
     phase: Phase,
 }
 
@@ -112,6 +117,14 @@ impl Checkpointer {
         }
     }
 
+    /// True if a checkpoint is under way and a background step would do
+    /// something now (not held back by its schedule, see [`on_schedule`]).
+    pub fn may_step(&self, inner: &Inner) -> bool {
+        self.running
+            .as_ref()
+            .is_some_and(|running| running.phase != Phase::Write || on_schedule(inner, running))
+    }
+
     pub fn is_running(&self) -> bool {
         self.running.is_some()
     }
@@ -119,6 +132,46 @@ impl Checkpointer {
 
 fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
     core.lock().expect("engine core lock poisoned")
+}
+
+fn to_write_len(dirty: &BTreeMap<u32, Lsn>, write_limit: Lsn) -> usize {
+    dirty
+        .values()
+        .filter(|&&rec_lsn| rec_lsn < write_limit)
+        .count()
+}
+
+/// Whether a checkpoint's steps keep to a schedule (see [`on_schedule`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// Background steps (`tick`, `checkpoint_step`).
+    Spread,
+    /// As fast as the steps go (a whole checkpoint: close, end of recovery,
+    /// `Engine::checkpoint`).
+    Now,
+}
+
+/// PostgreSQL's `checkpoint_completion_target`: a background checkpoint's
+/// page writes are spread so they end when this share of the next
+/// checkpoint interval's WAL has been written (numerator, denominator).
+pub const COMPLETION_TARGET: (u64, u64) = (1, 2);
+
+/// True if a background checkpoint may write its next batch: the share of
+/// its pages written is not ahead of the share of [`COMPLETION_TARGET`] of
+/// `checkpoint_wal_bytes` appended since its begin record. The schedule is
+/// WAL, not time, so under the harness's virtual clock it replays exactly;
+/// a checkpoint with no WAL behind it (an idle engine) waits, and close
+/// finishes it.
+fn on_schedule(inner: &Inner, running: &Running) -> bool {
+    let every = u128::from(inner.config.checkpoint_wal_bytes);
+    if every == 0 || running.total == 0 {
+        return true;
+    }
+    let done = (running.total - running.to_write.len().min(running.total)) as u128;
+    let wal = u128::from(inner.log.next_lsn() - running.begin_lsn);
+    let (num, den) = COMPLETION_TARGET;
+    // done / total <= wal / (every * num / den)
+    done * every * u128::from(num) <= wal * running.total as u128 * u128::from(den)
 }
 
 /// Step 1: appends the begin record and snapshots the tables.
@@ -143,7 +196,9 @@ pub fn begin(
         .filter(|&(_, &rec_lsn)| rec_lsn < write_limit)
         .map(|(&page, _)| page)
         .collect();
+    let total = to_write_len(&dirty, write_limit);
     state.running = Some(Running {
+        total,
         begin_lsn,
         next_txn: core.txns.next_txn,
         active: core.txns.checkpoint_list(),
@@ -161,10 +216,16 @@ pub fn begin(
 
 /// Runs the next step of the checkpoint under way; returns true once it is
 /// complete (the control file names it).
-pub fn step(inner: &Inner, core: &Mutex<Core>, state: &mut Checkpointer) -> Result<bool> {
+pub fn step(
+    inner: &Inner,
+    core: &Mutex<Core>,
+    state: &mut Checkpointer,
+    pace: Pace,
+) -> Result<bool> {
     inner.fatal.check()?;
     let running = state.running.as_mut().expect("a checkpoint is under way");
     match running.phase {
+        Phase::Write if pace == Pace::Spread && !on_schedule(inner, running) => Ok(false),
         Phase::Write => {
             write_batch(inner, core, running)?;
             if running.to_write.is_empty() {
@@ -205,7 +266,7 @@ pub fn run(inner: &Inner, core: &Mutex<Core>, state: &mut Checkpointer, mode: Mo
     let steps_max =
         (pages + WRITE_BATCH_PAGES * deferred_max).div_ceil(WRITE_BATCH_PAGES) + deferred_max + 4;
     for _ in 0..steps_max {
-        if step(inner, core, state)? {
+        if step(inner, core, state, Pace::Now)? {
             return Ok(());
         }
     }

@@ -15,7 +15,7 @@
 //! ([`Engine::spawn_flusher`]).
 
 use crate::buffer::{BufferPool, PAGES_FILE, PageFile};
-use crate::checkpoint::{self, Checkpointer, Mode, SPARE_TMP_FILE};
+use crate::checkpoint::{self, Checkpointer, Mode, Pace, SPARE_TMP_FILE};
 use crate::clock::Clock;
 use crate::config::{Bug, Config, FsyncPolicy};
 use crate::control::{self, CONTROL_TMP_FILE, Control};
@@ -651,7 +651,7 @@ impl Engine {
         let every = self.inner.config.checkpoint_wal_bytes;
         let mut state = self.checkpointer();
         if state.is_running() {
-            checkpoint::step(&self.inner, &self.core, &mut state)?;
+            checkpoint::step(&self.inner, &self.core, &mut state, Pace::Spread)?;
         } else if every > 0 && self.inner.log.next_lsn() - state.last_begin >= every {
             checkpoint::begin(&self.inner, &self.core, &mut state, Mode::Background)?;
         }
@@ -702,14 +702,17 @@ impl Engine {
 
     /// Runs one step of the checkpoint under way, if any (a real-time
     /// checkpointer may call it between ticks to finish sooner); returns
-    /// whether a checkpoint is still under way.
+    /// whether a checkpoint is still under way and may take another step
+    /// now (false while its page writes wait for WAL to keep to their
+    /// schedule: half of the next interval's WAL, like PostgreSQL's
+    /// `checkpoint_completion_target`).
     pub fn checkpoint_step(&self) -> Result<bool> {
         self.inner.fatal.check()?;
         let mut state = self.checkpointer();
-        if state.is_running() {
-            checkpoint::step(&self.inner, &self.core, &mut state)?;
+        if state.may_step(&self.inner) {
+            checkpoint::step(&self.inner, &self.core, &mut state, Pace::Spread)?;
         }
-        Ok(state.is_running())
+        Ok(state.may_step(&self.inner))
     }
 
     /// Every key and value, sorted by key, as the pages hold them now (call

@@ -305,3 +305,60 @@ fn checkpoint_writes_outside_the_core_lock_lose_nothing_under_threads() {
     Arc::into_inner(engine).unwrap().close().unwrap();
     check(&storage.snapshot(), &all);
 }
+
+/// A background checkpoint spreads its page writes over the WAL that follows
+/// its begin record (half a checkpoint interval's worth, like PostgreSQL's
+/// `checkpoint_completion_target`): with no new WAL it writes one batch and
+/// waits, and `checkpoint_step` says so instead of spinning; as commits add
+/// WAL it writes on and completes. Close finishes a waiting one.
+#[test]
+fn background_checkpoints_spread_their_page_writes_over_the_wal() {
+    let mut config = config(None);
+    config.checkpoint_wal_bytes = 16 << 10;
+    let storage = MemStorage::new();
+    let engine = open(&storage, &config);
+    let mut model = Model::new();
+    let mut round = 0;
+    let mut commit_tick = |engine: &Engine, model: &mut Model| {
+        round += 1;
+        commit(engine, model, round % 48, round);
+        engine.tick().unwrap();
+    };
+    // The first checkpoint finds nothing dirty for a whole interval; the
+    // second writes the pages dirty since before the first began.
+    for _ in 0..10_000 {
+        if engine.stats().checkpoints >= 1 && engine.checkpoint_running() {
+            break;
+        }
+        commit_tick(&engine, &mut model);
+    }
+    assert!(engine.checkpoint_running(), "a second checkpoint began");
+    let writes_before = engine.stats().page_writes;
+    let mut steps = 0;
+    while engine.checkpoint_step().unwrap() {
+        steps += 1;
+        assert!(steps < 100, "checkpoint_step never says it waits");
+    }
+    let written = engine.stats().page_writes - writes_before;
+    assert!(
+        (1..=4).contains(&written),
+        "{written} pages written with no new WAL"
+    );
+    assert!(engine.checkpoint_running(), "waiting, not complete");
+    let completed = engine.stats().checkpoints;
+    let mut commits = 0;
+    while engine.stats().checkpoints == completed {
+        commit_tick(&engine, &mut model);
+        commits += 1;
+        assert!(commits < 10_000, "the checkpoint never completed");
+    }
+    assert!(commits >= 10, "spread over {commits} commits only");
+    // Close finishes a checkpoint that waits for WAL.
+    while !engine.checkpoint_running() {
+        commit_tick(&engine, &mut model);
+    }
+    while engine.checkpoint_step().unwrap() {}
+    engine.close().unwrap();
+    let (_, reopened) = open_image(&storage.snapshot(), &config);
+    assert_eq!(state(&reopened), model);
+}
