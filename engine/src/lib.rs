@@ -38,6 +38,7 @@ pub use db::{
     RecoveryTimings, check_config,
 };
 pub use error::{Error, Result};
+pub use page::page_of;
 
 /// A log sequence number: the byte position of a record in the WAL stream.
 pub type Lsn = u64;

@@ -168,6 +168,10 @@ struct BenchArgs {
     /// (engine) Committing thread counts, comma-separated [default: 1,8].
     #[arg(long, value_delimiter = ',')]
     threads: Vec<usize>,
+    /// (engine) Rounds each configuration's time is split into, run
+    /// round-robin over all configurations [default: 3].
+    #[arg(long)]
+    rounds: Option<u32>,
     /// (harness) Worker processes [default: all cores].
     #[arg(long)]
     jobs: Option<u32>,
@@ -311,6 +315,9 @@ fn bench_engine(args: BenchArgs, duration: Option<std::time::Duration>) -> i32 {
     }
     if let Some(duration) = duration {
         options.duration = duration;
+    }
+    if let Some(rounds) = args.rounds {
+        options.rounds = rounds;
     }
     options.csv = args.csv;
     if args.recovery {

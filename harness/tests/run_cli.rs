@@ -82,6 +82,8 @@ fn bad_input_gets_one_line_and_exit_2() {
         vec!["run", "--duration", "forever"],
         vec!["bench", "nothing"],
         vec!["bench", "harness", "--target", "nosuch", "--duration", "1s"],
+        vec!["bench", "engine", "--rounds", "0"],
+        vec!["bench", "engine", "--rounds", "many"],
         vec!["run", "--target", "nosuch"],
     ] {
         let result = powercut(&args);
