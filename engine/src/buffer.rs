@@ -142,14 +142,6 @@ impl PageFile {
     pub fn sync(&self) -> std::io::Result<()> {
         self.file.sync_data()
     }
-
-    /// Starts the OS writing the page file's written pages to the device
-    /// (a hint, see [`crate::storage::StorageFile::start_writeback`]).
-    pub fn start_writeback(&self) -> Result<()> {
-        self.file
-            .start_writeback()
-            .map_err(io_error("start writeback of", PAGES_FILE))
-    }
 }
 
 /// A page in the pool.

@@ -10,9 +10,7 @@
 //! 2. **write** (a batch of pages per step): every page of the table whose
 //!    recLSN is below the *write limit* is written — copied under the core
 //!    lock, then, outside every lock a commit takes, the WAL is flushed past
-//!    the copy's pageLSN and the copy written; every
-//!    [`WRITEBACK_AFTER_PAGES`] pages the OS is asked to start writing them
-//!    out. The background limit is the previous checkpoint's begin LSN: a page is written once it has been dirty for a whole checkpoint
+//!    the copy's pageLSN and the copy written. The background limit is the previous checkpoint's begin LSN: a page is written once it has been dirty for a whole checkpoint
 //!    interval, so redo reaches back at most two intervals. A full
 //!    checkpoint (close, end of recovery) writes every page dirty at `b`.
 //!    A page found clean, or dirty again since after `b`, was written by an
@@ -56,11 +54,6 @@ pub const WRITE_BATCH_PAGES: usize = 4;
 /// for another thread's WAL flush (a group-commit round, an `always`
 /// commit) before the checkpoint flushes the WAL itself.
 pub const DEFERRALS_MAX: u32 = 8;
-/// Pages a checkpoint writes between asking the OS to start writing them
-/// to the device (PostgreSQL's `checkpoint_flush_after`, 256 KiB of 8 KiB
-/// pages): the page file's sync at the end then finds little left to write,
-/// instead of one burst that the commits' WAL fsyncs queue behind.
-pub const WRITEBACK_AFTER_PAGES: u32 = 32;
 /// Released segments kept as spares for reuse; the rest are removed.
 pub const SPARE_SEGMENTS_MAX: usize = 2;
 
@@ -100,8 +93,6 @@ struct Running {
     to_write: VecDeque<u32>,
     /// Write steps that deferred a page so far.
     deferrals: u32,
-    /// Pages written since the last writeback hint.
-    unhinted: u32,
     /// Pages dirty since before this LSN are written.
     write_limit: Lsn,
     /// Pages to write at the begin record.
@@ -205,7 +196,6 @@ pub fn begin(
         dirty,
         to_write,
         deferrals: 0,
-        unhinted: 0,
         write_limit,
         phase: Phase::Write,
     });
@@ -324,11 +314,6 @@ fn write_batch(inner: &Inner, core: &Mutex<Core>, running: &mut Running) -> Resu
         }
     }
     written?;
-    running.unhinted += copies.len() as u32;
-    if running.unhinted >= WRITEBACK_AFTER_PAGES {
-        inner.pages.start_writeback()?;
-        running.unhinted = 0;
-    }
     running.deferrals += u32::from(deferred);
     Ok(())
 }

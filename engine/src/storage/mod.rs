@@ -160,15 +160,6 @@ pub trait StorageFile: Send + Sync {
     fn link_count(&self) -> io::Result<u64> {
         Ok(1)
     }
-
-    /// Asks the OS to start writing this file's written data to the device
-    /// now, without waiting for it (Linux `sync_file_range` with
-    /// `SYNC_FILE_RANGE_WRITE`), so a later sync has less left to write at
-    /// once. A hint: nothing becomes durable by it, and doing nothing (the
-    /// default) is correct.
-    fn start_writeback(&self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// One entry of a directory listing.

@@ -179,19 +179,4 @@ impl StorageFile for RealFile {
     fn link_count(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.nlink())
     }
-
-    #[cfg(target_os = "linux")]
-    fn start_writeback(&self) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a plain system call on a descriptor this file owns; offset
-        // and length 0 mean the whole file.
-        let result = unsafe {
-            libc::sync_file_range(self.file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
-        };
-        if result == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
 }
