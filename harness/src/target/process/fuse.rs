@@ -51,9 +51,10 @@ use fuser::{
     ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
 use std::io;
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -931,7 +932,13 @@ fn keep_large_buffers_off_the_heap() {
 pub struct Mount {
     session: Option<fuser::BackgroundSession>,
     control: Arc<FsControl>,
+    mountpoint: PathBuf,
 }
+
+/// Tries of an unmount the kernel refuses as busy.
+pub const UNMOUNT_TRIES: u32 = 200;
+/// Pause between them.
+pub const UNMOUNT_RETRY_PAUSE: Duration = Duration::from_millis(5);
 
 impl Mount {
     /// Serves `storage` at `mountpoint` (an existing empty directory) on a
@@ -965,6 +972,7 @@ impl Mount {
         Ok(Mount {
             session: Some(session),
             control,
+            mountpoint: mountpoint.to_path_buf(),
         })
     }
 
@@ -972,12 +980,30 @@ impl Mount {
         &self.control
     }
 
-    /// Unmounts and waits for the serving thread.
+    /// Unmounts and waits for the serving thread. The kernel may refuse
+    /// the unmount as busy for a moment after the last file on the mount
+    /// was closed (seen under load, the close's release still in flight):
+    /// it is tried again, [`UNMOUNT_TRIES`] times at most, before the error
+    /// stands.
     pub fn unmount(mut self) -> io::Result<()> {
-        match self.session.take() {
-            Some(session) => session.umount_and_join(),
-            None => Ok(()),
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        let path = CString::new(self.mountpoint.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mount point with a NUL"))?;
+        for tries_left in (0..UNMOUNT_TRIES).rev() {
+            // SAFETY: a NUL-terminated path that outlives the call.
+            if unsafe { libc::umount2(path.as_ptr(), 0) } == 0 {
+                break;
+            }
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::EBUSY) || tries_left == 0 {
+                return Err(error);
+            }
+            std::thread::sleep(UNMOUNT_RETRY_PAUSE);
         }
+        // Unmounted: the serving thread sees the connection end.
+        session.join()
     }
 }
 
