@@ -10,8 +10,10 @@
 //! 2. **write** (a batch of pages per step): every page of the table whose
 //!    recLSN is below the *write limit* is written — copied under the core
 //!    lock, then, outside every lock a commit takes, the WAL is flushed past
-//!    the copy's pageLSN and the copy written. The background limit is the previous checkpoint's begin LSN: a page is written once it has been dirty for a whole checkpoint
-//!    interval, so redo reaches back at most two intervals. A full
+//!    the copy's pageLSN and the copy written. The background limit is the
+//!    previous checkpoint's begin LSN: a page is written once it has been
+//!    dirty for a whole checkpoint interval, so redo reaches back at most
+//!    two intervals. A full
 //!    checkpoint (close, end of recovery) writes every page dirty at `b`.
 //!    A page found clean, or dirty again since after `b`, was written by an
 //!    eviction meanwhile and leaves the table too. A background
@@ -125,13 +127,6 @@ fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
     core.lock().expect("engine core lock poisoned")
 }
 
-fn to_write_len(dirty: &BTreeMap<u32, Lsn>, write_limit: Lsn) -> usize {
-    dirty
-        .values()
-        .filter(|&&rec_lsn| rec_lsn < write_limit)
-        .count()
-}
-
 /// Whether a checkpoint's steps keep to a schedule (see [`on_schedule`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pace {
@@ -182,14 +177,13 @@ pub fn begin(
         Mode::Background => state.last_begin.min(begin_lsn),
         Mode::Full => begin_lsn,
     };
-    let to_write = dirty
+    let to_write: VecDeque<u32> = dirty
         .iter()
         .filter(|&(_, &rec_lsn)| rec_lsn < write_limit)
         .map(|(&page, _)| page)
         .collect();
-    let total = to_write_len(&dirty, write_limit);
     state.running = Some(Running {
-        total,
+        total: to_write.len(),
         begin_lsn,
         next_txn: core.txns.next_txn,
         active: core.txns.checkpoint_list(),

@@ -13,9 +13,11 @@
 //! committer gathers nothing (one expected), so its latency is unchanged.
 //! Only the arrival that completes the gathering wakes the leader: a
 //! wake-up per arrival costs the leader a context switch on the cores the
-//! late committers need.
+//! late committers need. Followers wait for the round's end on a futex word
+//! (the count of rounds ended), first yielding the CPU in a loop while it
+//! stays the same, then sleeping (see [`Group::wait_round`]).
 //!
-//! The gathering wait reads real time (a condition variable's timeout): this
+//! The gathering wait and the followers' yield loop read real time: this
 //! path exists only for threads; the deterministic single-threaded API
 //! (`commit_enqueue`, `group_flush_*`) never enters it.
 

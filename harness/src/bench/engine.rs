@@ -27,7 +27,7 @@ use engine::storage::RealStorage;
 use engine::{Config, Engine, FsyncPolicy, SystemClock};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Pages in the benchmark's page file (16 MiB of 4 KiB pages).
@@ -54,9 +54,9 @@ pub const CHECKPOINT_RUN_CAP_FACTOR: u32 = 10;
 /// Commits during checkpoints a round with checkpoints needs at least: a
 /// p99 of fewer would be a maximum.
 pub const MARKED_MIN: u64 = 200;
-/// Threads of the untimed warm-up before the first round with checkpoints.
+/// Threads of the untimed warm-up before an engine's first round.
 pub const WARM_UP_THREADS: usize = 8;
-/// The longest a warm-up may take.
+/// The longest a warm-up may take (either kind).
 pub const WARM_UP_CAP: Duration = Duration::from_secs(60);
 
 /// The configuration measured for `policy`: no checkpoints, or one every
@@ -193,29 +193,26 @@ fn touch_every_page(engine: &Engine) -> Result<(), BenchError> {
     }
     let keys: Vec<u64> = first_key.into_values().collect();
     let value = [0x5a_u8; super::VALUE_BYTES];
-    let per_thread = keys.len().div_ceil(WARM_UP_THREADS);
+    let next = AtomicUsize::new(0);
+    let enough = || next.load(Ordering::Relaxed) >= keys.len();
+    let span = Span {
+        duration: Duration::ZERO,
+        cap: WARM_UP_CAP,
+        enough: &enough,
+    };
     with_ticker(engine, || {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = keys
-                .chunks(per_thread)
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        for key in chunk {
-                            let txn = engine.begin().map_err(engine_error("warm-up"))?;
-                            engine
-                                .put(txn, &key.to_be_bytes(), &value)
-                                .map_err(engine_error("warm-up"))?;
-                            engine.commit(txn).map_err(engine_error("warm-up"))?;
-                        }
-                        Ok::<(), BenchError>(())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .try_for_each(|handle| handle.join().unwrap_or(Err(BenchError::ThreadPanicked)))
+        run_committers_for(WARM_UP_THREADS, &span, |_| {
+            Ok(|| match keys.get(next.fetch_add(1, Ordering::Relaxed)) {
+                Some(key) => put_commit(engine, &key.to_be_bytes(), &value),
+                // Another thread took the last key: nothing to commit.
+                None => Ok(TxnOutcome::Aborted),
+            })
         })
-    })
+    })?;
+    if !enough() {
+        return Err(BenchError::WarmUp(WARM_UP_CAP));
+    }
+    Ok(())
 }
 
 /// Runs `work` while a ticker thread calls [`Engine::tick`] every
@@ -251,9 +248,14 @@ pub fn with_ticker<T>(
 /// One transaction: begin, put one value, commit. A write conflict or a full
 /// page rolls it back and counts as an abort.
 pub fn engine_txn(engine: &Engine, inputs: &mut TxnInputs) -> Result<TxnOutcome, BenchError> {
-    let txn = engine.begin().map_err(engine_error("begin"))?;
     let (key, value) = inputs.next_write();
-    match engine.put(txn, &key, value) {
+    put_commit(engine, &key, value)
+}
+
+/// [`engine_txn`] of a given key and value.
+fn put_commit(engine: &Engine, key: &[u8], value: &[u8]) -> Result<TxnOutcome, BenchError> {
+    let txn = engine.begin().map_err(engine_error("begin"))?;
+    match engine.put(txn, key, value) {
         Ok(()) => {}
         Err(engine::Error::Conflict { .. } | engine::Error::PageFull { .. }) => {
             engine.abort(txn).map_err(engine_error("abort"))?;
